@@ -1,0 +1,442 @@
+//! The server's command line (spec section 2): parsed with getopts into a
+//! [`Config`], every value validated, errors as a type the binary turns into
+//! one line, the usage and exit code 2.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use getopts::Options;
+
+use crate::config::{Config, Protocol, UploadLayout};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the server.
+    Run(Config),
+    /// Print the help text and exit 0.
+    Help,
+    /// Print the version and exit 0.
+    Version,
+}
+
+/// A command line that cannot be run: exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageError {
+    /// getopts refused the options (unknown flag, missing value...).
+    Options(String),
+    /// An option's value is not valid.
+    BadValue {
+        /// The option, as `--name`.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A positional argument names no protocol.
+    UnknownProtocol(String),
+    /// A protocol this build does not serve yet.
+    NotAvailable(Protocol),
+    /// A port that is not a number from 0 to 65535.
+    BadPort(String),
+    /// The same protocol named twice.
+    Duplicate(Protocol),
+    /// `--port` without exactly one protocol.
+    PortNeedsOneProtocol,
+    /// `--port` and `PROTOCOL=PORT` together.
+    PortTwice(Protocol),
+    /// `-v` and `-q` together.
+    VerboseAndQuiet,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::Options(msg) => f.write_str(msg),
+            UsageError::BadValue {
+                option,
+                value,
+                expected,
+            } => write!(
+                f,
+                "invalid value '{value}' for {option}: expected {expected}"
+            ),
+            UsageError::UnknownProtocol(name) => write!(
+                f,
+                "unknown protocol '{name}' (expected tne, cmd, chat, upload or transform)"
+            ),
+            UsageError::NotAvailable(p) => {
+                write!(f, "protocol '{p}' is not available in this build yet")
+            }
+            UsageError::BadPort(port) => {
+                write!(
+                    f,
+                    "invalid port '{port}': expected a number from 0 to 65535"
+                )
+            }
+            UsageError::Duplicate(p) => write!(f, "protocol '{p}' named twice"),
+            UsageError::PortNeedsOneProtocol => {
+                f.write_str("--port needs exactly one PROTOCOL to apply to")
+            }
+            UsageError::PortTwice(p) => {
+                write!(f, "port of '{p}' given both by --port and by {p}=PORT")
+            }
+            UsageError::VerboseAndQuiet => f.write_str("--verbose and --quiet exclude each other"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn options() -> Options {
+    let mut o = Options::new();
+    o.optopt(
+        "b",
+        "bind",
+        "address to listen on, IPv4 or IPv6 (default 0.0.0.0)",
+        "ADDR",
+    );
+    o.optopt(
+        "p",
+        "port",
+        "port of the one PROTOCOL named (0: any free port)",
+        "PORT",
+    );
+    o.optopt(
+        "d",
+        "upload-dir",
+        "where uploads are saved, created if missing (default ./uploads)",
+        "DIR",
+    );
+    o.optopt(
+        "",
+        "upload-layout",
+        "flat: DIR/k.txt; per-connection: DIR/<conn>/k.txt (default flat)",
+        "LAYOUT",
+    );
+    o.optopt(
+        "",
+        "max-conns",
+        "TCP connections open at once, all protocols (default 10000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "idle-timeout",
+        "close a connection silent this long; 0 = never (default 300)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "max-line",
+        "longest line of tne, cmd and chat (default 8192)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "max-sendq",
+        "chat: unsent output that makes a slow consumer (default 1048576)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "max-upload",
+        "upload: largest file (default 1073741824)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "max-buffer",
+        "transform: bytes reverse/shuffle hold, all connections (default 268435456)",
+        "BYTES",
+    );
+    o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
+    o.optflag("q", "quiet", "log warnings and errors only");
+    o.optflag("", "help", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
+    o
+}
+
+/// The help text of `onepoll --help`.
+pub fn usage() -> String {
+    let brief = "\
+Usage: onepoll [OPTIONS] [PROTOCOL[=PORT] ...]
+
+Serve the onepoll protocols from one event loop on one thread.
+PROTOCOL is tne (20003), cmd (8008), chat (6000), upload (8010) or
+transform (8083); with none, every protocol this build has is served
+on its default port. Logs go to stderr; stdout stays empty.
+
+Examples:
+  onepoll                          every protocol on its default port
+  onepoll transform=9000           transform on port 9000
+  onepoll -b ::1 -p 0 transform    transform on IPv6 loopback, any free port";
+    let mut text = options().usage(brief);
+    text.push_str(
+        "\nSIGINT or SIGTERM: stop accepting, send pending replies (up to 5 s), exit 0;\n\
+         a second signal exits at once.\n",
+    );
+    text
+}
+
+/// The short usage line printed after a usage error.
+pub fn short_usage() -> &'static str {
+    "Usage: onepoll [OPTIONS] [PROTOCOL[=PORT] ...]   (onepoll --help for more)"
+}
+
+fn number<T: std::str::FromStr>(
+    m: &getopts::Matches,
+    option: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, UsageError> {
+    match m.opt_str(option) {
+        None => Ok(None),
+        Some(value) => value.parse().map(Some).map_err(|_| UsageError::BadValue {
+            option: option_name(option),
+            value,
+            expected,
+        }),
+    }
+}
+
+fn option_name(long: &str) -> &'static str {
+    match long {
+        "max-conns" => "--max-conns",
+        "idle-timeout" => "--idle-timeout",
+        "max-line" => "--max-line",
+        "max-sendq" => "--max-sendq",
+        "max-upload" => "--max-upload",
+        "max-buffer" => "--max-buffer",
+        "bind" => "--bind",
+        "upload-layout" => "--upload-layout",
+        _ => "option",
+    }
+}
+
+fn positive<T: PartialOrd + Default>(
+    value: Option<T>,
+    option: &'static str,
+    shown: impl Fn() -> String,
+) -> Result<Option<T>, UsageError> {
+    match value {
+        Some(v) if v <= T::default() => Err(UsageError::BadValue {
+            option: option_name(option),
+            value: shown(),
+            expected: "a number greater than 0",
+        }),
+        other => Ok(other),
+    }
+}
+
+fn parse_port(text: &str) -> Result<u16, UsageError> {
+    text.parse()
+        .map_err(|_| UsageError::BadPort(text.to_string()))
+}
+
+/// Parses the arguments after the program name.
+pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let m = options()
+        .parse(&args)
+        .map_err(|e| UsageError::Options(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Command::Help);
+    }
+    if m.opt_present("version") {
+        return Ok(Command::Version);
+    }
+
+    let mut config = Config::default();
+    if let Some(bind) = m.opt_str("bind") {
+        config.bind = bind.parse::<IpAddr>().map_err(|_| UsageError::BadValue {
+            option: "--bind",
+            value: bind,
+            expected: "an IPv4 or IPv6 address",
+        })?;
+    }
+    if let Some(dir) = m.opt_str("upload-dir") {
+        config.upload_dir = PathBuf::from(dir);
+    }
+    if let Some(layout) = m.opt_str("upload-layout") {
+        config.upload_layout = match layout.as_str() {
+            "flat" => UploadLayout::Flat,
+            "per-connection" => UploadLayout::PerConnection,
+            _ => {
+                return Err(UsageError::BadValue {
+                    option: "--upload-layout",
+                    value: layout,
+                    expected: "flat or per-connection",
+                })
+            }
+        };
+    }
+    const COUNT: &str = "a whole number";
+    let max_conns = number::<usize>(&m, "max-conns", COUNT)?;
+    if let Some(n) = positive(max_conns, "max-conns", || "0".into())? {
+        config.max_conns = n;
+    }
+    if let Some(secs) = number::<u64>(&m, "idle-timeout", "a whole number of seconds")? {
+        config.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+    }
+    let max_line = number::<usize>(&m, "max-line", COUNT)?;
+    if let Some(n) = positive(max_line, "max-line", || "0".into())? {
+        config.max_line = n;
+    }
+    let max_sendq = number::<usize>(&m, "max-sendq", COUNT)?;
+    if let Some(n) = positive(max_sendq, "max-sendq", || "0".into())? {
+        config.max_sendq = n;
+    }
+    if let Some(n) = number::<u64>(&m, "max-upload", COUNT)? {
+        config.max_upload = n;
+    }
+    if let Some(n) = number::<usize>(&m, "max-buffer", COUNT)? {
+        config.max_buffer = n;
+    }
+    config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
+        (0, false) => log::LevelFilter::Info,
+        (0, true) => log::LevelFilter::Warn,
+        (1, false) => log::LevelFilter::Debug,
+        (_, false) => log::LevelFilter::Trace,
+        (_, true) => return Err(UsageError::VerboseAndQuiet),
+    };
+
+    let mut listeners: Vec<(Protocol, Option<u16>)> = Vec::new();
+    for word in &m.free {
+        let (name, port) = match word.split_once('=') {
+            Some((name, port)) => (name, Some(parse_port(port)?)),
+            None => (word.as_str(), None),
+        };
+        let protocol: Protocol = name
+            .parse()
+            .map_err(|_| UsageError::UnknownProtocol(name.to_string()))?;
+        if !protocol.is_available() {
+            return Err(UsageError::NotAvailable(protocol));
+        }
+        if listeners.iter().any(|(p, _)| *p == protocol) {
+            return Err(UsageError::Duplicate(protocol));
+        }
+        listeners.push((protocol, port));
+    }
+    if let Some(port) = m.opt_str("port") {
+        let port = parse_port(&port)?;
+        match listeners.as_mut_slice() {
+            [(protocol, slot)] => {
+                if slot.is_some() {
+                    return Err(UsageError::PortTwice(*protocol));
+                }
+                *slot = Some(port);
+            }
+            _ => return Err(UsageError::PortNeedsOneProtocol),
+        }
+    }
+    if !listeners.is_empty() {
+        config.listeners = listeners
+            .into_iter()
+            .map(|(p, port)| (p, port.unwrap_or_else(|| p.default_port())))
+            .collect();
+    }
+    Ok(Command::Run(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        match parse(args) {
+            Ok(Command::Run(c)) => c,
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> UsageError {
+        match parse(args) {
+            Err(e) => e,
+            other => panic!("{args:?} should fail, gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn no_protocol_serves_every_available_one_on_its_default_port() {
+        let c = config(&[]);
+        assert_eq!(c.listeners, vec![(Protocol::Transform, 8083)]);
+        assert_eq!(c.max_conns, 10_000);
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn port_applies_to_the_one_protocol_named() {
+        assert_eq!(
+            config(&["-p", "0", "transform"]).listeners,
+            vec![(Protocol::Transform, 0)]
+        );
+        assert_eq!(
+            config(&["transform=9000"]).listeners,
+            vec![(Protocol::Transform, 9000)]
+        );
+        assert_eq!(error(&["-p", "1"]), UsageError::PortNeedsOneProtocol);
+        assert_eq!(
+            error(&["-p", "1", "transform=2"]),
+            UsageError::PortTwice(Protocol::Transform)
+        );
+    }
+
+    #[test]
+    fn values_are_validated() {
+        assert!(matches!(
+            error(&["--max-conns", "x"]),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            error(&["--max-conns", "0"]),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            error(&["-b", "nowhere"]),
+            UsageError::BadValue { .. }
+        ));
+        assert!(matches!(
+            error(&["--upload-layout", "tree"]),
+            UsageError::BadValue { .. }
+        ));
+        assert_eq!(
+            error(&["transform=70000"]),
+            UsageError::BadPort("70000".into())
+        );
+        assert_eq!(
+            error(&["gopher"]),
+            UsageError::UnknownProtocol("gopher".into())
+        );
+        assert_eq!(
+            error(&["transform", "transform"]),
+            UsageError::Duplicate(Protocol::Transform)
+        );
+        assert_eq!(error(&["-v", "-q"]), UsageError::VerboseAndQuiet);
+        assert!(matches!(error(&["--frobnicate"]), UsageError::Options(_)));
+    }
+
+    #[test]
+    fn idle_timeout_zero_means_never_and_ipv6_binds() {
+        let c = config(&[
+            "--idle-timeout",
+            "0",
+            "-b",
+            "::1",
+            "--upload-layout",
+            "per-connection",
+        ]);
+        assert_eq!(c.idle_timeout, None);
+        assert_eq!(c.bind, "::1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.upload_layout, UploadLayout::PerConnection);
+    }
+
+    #[test]
+    fn help_and_version_win() {
+        assert!(matches!(parse(&["--help", "gopher"]), Ok(Command::Help)));
+        assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
+        assert!(usage().contains("--max-buffer"));
+    }
+}

@@ -1,0 +1,179 @@
+//! Every limit and default of the server, in one documented struct, and the
+//! names and ports of the protocols.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Unsent output above which a request/reply connection is no longer read
+/// (backpressure); reading resumes once it drains below.
+pub const BACKPRESSURE_BYTES: usize = 1024 * 1024;
+
+/// How long a graceful shutdown waits for replies to go out.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a closing connection may take to flush its last replies and see
+/// the peer's end of stream before it is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The five protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TNE20003 message/acknowledge (TCP and UDP).
+    Tne,
+    /// HELO / REQTIME / REQDATE / ECHO / REQIP / BYE.
+    Cmd,
+    /// Line chat room with broadcast.
+    Chat,
+    /// Line-counted file upload.
+    Upload,
+    /// Binary header, pipelined text transforms.
+    Transform,
+}
+
+impl Protocol {
+    /// All protocols, in the spec's order.
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Tne,
+        Protocol::Cmd,
+        Protocol::Chat,
+        Protocol::Upload,
+        Protocol::Transform,
+    ];
+
+    /// The protocol's name on the command line and in logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tne => "tne",
+            Protocol::Cmd => "cmd",
+            Protocol::Chat => "chat",
+            Protocol::Upload => "upload",
+            Protocol::Transform => "transform",
+        }
+    }
+
+    /// The port it listens on unless told otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Tne => 20003,
+            Protocol::Cmd => 8008,
+            Protocol::Chat => 6000,
+            Protocol::Upload => 8010,
+            Protocol::Transform => 8083,
+        }
+    }
+
+    /// Whether this build serves the protocol yet.
+    pub fn is_available(self) -> bool {
+        matches!(self, Protocol::Transform)
+    }
+
+    /// What a refused connection is told when `--max-conns` is reached, for
+    /// protocols that have text.
+    pub fn server_full_reply(self) -> &'static [u8] {
+        match self {
+            Protocol::Tne => b"TNE20003:E:server full\n",
+            Protocol::Cmd | Protocol::Chat => b"ERR server full\n",
+            Protocol::Upload | Protocol::Transform => b"",
+        }
+    }
+
+    /// Whether chat's slow-consumer rule applies instead of backpressure.
+    pub fn is_request_reply(self) -> bool {
+        !matches!(self, Protocol::Chat)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A protocol name that is not one of the five.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProtocol(pub String);
+
+impl fmt::Display for UnknownProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown protocol '{}' (expected tne, cmd, chat, upload or transform)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownProtocol {}
+
+impl FromStr for Protocol {
+    type Err = UnknownProtocol;
+    fn from_str(s: &str) -> Result<Protocol, UnknownProtocol> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownProtocol(s.to_string()))
+    }
+}
+
+/// Where uploaded files go (spec 1.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadLayout {
+    /// `<upload-dir>/<k>.txt`: later connections overwrite earlier ones.
+    Flat,
+    /// `<upload-dir>/<conn-id>/<k>.txt`: connections never collide.
+    PerConnection,
+}
+
+/// Everything the server is told on its command line.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address every listener binds (IPv4 or IPv6).
+    pub bind: IpAddr,
+    /// The protocols to serve and their ports (0: the OS picks).
+    pub listeners: Vec<(Protocol, u16)>,
+    /// upload: directory of saved files, created if missing.
+    pub upload_dir: PathBuf,
+    /// upload: flat or per-connection.
+    pub upload_layout: UploadLayout,
+    /// TCP connections open at once, all protocols together.
+    pub max_conns: usize,
+    /// Close a connection with no traffic either way for this long.
+    /// `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Longest line of tne, cmd and chat, CR and LF not counted.
+    pub max_line: usize,
+    /// chat: unsent output that makes a slow consumer.
+    pub max_sendq: usize,
+    /// upload: largest file.
+    pub max_upload: u64,
+    /// transform: bytes reverse and shuffle may hold, all connections.
+    pub max_buffer: usize,
+    /// Log detail.
+    pub log_level: log::LevelFilter,
+}
+
+impl Default for Config {
+    /// The spec's defaults, serving every available protocol on its port.
+    fn default() -> Config {
+        Config {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listeners: Protocol::ALL
+                .into_iter()
+                .filter(|p| p.is_available())
+                .map(|p| (p, p.default_port()))
+                .collect(),
+            upload_dir: PathBuf::from("./uploads"),
+            upload_layout: UploadLayout::Flat,
+            max_conns: 10_000,
+            idle_timeout: Some(Duration::from_secs(300)),
+            max_line: 8192,
+            max_sendq: 1024 * 1024,
+            max_upload: 1 << 30,
+            max_buffer: 256 * 1024 * 1024,
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! # onepoll
+//!
+//! One `mio::Poll` loop on one thread serving five socket protocols — tne,
+//! cmd, chat, upload and transform — plus the clients and the load generator
+//! that go with them. The wire contract is `SPEC.md` (shipped beside the
+//! project); this crate documents each protocol in its module.
+//!
+//! ## The layers
+//!
+//! - [`proto`] — the protocol cores, **sans-IO**. Each is a state machine
+//!   per connection that takes the bytes a read returned and appends replies
+//!   to an [`proto::Output`] queue; it never touches a socket, a clock or a
+//!   timer, and is tested byte by byte on its own. [`proto::transform`] is
+//!   the binary pipelined protocol.
+//! - [`server`] — the event loop and what it owns: listeners, the slab of
+//!   connections, idle and close timers, signals, limits. It is the only
+//!   place that does I/O, and it routes what the cores ask for.
+//! - [`config`] and [`cli`] — every limit in one struct, and the command
+//!   line that fills it.
+//! - [`client`] — the client side of each protocol, used by
+//!   `onepoll-client`.
+//!
+//! ## The loop's invariants
+//!
+//! Written once here; the code in [`server`] relies on them.
+//!
+//! 1. **Readiness is edge-triggered.** After an event, a socket is read
+//!    until `WouldBlock` or a short read (fewer bytes than asked for: the
+//!    kernel had no more, and new data raises a new edge), or until the loop
+//!    chooses to stop (backpressure), in which case it remembers to resume
+//!    without waiting for an event.
+//! 2. **Writes happen once per wake-up.** Cores queue replies; after every
+//!    event of a wake-up is handled, each connection with output is flushed
+//!    with one `write`/`writev`. Writable interest is registered only when
+//!    bytes are left over, and removed when they drain: a request/reply
+//!    exchange costs one read and one write, no `epoll_ctl`.
+//! 3. **Events are hints.** A spurious event costs one `WouldBlock`. Closes
+//!    are deferred to the end of the wake-up, so a slab key is never reused
+//!    while events for its previous owner may still be in hand.
+//! 4. **Every byte of buffering is bounded**: carried input by the cores'
+//!    limits (`--max-line`), output by backpressure (1 MiB) or the
+//!    slow-consumer limit (`--max-sendq`), held messages by `--max-buffer`,
+//!    connections by `--max-conns`. An idle connection owns no heap buffer.
+//! 5. **Nothing is lost on close.** A peer's EOF still gets every reply it is
+//!    owed; a close the server starts shuts the write side first and drains
+//!    input briefly, so the last reply is not destroyed by a reset.
+
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod proto;
+pub mod server;

@@ -1,0 +1,170 @@
+//! The sans-IO contract every protocol core implements, and the cores.
+//!
+//! A core is a state machine per connection ([`Session`]). The event loop
+//! feeds it the bytes a read returned ([`Session::on_input`]); the core
+//! parses them in place, appends replies to the connection's [`Output`], and
+//! asks for anything else (closing after the replies, say) through [`Cx`].
+//! A core owns no socket, no clock and no timer, so every protocol is tested
+//! byte by byte without a network, and the loop stays the one place that
+//! does I/O.
+//!
+//! Input contract: `on_input` consumes every complete message in `input` and
+//! returns how many bytes it consumed. Bytes it leaves (an incomplete line,
+//! say) are kept by the connection and offered again, followed by the next
+//! bytes read. A core bounds what it leaves unconsumed (a line framer enters
+//! discard mode past `--max-line`), so a connection's carried input is
+//! bounded too.
+//!
+//! Adding a protocol: write `proto/<name>.rs` with a type that implements
+//! [`Session`], and name it once in the `sessions!` list below. Nothing in
+//! the loop changes.
+
+pub mod budget;
+pub mod output;
+pub mod rng;
+pub mod transform;
+
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+pub use budget::{Budget, Reservation};
+pub use output::Output;
+
+use crate::config::{Config, Protocol};
+
+/// State shared by all connections, owned by the loop and lent to a core on
+/// each call. Each protocol's part lives in its own module.
+#[derive(Debug)]
+pub struct Shared {
+    /// transform: the `--max-buffer` budget and the shuffle generator.
+    pub transform: transform::Shared,
+}
+
+impl Shared {
+    /// Shared state for a server running with `config`.
+    pub fn new(config: &Config) -> Shared {
+        Shared {
+            transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
+        }
+    }
+}
+
+/// What the loop lends a core for one call: where replies go, who the peer
+/// is, the time, and the state shared with other connections.
+pub struct Cx<'a> {
+    /// Replies to this connection, in order.
+    pub out: &'a mut Output,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// A server-unique id of this connection (never reused).
+    pub conn_id: u64,
+    /// Wall-clock time of this loop iteration.
+    pub now: SystemTime,
+    /// State shared by all connections.
+    pub shared: &'a mut Shared,
+    close: bool,
+}
+
+impl<'a> Cx<'a> {
+    /// A context for one call into a core.
+    pub fn new(
+        out: &'a mut Output,
+        shared: &'a mut Shared,
+        peer: SocketAddr,
+        conn_id: u64,
+        now: SystemTime,
+    ) -> Cx<'a> {
+        Cx {
+            out,
+            peer,
+            conn_id,
+            now,
+            shared,
+            close: false,
+        }
+    }
+
+    /// Asks the loop to close the connection once the replies queued so far
+    /// have been sent. Input after this point is not offered to the core.
+    pub fn close_after_flush(&mut self) {
+        self.close = true;
+    }
+
+    /// Whether the core asked for the connection to close.
+    pub fn close_requested(&self) -> bool {
+        self.close
+    }
+}
+
+/// One connection's protocol state machine. Every method but `on_input`
+/// has a do-nothing default.
+pub trait Session {
+    /// Consumes every complete message in `input`, appending replies to
+    /// `cx.out`; returns the number of bytes consumed (see the module doc).
+    fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize;
+
+    /// The peer shut its write side: no more input will come. Replies
+    /// queued so far are still sent; then the loop closes the connection.
+    fn on_eof(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// The connection is going away (any reason). Last chance to release
+    /// resources that a drop would not (temporary files, say).
+    fn on_close(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// The server is shutting down: queue any last words.
+    fn on_shutdown(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// True while a message has started and not ended. A shutting-down
+    /// server keeps reading such a connection until the message is complete,
+    /// so that replies to requests already begun go out whole.
+    fn mid_message(&self) -> bool {
+        false
+    }
+}
+
+/// Declares the closed set of protocol sessions the loop can hold, and
+/// dispatches [`Session`] calls to them without boxing.
+macro_rules! sessions {
+    ($($variant:ident($ty:ty)),+ $(,)?) => {
+        /// The session of any protocol (one per connection), stored inline in
+        /// the connection.
+        pub enum AnySession {
+            $(
+                #[allow(missing_docs)]
+                $variant($ty),
+            )+
+        }
+
+        impl Session for AnySession {
+            fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
+                match self { $(AnySession::$variant(s) => s.on_input(input, cx),)+ }
+            }
+            fn on_eof(&mut self, cx: &mut Cx<'_>) {
+                match self { $(AnySession::$variant(s) => s.on_eof(cx),)+ }
+            }
+            fn on_close(&mut self, cx: &mut Cx<'_>) {
+                match self { $(AnySession::$variant(s) => s.on_close(cx),)+ }
+            }
+            fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+                match self { $(AnySession::$variant(s) => s.on_shutdown(cx),)+ }
+            }
+            fn mid_message(&self) -> bool {
+                match self { $(AnySession::$variant(s) => s.mid_message(),)+ }
+            }
+        }
+    };
+}
+
+sessions! {
+    Transform(transform::TransformSession),
+}
+
+impl AnySession {
+    /// A fresh session of `protocol` for a new connection.
+    pub fn new(protocol: Protocol, _shared: &mut Shared) -> AnySession {
+        match protocol {
+            Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
+            other => unreachable!("{other} has no session yet; the CLI refuses it"),
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The reply queue of one connection: bytes a protocol core has produced and
+//! the socket has not yet taken.
+//!
+//! It is I/O-free: cores append to it, the event loop offers its contents to
+//! `writev` through [`Output::io_slices`] and reports what the kernel took
+//! with [`Output::consume`]. Three kinds of segment share the queue:
+//!
+//! - owned bytes, where small replies are appended back to back (a pipelined
+//!   batch of replies becomes one segment and one `write`);
+//! - shared bytes (`Rc<[u8]>`), one allocation sent to many receivers (chat);
+//! - held bytes, a whole message still charged to a [`Budget`](super::Budget)
+//!   until the kernel has taken its last byte.
+//!
+//! An empty queue owns no heap memory: a drained connection costs nothing.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::rc::Rc;
+
+use super::budget::Reservation;
+
+/// Smallest buffer allocated for owned bytes, so that a burst of tiny replies
+/// does not reallocate on each append.
+const MIN_OWNED_CAPACITY: usize = 4096;
+
+/// Largest owned buffer kept for reuse once fully written, while the
+/// connection is busy. Larger ones are freed.
+const KEEP_CAPACITY: usize = 256 * 1024;
+
+enum Segment {
+    Owned(Vec<u8>),
+    Shared(Rc<[u8]>),
+    /// The reservation is only held, never read: dropping the segment
+    /// gives the bytes back to the budget.
+    Held(Vec<u8>, #[allow(dead_code)] Reservation),
+}
+
+impl Segment {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Owned(v) | Segment::Held(v, _) => v,
+            Segment::Shared(rc) => rc,
+        }
+    }
+}
+
+/// The unsent output of one connection, in the order it must reach the peer.
+#[derive(Default)]
+pub struct Output {
+    segments: VecDeque<Segment>,
+    /// Bytes of the front segment the socket has already taken.
+    front_sent: usize,
+    /// Unsent bytes in all segments.
+    len: usize,
+}
+
+impl Output {
+    /// An empty queue; allocates nothing.
+    pub fn new() -> Output {
+        Output::default()
+    }
+
+    /// Unsent bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when everything has been sent.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The owned tail buffer with room for at least `additional` bytes.
+    fn tail(&mut self, additional: usize) -> &mut Vec<u8> {
+        let reusable = matches!(self.segments.back(), Some(Segment::Owned(_)));
+        if !reusable {
+            self.segments.push_back(Segment::Owned(Vec::with_capacity(
+                additional.max(MIN_OWNED_CAPACITY),
+            )));
+        }
+        match self.segments.back_mut() {
+            Some(Segment::Owned(v)) => {
+                v.reserve(additional);
+                v
+            }
+            _ => unreachable!("an owned tail segment was just ensured"),
+        }
+    }
+
+    /// Appends bytes to the queue.
+    pub fn put(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.tail(bytes.len()).extend_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// Appends a big-endian `u32` (network order), as length prefixes are sent.
+    pub fn put_u32(&mut self, value: u32) {
+        self.put(&value.to_be_bytes());
+    }
+
+    /// Appends `src` after passing it through `map`, which rewrites the copy
+    /// in place (a case change, say): one copy, no temporary.
+    pub fn put_mapped(&mut self, src: &[u8], map: impl FnOnce(&mut [u8])) {
+        if src.is_empty() {
+            return;
+        }
+        let tail = self.tail(src.len());
+        let start = tail.len();
+        tail.extend_from_slice(src);
+        map(&mut tail[start..]);
+        self.len += src.len();
+    }
+
+    /// Queues a buffer without copying it.
+    pub fn put_vec(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.segments.push_back(Segment::Owned(bytes));
+    }
+
+    /// Queues one shared copy of a message (a broadcast): the receiver holds a
+    /// reference, not a copy.
+    pub fn put_shared(&mut self, bytes: Rc<[u8]>) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.segments.push_back(Segment::Shared(bytes));
+    }
+
+    /// Queues a whole message whose memory stays charged to `reservation`
+    /// until the socket has taken all of it.
+    pub fn put_held(&mut self, bytes: Vec<u8>, reservation: Reservation) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.len += bytes.len();
+        self.segments.push_back(Segment::Held(bytes, reservation));
+    }
+
+    /// Fills `slices` with the unsent bytes, in order, for one `writev`;
+    /// returns how many slices were filled.
+    pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let mut filled = 0;
+        for (i, segment) in self.segments.iter().enumerate() {
+            if filled == slices.len() {
+                break;
+            }
+            let bytes = segment.bytes();
+            let bytes = if i == 0 {
+                &bytes[self.front_sent..]
+            } else {
+                bytes
+            };
+            slices[filled] = IoSlice::new(bytes);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// The first unsent contiguous run of bytes (for a plain `write`).
+    pub fn front(&self) -> &[u8] {
+        match self.segments.front() {
+            Some(segment) => &segment.bytes()[self.front_sent..],
+            None => &[],
+        }
+    }
+
+    /// Number of segments, which is how many slices a full `writev` needs.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Records that the socket took the next `n` bytes. Fully sent segments
+    /// are released (a held segment gives its budget back here); the last
+    /// owned buffer keeps its capacity for the next replies unless it is
+    /// large.
+    pub fn consume(&mut self, mut n: usize) {
+        debug_assert!(n <= self.len, "consumed more than was queued");
+        n = n.min(self.len);
+        self.len -= n;
+        while n > 0 {
+            let Some(front) = self.segments.front() else {
+                break;
+            };
+            let left = front.bytes().len() - self.front_sent;
+            if n < left {
+                self.front_sent += n;
+                return;
+            }
+            n -= left;
+            self.front_sent = 0;
+            let done = self.segments.pop_front();
+            if self.segments.is_empty() {
+                if let Some(Segment::Owned(mut v)) = done {
+                    if v.capacity() <= KEEP_CAPACITY {
+                        v.clear();
+                        self.segments.push_back(Segment::Owned(v));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Frees every buffer of a drained queue, so an idle connection owns no
+    /// heap memory. Does nothing while bytes are pending.
+    pub fn release_if_empty(&mut self) {
+        if self.len == 0 {
+            self.segments = VecDeque::new();
+            self.front_sent = 0;
+        }
+    }
+
+    /// Bytes of heap memory owned by the queue (buffers' capacity), for
+    /// memory accounting and tests.
+    pub fn heap_bytes(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Owned(v) | Segment::Held(v, _) => v.capacity(),
+                Segment::Shared(_) => 0,
+            })
+            .sum::<usize>()
+            + self.segments.capacity() * std::mem::size_of::<Segment>()
+    }
+
+    /// Removes and returns every unsent byte, concatenated. For tests and
+    /// for clients; the server flushes with [`io_slices`](Self::io_slices).
+    pub fn take_all(&mut self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.len);
+        all.extend_from_slice(self.front());
+        for segment in self.segments.iter().skip(1) {
+            all.extend_from_slice(segment.bytes());
+        }
+        self.segments.clear();
+        self.front_sent = 0;
+        self.len = 0;
+        all
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("segments", &self.segments.len())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Budget;
+
+    fn drain_by(out: &mut Output, step: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        while !out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = out.io_slices(&mut slices);
+            let mut budget = step;
+            for s in &slices[..n] {
+                let take = s.len().min(budget);
+                got.extend_from_slice(&s[..take]);
+                budget -= take;
+            }
+            let taken = step - budget;
+            out.consume(taken);
+        }
+        got
+    }
+
+    #[test]
+    fn small_replies_share_one_segment() {
+        let mut out = Output::new();
+        out.put(b"ab");
+        out.put(b"cd");
+        out.put_u32(1);
+        assert_eq!(out.segment_count(), 1);
+        assert_eq!(out.front(), b"abcd\0\0\0\x01");
+    }
+
+    #[test]
+    fn partial_writes_keep_their_place_across_segment_kinds() {
+        let budget = Budget::new(100);
+        let mut out = Output::new();
+        out.put(b"hello ");
+        out.put_shared(Rc::from(&b"shared "[..]));
+        out.put_held(b"held ".to_vec(), budget.try_reserve(5).unwrap());
+        out.put(b"tail");
+        assert_eq!(budget.held(), 5);
+        assert_eq!(drain_by(&mut out, 3), b"hello shared held tail");
+        assert_eq!(
+            budget.held(),
+            0,
+            "held bytes give their budget back once sent"
+        );
+    }
+
+    #[test]
+    fn mapped_put_copies_once_and_transforms() {
+        let mut out = Output::new();
+        out.put_mapped(b"abc", |b| b.make_ascii_uppercase());
+        assert_eq!(out.take_all(), b"ABC");
+    }
+
+    #[test]
+    fn drained_queue_can_release_all_memory() {
+        let mut out = Output::new();
+        out.put(&[7; 100]);
+        out.consume(100);
+        assert!(out.heap_bytes() > 0, "a small buffer is kept while busy");
+        out.release_if_empty();
+        assert_eq!(out.heap_bytes(), 0);
+    }
+
+    #[test]
+    fn empty_puts_queue_nothing() {
+        let mut out = Output::new();
+        out.put(b"");
+        out.put_vec(Vec::new());
+        out.put_shared(Rc::from(&b""[..]));
+        assert!(out.is_empty());
+        assert_eq!(out.segment_count(), 0);
+    }
+}

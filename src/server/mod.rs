@@ -1,0 +1,1 @@
+//! The event loop and everything it owns.
