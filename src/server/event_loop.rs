@@ -1,0 +1,453 @@
+//! The event loop: one `mio::Poll`, one thread, every listener and every
+//! connection.
+//!
+//! One wake-up, in order:
+//!
+//! 1. `poll` with a timeout from the earliest deadline (none: sleep until
+//!    an event; zero if a connection still has input it was not allowed to
+//!    read last time);
+//! 2. read the clock once;
+//! 3. handle each event: accept on a listener until `WouldBlock`; read a
+//!    connection and feed its session; a signal starts the shutdown;
+//! 4. resume connections left with unread input by the per-wake-up read
+//!    budget (fairness);
+//! 5. fire due deadlines (idle timeouts, close grace);
+//! 6. flush every connection touched in this wake-up, once, then settle
+//!    its interest, and remove the connections that finished.
+//!
+//! The invariants this relies on are written once, in the crate doc.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+
+use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
+use crate::proto::{AnySession, Shared};
+
+use super::conn::{CloseReason, Conn, IoCx, Phase, ReadStop};
+use super::listener::{AcceptError, Listener, ReserveFd};
+use super::signals::ShutdownSignals;
+use super::timers::{millis, Clock, TimerKind, Timers};
+use super::ServerError;
+
+/// The token of the signal pipe.
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+
+/// Listener `i` has token `FIRST_LISTENER - i`; connections use their slab
+/// key, counted up from 0, so the two ranges never meet.
+const FIRST_LISTENER: usize = usize::MAX - 2;
+
+/// The loop's read buffer, shared by every connection.
+const SCRATCH_BYTES: usize = 256 * 1024;
+
+/// How long accepting pauses after an accept error the reserve descriptor
+/// cannot cure.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER - index)
+}
+
+/// The server: its poll, listeners, connections and shared state.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    conns: Slab<Conn>,
+    shared: Shared,
+    config: Config,
+    timers: Timers,
+    clock: Clock,
+    signals: ShutdownSignals,
+    reserve: ReserveFd,
+    scratch: Box<[u8]>,
+    /// Connections to flush at the end of this wake-up.
+    flush_list: Vec<usize>,
+    /// Connections that stopped reading on the read budget, not on
+    /// `WouldBlock`: read again next wake-up without waiting for an event.
+    still_ready: Vec<usize>,
+    next_id: u64,
+    /// Set once shutdown starts: when the drain grace ends.
+    shutdown_at: Option<u64>,
+    /// Set while accepting is paused after an error: when to try again.
+    accept_paused_until: Option<u64>,
+}
+
+impl Server {
+    /// Binds every listener of `config`, installs the signal handlers and
+    /// logs `listening <protocol> tcp <addr:port>` for each listener.
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        let poll = Poll::new().map_err(ServerError::Setup)?;
+        let mut signals = ShutdownSignals::install().map_err(ServerError::Setup)?;
+        signals
+            .register(poll.registry(), SIGNAL_TOKEN)
+            .map_err(ServerError::Setup)?;
+        let mut listeners = Vec::new();
+        for (index, &(protocol, port)) in config.listeners.iter().enumerate() {
+            let addr = SocketAddr::new(config.bind, port);
+            let bind_error = |source| ServerError::Bind {
+                protocol,
+                addr,
+                source,
+            };
+            let mut listener = Listener::bind(protocol, addr).map_err(bind_error)?;
+            poll.registry()
+                .register(
+                    &mut listener.socket,
+                    listener_token(index),
+                    Interest::READABLE,
+                )
+                .map_err(bind_error)?;
+            log::info!("listening {} tcp {}", protocol, listener.addr);
+            listeners.push(listener);
+        }
+        Ok(Server {
+            poll,
+            listeners,
+            conns: Slab::new(),
+            shared: Shared::new(&config),
+            config,
+            timers: Timers::new(),
+            clock: Clock::new(),
+            signals,
+            reserve: ReserveFd::new(),
+            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+            flush_list: Vec::new(),
+            still_ready: Vec::new(),
+            next_id: 1,
+            shutdown_at: None,
+            accept_paused_until: None,
+        })
+    }
+
+    /// Each listener's protocol and bound address (with the real port).
+    pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|l| (l.protocol, l.addr))
+            .collect()
+    }
+
+    /// Serves until a shutdown signal has been handled.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Poll(e));
+            }
+            self.clock.tick();
+            for event in events.iter() {
+                self.dispatch(event);
+            }
+            self.resume_still_ready();
+            self.resume_accepting();
+            self.fire_timers();
+            self.flush_touched();
+            if let Some(deadline) = self.shutdown_at {
+                if self.conns.is_empty() {
+                    log::info!("shutdown complete");
+                    return Ok(());
+                }
+                if self.clock.now >= deadline {
+                    log::warn!(
+                        "shutdown grace over: dropping {} connection(s) with replies unsent",
+                        self.conns.len()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.still_ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.timers.next_at(),
+            self.shutdown_at,
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| Duration::from_millis(at.saturating_sub(self.clock.now)))
+    }
+
+    fn dispatch(&mut self, event: &Event) {
+        match event.token() {
+            SIGNAL_TOKEN => {
+                if self.signals.take_pending() {
+                    self.begin_shutdown();
+                }
+            }
+            Token(t) if t > FIRST_LISTENER - self.listeners.len() && t <= FIRST_LISTENER => {
+                self.accept_all(FIRST_LISTENER - t);
+            }
+            Token(key) => self.on_conn_event(key, event),
+        }
+    }
+
+    fn io_cx(&mut self) -> (&mut [u8], IoCx<'_>) {
+        (
+            &mut self.scratch,
+            IoCx {
+                shared: &mut self.shared,
+                clock: &self.clock,
+                draining: self.shutdown_at.is_some(),
+            },
+        )
+    }
+
+    fn on_conn_event(&mut self, key: usize, event: &Event) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if event.is_read_closed() || event.is_error() {
+            conn.note_fin();
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.pump(key);
+        }
+        self.queue_flush(key);
+    }
+
+    /// Reads connection `key` within its budget, remembering it if it has
+    /// more to read.
+    fn pump(&mut self, key: usize) {
+        let (scratch, mut io) = (
+            &mut self.scratch,
+            IoCx {
+                shared: &mut self.shared,
+                clock: &self.clock,
+                draining: self.shutdown_at.is_some(),
+            },
+        );
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.pump_input(scratch, &mut io) == ReadStop::Budget {
+            self.still_ready.push(key);
+        }
+    }
+
+    fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.queued {
+                conn.queued = true;
+                self.flush_list.push(key);
+            }
+        }
+    }
+
+    fn resume_still_ready(&mut self) {
+        let ready = std::mem::take(&mut self.still_ready);
+        for key in ready {
+            self.pump(key);
+            self.queue_flush(key);
+        }
+    }
+
+    fn accept_all(&mut self, index: usize) {
+        if self.shutdown_at.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let protocol = listener.protocol;
+            match listener.socket.accept() {
+                Ok((stream, peer)) => self.admit(protocol, stream, peer),
+                Err(e) => match AcceptError::classify(&e) {
+                    AcceptError::WouldBlock => return,
+                    AcceptError::Interrupted | AcceptError::PeerGone => {}
+                    AcceptError::OutOfDescriptors => {
+                        if self.reserve.shed_one(&listener.socket) {
+                            if self.reserve.shed.is_power_of_two() {
+                                log::warn!(
+                                    "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
+                                    self.reserve.shed,
+                                    self.conns.len()
+                                );
+                            }
+                        } else {
+                            self.pause_accepting(&e);
+                            return;
+                        }
+                    }
+                    AcceptError::Other => {
+                        self.pause_accepting(&e);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self, e: &io::Error) {
+        log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_PAUSE:?}");
+        self.accept_paused_until = Some(self.clock.after(ACCEPT_PAUSE));
+    }
+
+    fn resume_accepting(&mut self) {
+        if let Some(at) = self.accept_paused_until {
+            if self.clock.now >= at {
+                self.accept_paused_until = None;
+                for index in 0..self.listeners.len() {
+                    self.accept_all(index);
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr) {
+        if self.conns.len() >= self.config.max_conns {
+            log::warn!(
+                "refused {protocol} connection from {peer}: --max-conns {} reached",
+                self.config.max_conns
+            );
+            Conn::refuse(stream, protocol.server_full_reply(), &mut self.scratch);
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let session = AnySession::new(protocol, &mut self.shared);
+        let mut conn = Conn::new(stream, peer, id, protocol, session, self.clock.now);
+        if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
+            log::warn!("cannot register connection from {peer}: {e}");
+            return;
+        }
+        entry.insert(conn);
+        log::info!("open {protocol} #{id} from {peer}");
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers
+                .arm(self.clock.after(idle), key, id, TimerKind::Idle);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(due) = self.timers.pop_due(self.clock.now) {
+            let Some(conn) = self.conns.get_mut(due.key) else {
+                continue;
+            };
+            if conn.id != due.id {
+                continue;
+            }
+            match due.kind {
+                TimerKind::Idle => {
+                    let Some(idle) = self.config.idle_timeout else {
+                        continue;
+                    };
+                    let deadline = conn.last_active.saturating_add(millis(idle));
+                    if deadline > self.clock.now {
+                        self.timers.arm(deadline, due.key, due.id, TimerKind::Idle);
+                        continue;
+                    }
+                    if conn.phase == Phase::Open {
+                        log::debug!("idle timeout on #{} {}", conn.id, conn.peer);
+                        conn.phase = Phase::Flushing;
+                        conn.reason = CloseReason::Idle;
+                    }
+                }
+                TimerKind::CloseGrace => {
+                    conn.phase = Phase::Dead;
+                    if conn.reason == CloseReason::Done {
+                        conn.reason = CloseReason::Grace;
+                    }
+                }
+            }
+            self.queue_flush(due.key);
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        log::info!(
+            "shutting down: {} connection(s) open, up to {SHUTDOWN_GRACE:?} for their replies",
+            self.conns.len()
+        );
+        self.shutdown_at = Some(self.clock.after(SHUTDOWN_GRACE));
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let (scratch, mut io) = (
+                &mut self.scratch,
+                IoCx {
+                    shared: &mut self.shared,
+                    clock: &self.clock,
+                    draining: true,
+                },
+            );
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.reason = CloseReason::Shutdown;
+                conn.begin_shutdown(scratch, &mut io);
+            }
+            self.queue_flush(key);
+        }
+    }
+
+    /// Flushes every connection touched in this wake-up, settles its
+    /// interest, arms close deadlines and removes finished connections.
+    fn flush_touched(&mut self) {
+        let mut list = std::mem::take(&mut self.flush_list);
+        for &key in &list {
+            let registry: &Registry = self.poll.registry();
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.queued = false;
+            if conn.phase != Phase::Dead {
+                conn.flush(&self.clock);
+            }
+            let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+            match conn.phase {
+                Phase::Dead => self.close(key),
+                Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
+                    conn.grace_armed = true;
+                    let at = self.clock.after(CLOSE_GRACE);
+                    self.timers.arm(at, key, conn.id, TimerKind::CloseGrace);
+                }
+                _ => {}
+            }
+            if resume {
+                self.still_ready.push(key);
+            }
+        }
+        list.clear();
+        if self.flush_list.is_empty() {
+            self.flush_list = list;
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let mut conn = self.conns.remove(key);
+        let (_, mut io) = self.io_cx();
+        conn.close_session(&mut io);
+        conn.deregister(self.poll.registry());
+        log::info!(
+            "close {} #{} from {} ({})",
+            conn.protocol,
+            conn.id,
+            conn.peer,
+            conn.reason.describe()
+        );
+    }
+}
