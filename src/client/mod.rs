@@ -1,1 +1,3 @@
 //! Client side of each protocol.
+
+pub mod upload;

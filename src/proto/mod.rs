@@ -23,6 +23,7 @@ pub mod budget;
 pub mod output;
 pub mod rng;
 pub mod transform;
+pub mod upload;
 
 use std::net::SocketAddr;
 use std::time::SystemTime;
@@ -38,6 +39,8 @@ use crate::config::{Config, Protocol};
 pub struct Shared {
     /// transform: the `--max-buffer` budget and the shuffle generator.
     pub transform: transform::Shared,
+    /// upload: where files are saved, and `--max-upload`.
+    pub upload: upload::Shared,
 }
 
 impl Shared {
@@ -45,6 +48,7 @@ impl Shared {
     pub fn new(config: &Config) -> Shared {
         Shared {
             transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
+            upload: upload::Shared::from_config(config),
         }
     }
 }
@@ -157,6 +161,7 @@ macro_rules! sessions {
 
 sessions! {
     Transform(transform::TransformSession),
+    Upload(upload::UploadSession),
 }
 
 impl AnySession {
@@ -164,6 +169,7 @@ impl AnySession {
     pub fn new(protocol: Protocol, _shared: &mut Shared) -> AnySession {
         match protocol {
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
+            Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
             other => unreachable!("{other} has no session yet; the CLI refuses it"),
         }
     }

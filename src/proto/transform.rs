@@ -431,9 +431,9 @@ mod tests {
     use std::time::SystemTime;
 
     fn shared(max_buffer: usize) -> AllShared {
-        AllShared {
-            transform: Shared::new(max_buffer, Rng::from_seed(9)),
-        }
+        let mut shared = AllShared::new(&crate::config::Config::default());
+        shared.transform = Shared::new(max_buffer, Rng::from_seed(9));
+        shared
     }
 
     fn request(code: u8, data: &[u8]) -> Vec<u8> {
