@@ -67,7 +67,10 @@ impl Protocol {
 
     /// Whether this build serves the protocol yet.
     pub fn is_available(self) -> bool {
-        matches!(self, Protocol::Upload | Protocol::Transform)
+        matches!(
+            self,
+            Protocol::Chat | Protocol::Upload | Protocol::Transform
+        )
     }
 
     /// What a refused connection is told when `--max-conns` is reached, for

@@ -453,7 +453,15 @@ mod tests {
             }
             self.sent.extend_from_slice(buf);
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-            let mut cx = Cx::new(&mut self.out, &mut self.shared, peer, 7, SystemTime::now());
+            let mut effects = Vec::new();
+            let mut cx = Cx::new(
+                &mut self.out,
+                &mut self.shared,
+                &mut effects,
+                peer,
+                7,
+                SystemTime::now(),
+            );
             self.session.on_input(buf, &mut cx);
             self.closed = cx.close_requested();
             Ok(buf.len())

@@ -15,7 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::config::{Protocol, BACKPRESSURE_BYTES};
-use crate::proto::{AnySession, Cx, Output, Session, Shared};
+use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::timers::Clock;
 
@@ -28,6 +28,15 @@ pub const READS_PER_WAKE: usize = 32;
 
 /// Most slices offered to one `writev`.
 const MAX_IOVECS: usize = 64;
+
+/// The outcome of one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStep {
+    /// There may be more to read.
+    More,
+    /// Stop reading for now.
+    Stop(ReadStop),
+}
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,37 +64,6 @@ pub enum ReadStop {
     Paused,
 }
 
-/// Why a connection went away, for the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The exchange ended normally.
-    Done,
-    /// An I/O error or reset.
-    Error,
-    /// `--idle-timeout`.
-    Idle,
-    /// The close grace ran out.
-    Grace,
-    /// The protocol core panicked.
-    Panic,
-    /// Server shutdown.
-    Shutdown,
-}
-
-impl CloseReason {
-    /// A few words for the close log line.
-    pub fn describe(self) -> &'static str {
-        match self {
-            CloseReason::Done => "closed",
-            CloseReason::Error => "connection error",
-            CloseReason::Idle => "idle timeout",
-            CloseReason::Grace => "close grace expired",
-            CloseReason::Panic => "protocol core panicked",
-            CloseReason::Shutdown => "server shutdown",
-        }
-    }
-}
-
 /// What the loop lends a connection for one call, besides its read buffer.
 pub struct IoCx<'a> {
     /// State shared by all connections.
@@ -94,6 +72,9 @@ pub struct IoCx<'a> {
     pub clock: &'a Clock,
     /// The server is shutting down: stop reading at message boundaries.
     pub draining: bool,
+    /// Deliveries to other connections that the core asks for; the loop
+    /// routes them after each call.
+    pub effects: &'a mut Vec<Effect>,
 }
 
 /// One client connection.
@@ -114,7 +95,9 @@ pub struct Conn {
     /// Where it is in its life.
     pub phase: Phase,
     /// Why it is closing, once known.
-    pub reason: CloseReason,
+    pub reason: Option<CloseReason>,
+    /// The session's `on_close` has run (it runs exactly once).
+    session_ended: bool,
     /// WRITABLE is part of the registered interest.
     writable_interest: bool,
     /// Reading stopped for backpressure.
@@ -128,6 +111,8 @@ pub struct Conn {
     pub queued: bool,
     /// A close-grace deadline is armed.
     pub grace_armed: bool,
+    /// Marked as a slow consumer: the loop ends it after routing.
+    pub kill_pending: bool,
 }
 
 impl Conn {
@@ -150,13 +135,15 @@ impl Conn {
             output: Output::new(),
             last_active: now,
             phase: Phase::Open,
-            reason: CloseReason::Done,
+            reason: None,
+            session_ended: false,
             writable_interest: false,
             backpressured: false,
             peer_eof: false,
             fin_reported: false,
             queued: false,
             grace_armed: false,
+            kill_pending: false,
         }
     }
 
@@ -186,6 +173,7 @@ impl Conn {
         let mut cx = Cx::new(
             &mut self.output,
             io.shared,
+            io.effects,
             self.peer,
             self.id,
             io.clock.wall,
@@ -199,6 +187,7 @@ impl Conn {
         match result {
             Ok((r, close)) => {
                 if close && self.phase == Phase::Open {
+                    self.reason.get_or_insert(CloseReason::Finished);
                     self.phase = Phase::Flushing;
                     self.carry = Vec::new();
                 }
@@ -212,7 +201,7 @@ impl Conn {
                     self.peer
                 );
                 self.phase = Phase::Dead;
-                self.reason = CloseReason::Panic;
+                self.reason.get_or_insert(CloseReason::PeerGone);
                 None
             }
         }
@@ -242,52 +231,57 @@ impl Conn {
         self.fin_reported = true;
     }
 
-    /// Reads and processes input until the socket is drained, the read
-    /// budget is spent, or the loop must stop reading (backpressure,
-    /// shutdown at a message boundary, the core asked to close).
-    pub fn pump_input(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) -> ReadStop {
-        for _ in 0..READS_PER_WAKE {
-            if self.backpressured || !matches!(self.phase, Phase::Open | Phase::Lingering) {
-                return ReadStop::Paused;
+    /// Whether a message has begun and not ended: the session says so, or
+    /// an incomplete message is carried.
+    pub fn mid_message(&self) -> bool {
+        !self.carry.is_empty() || self.session.mid_message()
+    }
+
+    /// Does one read and feeds what it returned to the session. The loop
+    /// calls this up to [`READS_PER_WAKE`] times per wake-up, routing the
+    /// session's effects between calls.
+    pub fn read_once(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) -> ReadStep {
+        if self.backpressured || !matches!(self.phase, Phase::Open | Phase::Lingering) {
+            return ReadStep::Stop(ReadStop::Paused);
+        }
+        let n = match self.stream.read(scratch) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return ReadStep::Stop(ReadStop::Drained)
             }
-            let n = match self.stream.read(scratch) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadStop::Drained,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("read from #{} {}: {e}", self.id, self.peer);
-                    self.phase = Phase::Dead;
-                    self.reason = CloseReason::Error;
-                    return ReadStop::Paused;
-                }
-            };
-            self.last_active = io.clock.now;
-            if n == 0 {
-                self.on_peer_eof(io);
-                return ReadStop::Drained;
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::More,
+            Err(e) => {
+                log::debug!("read from #{} {}: {e}", self.id, self.peer);
+                self.phase = Phase::Dead;
+                self.reason.get_or_insert(CloseReason::PeerGone);
+                return ReadStep::Stop(ReadStop::Paused);
             }
-            if self.phase == Phase::Lingering {
-                // Discarding: only the peer's EOF matters now.
-            } else {
-                self.feed(io, &scratch[..n]);
-                if io.draining && self.phase == Phase::Open && !self.session.mid_message() {
-                    self.phase = Phase::Flushing;
-                }
-                if self.output.len() >= FLUSH_EARLY_BYTES {
-                    self.flush(io.clock);
-                }
-                if self.output.len() > BACKPRESSURE_BYTES && self.protocol.is_request_reply() {
-                    self.backpressured = true;
-                    return ReadStop::Paused;
-                }
+        };
+        self.last_active = io.clock.now;
+        if n == 0 {
+            self.on_peer_eof(io);
+            return ReadStep::Stop(ReadStop::Drained);
+        }
+        if self.phase == Phase::Open {
+            self.feed(io, &scratch[..n]);
+            if io.draining && self.phase == Phase::Open && !self.mid_message() {
+                self.phase = Phase::Flushing;
             }
-            if n < scratch.len() && !self.fin_reported {
-                // A short read: the kernel had no more. New data raises a
-                // new edge, so no read is spent to hear WouldBlock.
-                return ReadStop::Drained;
+            if self.output.len() >= FLUSH_EARLY_BYTES {
+                self.flush(io.clock);
+            }
+            if self.output.len() > BACKPRESSURE_BYTES && self.protocol.is_request_reply() {
+                self.backpressured = true;
+                return ReadStep::Stop(ReadStop::Paused);
             }
         }
-        ReadStop::Budget
+        // In Lingering, input is discarded: only the peer's EOF matters.
+        if n < scratch.len() && !self.fin_reported {
+            // A short read: the kernel had no more. New data raises a new
+            // edge, so no read is spent to hear WouldBlock.
+            return ReadStep::Stop(ReadStop::Drained);
+        }
+        ReadStep::More
     }
 
     fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
@@ -304,25 +298,66 @@ impl Conn {
         }
     }
 
-    /// Calls the session's shutdown hook and starts draining: the loop
-    /// reads on only while a message is half received.
-    pub fn begin_shutdown(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) {
+    /// Greets a new connection (chat's `WELCOME`).
+    pub fn open_session(&mut self, io: &mut IoCx<'_>) {
+        self.with_session(io, |session, _, cx| session.on_open(cx));
+    }
+
+    /// Calls the session's shutdown hook; the connection keeps reading only
+    /// while a message is half received (see [`Conn::stop_if_between_messages`]).
+    pub fn begin_shutdown(&mut self, io: &mut IoCx<'_>) {
+        self.reason.get_or_insert(CloseReason::Shutdown);
         if self.phase == Phase::Open {
             self.with_session(io, |session, _, cx| session.on_shutdown(cx));
         }
-        if self.phase == Phase::Open && !self.session.mid_message() && self.carry.is_empty() {
-            // Whatever is already in the kernel's buffer still counts as
-            // received: read it before stopping at the next boundary.
-            self.pump_input(scratch, io);
-            if self.phase == Phase::Open && !self.session.mid_message() {
-                self.phase = Phase::Flushing;
-            }
+    }
+
+    /// During shutdown: stops reading unless a message is half received.
+    pub fn stop_if_between_messages(&mut self) {
+        if self.phase == Phase::Open && !self.mid_message() {
+            self.phase = Phase::Flushing;
         }
     }
 
-    /// Calls the session's close hook (temporary files, room membership).
-    pub fn close_session(&mut self, io: &mut IoCx<'_>) {
-        self.with_session(io, |session, _, cx| session.on_close(cx));
+    /// Ends the session for `reason`: its `on_close` runs here, once, and
+    /// whatever it queues (chat's `BYE`) still goes out if the connection
+    /// is not dead. The connection then only flushes and closes.
+    pub fn end_session(&mut self, io: &mut IoCx<'_>, reason: CloseReason) {
+        let reason = *self.reason.get_or_insert(reason);
+        if !self.session_ended {
+            self.session_ended = true;
+            self.with_session(io, |session, _, cx| session.on_close(cx, reason));
+        }
+        if self.phase == Phase::Open {
+            self.phase = Phase::Flushing;
+            self.carry = Vec::new();
+        }
+    }
+
+    /// Drops the connection at once, unsent output and all (a slow
+    /// consumer).
+    pub fn kill(&mut self) {
+        self.phase = Phase::Dead;
+    }
+
+    /// Queues a delivery from another connection (a broadcast). Returns
+    /// false if the connection takes no more (it is closing).
+    pub fn deliver(&mut self, msg: &std::rc::Rc<[u8]>) -> bool {
+        if self.phase != Phase::Open || self.kill_pending {
+            return false;
+        }
+        self.output.put_shared(std::rc::Rc::clone(msg));
+        true
+    }
+
+    /// The reason `on_close` is given when the loop removes the connection
+    /// without having ended the session before.
+    pub fn final_reason(&self) -> CloseReason {
+        self.reason.unwrap_or(if self.peer_eof {
+            CloseReason::PeerGone
+        } else {
+            CloseReason::Finished
+        })
     }
 
     /// Writes queued output until it is all sent or the socket is full.
@@ -346,7 +381,7 @@ impl Conn {
             match result {
                 Ok((0, _)) => {
                     self.phase = Phase::Dead;
-                    self.reason = CloseReason::Error;
+                    self.reason.get_or_insert(CloseReason::PeerGone);
                     return false;
                 }
                 Ok((n, offered)) => {
@@ -363,7 +398,7 @@ impl Conn {
                 Err(e) => {
                     log::debug!("write to #{} {}: {e}", self.id, self.peer);
                     self.phase = Phase::Dead;
-                    self.reason = CloseReason::Error;
+                    self.reason.get_or_insert(CloseReason::PeerGone);
                     return false;
                 }
             }
@@ -412,7 +447,7 @@ impl Conn {
                     Err(e) => {
                         log::warn!("reregister #{}: {e}", self.id);
                         self.phase = Phase::Dead;
-                        self.reason = CloseReason::Error;
+                        self.reason.get_or_insert(CloseReason::PeerGone);
                     }
                 }
             }

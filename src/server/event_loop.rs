@@ -27,10 +27,11 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
-use crate::proto::{AnySession, Shared};
+use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
 
-use super::conn::{CloseReason, Conn, IoCx, Phase, ReadStop};
+use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
 use super::listener::{AcceptError, Listener, ReserveFd};
+use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
 use super::ServerError;
@@ -75,12 +76,22 @@ pub struct Server {
     shutdown_at: Option<u64>,
     /// Set while accepting is paused after an error: when to try again.
     accept_paused_until: Option<u64>,
+    /// Deliveries the cores asked for, routed after each call.
+    effects: Vec<Effect>,
+    /// Id to slab key of the connections that receive deliveries.
+    index: ConnIndex,
+    /// Receivers found over `--max-sendq` while routing.
+    slow: Vec<usize>,
 }
 
 impl Server {
-    /// Binds every listener of `config`, installs the signal handlers and
+    /// Prepares the upload directory if upload is served, binds every
+    /// listener of `config`, installs the signal handlers and
     /// logs `listening <protocol> tcp <addr:port>` for each listener.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
+        if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
+            upload::prepare_upload_dir(&config).map_err(ServerError::UploadDir)?;
+        }
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut signals = ShutdownSignals::install().map_err(ServerError::Setup)?;
         signals
@@ -121,6 +132,9 @@ impl Server {
             next_id: 1,
             shutdown_at: None,
             accept_paused_until: None,
+            effects: Vec::new(),
+            index: ConnIndex::default(),
+            slow: Vec::new(),
         })
     }
 
@@ -196,15 +210,52 @@ impl Server {
         }
     }
 
-    fn io_cx(&mut self) -> (&mut [u8], IoCx<'_>) {
+    /// Splits the loop into what one call into a connection needs: the
+    /// read buffer, the slab, and the context lent to the cores.
+    fn io_parts(&mut self) -> (&mut [u8], &mut Slab<Conn>, IoCx<'_>) {
         (
             &mut self.scratch,
+            &mut self.conns,
             IoCx {
                 shared: &mut self.shared,
                 clock: &self.clock,
                 draining: self.shutdown_at.is_some(),
+                effects: &mut self.effects,
             },
         )
+    }
+
+    /// Routes the deliveries the last core call asked for, then ends every
+    /// receiver that became a slow consumer (whose `on_close` may ask for
+    /// more deliveries: route again until none is left).
+    fn route(&mut self) {
+        while !self.effects.is_empty() || !self.slow.is_empty() {
+            let mut sink = SlabSink {
+                conns: &mut self.conns,
+                index: &self.index,
+                max_sendq: self.config.max_sendq,
+                flush_list: &mut self.flush_list,
+                slow: &mut self.slow,
+            };
+            effects::route(&mut self.effects, &self.shared, &mut sink);
+            let slow = std::mem::take(&mut self.slow);
+            let max_sendq = self.config.max_sendq;
+            for key in slow {
+                let (_, conns, mut io) = self.io_parts();
+                if let Some(conn) = conns.get_mut(key) {
+                    log::info!(
+                        "{} #{} from {}: unsent output passed --max-sendq {}; disconnecting",
+                        conn.protocol,
+                        conn.id,
+                        conn.peer,
+                        max_sendq
+                    );
+                    conn.end_session(&mut io, CloseReason::SendqExceeded);
+                    conn.kill();
+                }
+                self.queue_flush(key);
+            }
+        }
     }
 
     fn on_conn_event(&mut self, key: usize, event: &Event) {
@@ -220,23 +271,30 @@ impl Server {
         self.queue_flush(key);
     }
 
-    /// Reads connection `key` within its budget, remembering it if it has
-    /// more to read.
+    /// Reads connection `key` within its per-wake-up budget, routing
+    /// deliveries after each read; remembers it if it may have more.
     fn pump(&mut self, key: usize) {
-        let (scratch, mut io) = (
-            &mut self.scratch,
-            IoCx {
-                shared: &mut self.shared,
-                clock: &self.clock,
-                draining: self.shutdown_at.is_some(),
-            },
-        );
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.pump_input(scratch, &mut io) == ReadStop::Budget {
-            self.still_ready.push(key);
+        let max_sendq = self.config.max_sendq;
+        for _ in 0..READS_PER_WAKE {
+            let (scratch, conns, mut io) = self.io_parts();
+            let Some(conn) = conns.get_mut(key) else {
+                return;
+            };
+            let step = conn.read_once(scratch, &mut io);
+            if !conn.protocol.is_request_reply()
+                && conn.pending_output() > max_sendq
+                && !conn.kill_pending
+            {
+                // Its own replies (a client that asks and never reads).
+                conn.kill_pending = true;
+                self.slow.push(key);
+            }
+            self.route();
+            if let ReadStep::Stop(_) = step {
+                return;
+            }
         }
+        self.still_ready.push(key);
     }
 
     fn queue_flush(&mut self, key: usize) {
@@ -333,6 +391,15 @@ impl Server {
         }
         entry.insert(conn);
         log::info!("open {protocol} #{id} from {peer}");
+        if !protocol.is_request_reply() {
+            self.index.insert(id, key);
+        }
+        let (_, conns, mut io) = self.io_parts();
+        if let Some(conn) = conns.get_mut(key) {
+            conn.open_session(&mut io);
+        }
+        self.route();
+        self.queue_flush(key);
         if let Some(idle) = self.config.idle_timeout {
             self.timers
                 .arm(self.clock.after(idle), key, id, TimerKind::Idle);
@@ -359,15 +426,21 @@ impl Server {
                     }
                     if conn.phase == Phase::Open {
                         log::debug!("idle timeout on #{} {}", conn.id, conn.peer);
-                        conn.phase = Phase::Flushing;
-                        conn.reason = CloseReason::Idle;
+                        let (_, conns, mut io) = self.io_parts();
+                        if let Some(conn) = conns.get_mut(due.key) {
+                            conn.end_session(&mut io, CloseReason::IdleTimeout);
+                        }
+                        self.route();
                     }
                 }
                 TimerKind::CloseGrace => {
-                    conn.phase = Phase::Dead;
-                    if conn.reason == CloseReason::Done {
-                        conn.reason = CloseReason::Grace;
-                    }
+                    log::debug!(
+                        "#{} {}: close grace over, dropping {} unsent byte(s)",
+                        conn.id,
+                        conn.peer,
+                        conn.pending_output()
+                    );
+                    conn.kill();
                 }
             }
             self.queue_flush(due.key);
@@ -388,17 +461,16 @@ impl Server {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let (scratch, mut io) = (
-                &mut self.scratch,
-                IoCx {
-                    shared: &mut self.shared,
-                    clock: &self.clock,
-                    draining: true,
-                },
-            );
+            let (_, conns, mut io) = self.io_parts();
+            if let Some(conn) = conns.get_mut(key) {
+                conn.begin_shutdown(&mut io);
+            }
+            self.route();
+            // What the kernel already holds counts as received: read it,
+            // stopping at the first message boundary.
+            self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.reason = CloseReason::Shutdown;
-                conn.begin_shutdown(scratch, &mut io);
+                conn.stop_if_between_messages();
             }
             self.queue_flush(key);
         }
@@ -407,47 +479,59 @@ impl Server {
     /// Flushes every connection touched in this wake-up, settles its
     /// interest, arms close deadlines and removes finished connections.
     fn flush_touched(&mut self) {
-        let mut list = std::mem::take(&mut self.flush_list);
-        for &key in &list {
-            let registry: &Registry = self.poll.registry();
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.queued = false;
-            if conn.phase != Phase::Dead {
-                conn.flush(&self.clock);
+        // A close may deliver to others (chat's LEAVE): they join the list
+        // and are flushed in this same wake-up.
+        while !self.flush_list.is_empty() {
+            let list = std::mem::take(&mut self.flush_list);
+            for key in list {
+                self.flush_one(key);
             }
-            let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
-            match conn.phase {
-                Phase::Dead => self.close(key),
-                Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
-                    conn.grace_armed = true;
-                    let at = self.clock.after(CLOSE_GRACE);
-                    self.timers.arm(at, key, conn.id, TimerKind::CloseGrace);
-                }
-                _ => {}
-            }
-            if resume {
-                self.still_ready.push(key);
-            }
-        }
-        list.clear();
-        if self.flush_list.is_empty() {
-            self.flush_list = list;
         }
     }
 
+    fn flush_one(&mut self, key: usize) {
+        let registry: &Registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.queued = false;
+        if conn.phase != Phase::Dead {
+            conn.flush(&self.clock);
+        }
+        let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+        match conn.phase {
+            Phase::Dead => return self.close(key),
+            Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
+                conn.grace_armed = true;
+                let at = self.clock.after(CLOSE_GRACE);
+                self.timers.arm(at, key, conn.id, TimerKind::CloseGrace);
+            }
+            _ => {}
+        }
+        if resume {
+            self.still_ready.push(key);
+        }
+    }
+
+    /// Ends the session (if not already), routes its last deliveries, and
+    /// removes the connection; dropping it closes the socket.
     fn close(&mut self, key: usize) {
+        let (_, conns, mut io) = self.io_parts();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let reason = conn.final_reason();
+        conn.end_session(&mut io, reason);
+        self.route();
         let mut conn = self.conns.remove(key);
-        let (_, mut io) = self.io_cx();
-        conn.close_session(&mut io);
+        self.index.remove(conn.id);
         conn.deregister(self.poll.registry());
         log::info!(
             "close {} #{} from {} ({})",
             conn.protocol,
             conn.id,
             conn.peer,
-            conn.reason.describe()
+            conn.final_reason()
         );
     }
 }

@@ -5,12 +5,14 @@
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
+//! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod conn;
 pub mod event_loop;
 pub mod listener;
+pub mod rooms;
 pub mod signals;
 pub mod timers;
 
@@ -34,6 +36,8 @@ pub enum ServerError {
         /// What the OS said.
         source: io::Error,
     },
+    /// The upload directory cannot be created or prepared.
+    UploadDir(crate::proto::upload::UploadDirError),
     /// The poll or the signal handlers could not be set up.
     Setup(io::Error),
     /// Waiting for events failed.
@@ -48,6 +52,7 @@ impl fmt::Display for ServerError {
                 addr,
                 source,
             } => write!(f, "cannot listen for {protocol} on {addr}: {source}"),
+            ServerError::UploadDir(e) => write!(f, "{e}"),
             ServerError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
         }
@@ -58,6 +63,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } => Some(source),
+            ServerError::UploadDir(e) => Some(e),
             ServerError::Setup(e) | ServerError::Poll(e) => Some(e),
         }
     }

@@ -125,7 +125,7 @@ use std::time::SystemTime;
 pub use dir_store::{prepare_upload_dir, DirStore, UploadDirError};
 pub use store::{Fault, FileKey, MemStore, PendingFile, Store, StoreError};
 
-use super::{Cx, Session};
+use super::{CloseReason, Cx, Session};
 use crate::config::Config;
 
 /// Status: file saved.
@@ -399,7 +399,7 @@ impl Session for UploadSession {
         self.abandon("input ended", cx);
     }
 
-    fn on_close(&mut self, cx: &mut Cx<'_>) {
+    fn on_close(&mut self, cx: &mut Cx<'_>, _reason: CloseReason) {
         self.abandon("connection closed", cx);
     }
 
@@ -460,7 +460,8 @@ mod tests {
         fn call<R>(&mut self, f: impl FnOnce(&mut UploadSession, &mut Cx<'_>) -> R) -> R {
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
             let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_295_101);
-            let mut cx = Cx::new(&mut self.out, &mut self.shared, peer, 42, now);
+            let mut effects = Vec::new();
+            let mut cx = Cx::new(&mut self.out, &mut self.shared, &mut effects, peer, 42, now);
             let r = f(&mut self.session, &mut cx);
             self.closing |= cx.close_requested();
             r
@@ -483,7 +484,7 @@ mod tests {
         }
 
         fn close(&mut self) {
-            self.call(|s, cx| s.on_close(cx));
+            self.call(|s, cx| s.on_close(cx, crate::proto::CloseReason::PeerGone));
         }
     }
 

@@ -5,7 +5,7 @@
 //! the time each `on_input` call (one `write`) held the thread, and the
 //! process RSS before and during the upload.
 //!
-//! Run: `cargo run --release --example upload_cost [BYTES]`
+//! Run: `cargo bench --bench upload_cost -- [BYTES]`
 use onepoll::config::{Config, UploadLayout};
 use onepoll::proto::upload::{DirStore, Shared as US, UploadSession};
 use onepoll::proto::{Cx, Output, Session, Shared};
@@ -48,14 +48,30 @@ fn main() {
     let rss0 = rss_kib();
     let mut times = Vec::with_capacity(chunks as usize);
     let t0 = Instant::now();
+    let mut effects = Vec::new();
     {
-        let mut cx = Cx::new(&mut out, &mut shared, peer, 1, SystemTime::now());
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::now(),
+        );
         s.on_input(&lines.to_be_bytes(), &mut cx);
     }
     let mut rss_max = rss0;
     for i in 0..chunks {
         let t = Instant::now();
-        let mut cx = Cx::new(&mut out, &mut shared, peer, 1, SystemTime::now());
+        let mut effects = Vec::new();
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::now(),
+        );
         s.on_input(&chunk, &mut cx);
         times.push(t.elapsed().as_nanos() as u64);
         if i % 1024 == 0 {
