@@ -412,7 +412,7 @@ impl Server {
 
     fn fire_timers(&mut self) {
         while let Some(due) = self.timers.pop_due(self.clock.now) {
-            let Some(conn) = self.conns.get_mut(due.key) else {
+            let Some(conn) = self.conns.get_mut(due.key()) else {
                 continue;
             };
             if conn.id != due.id {
@@ -425,13 +425,14 @@ impl Server {
                     };
                     let deadline = conn.last_active.saturating_add(millis(idle));
                     if deadline > self.clock.now {
-                        self.timers.arm(deadline, due.key, due.id, TimerKind::Idle);
+                        self.timers
+                            .arm(deadline, due.key(), due.id, TimerKind::Idle);
                         continue;
                     }
                     if conn.phase == Phase::Open {
                         log::debug!("idle timeout on #{} {}", conn.id, conn.peer);
                         let (_, conns, mut io) = self.io_parts();
-                        if let Some(conn) = conns.get_mut(due.key) {
+                        if let Some(conn) = conns.get_mut(due.key()) {
                             conn.end_session(&mut io, CloseReason::IdleTimeout);
                         }
                         self.route();
@@ -447,7 +448,7 @@ impl Server {
                     conn.kill();
                 }
             }
-            self.queue_flush(due.key);
+            self.queue_flush(due.key());
         }
     }
 
