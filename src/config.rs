@@ -67,7 +67,7 @@ impl Protocol {
 
     /// Whether this build serves the protocol yet.
     pub fn is_available(self) -> bool {
-        matches!(self, Protocol::Transform)
+        matches!(self, Protocol::Tne | Protocol::Cmd | Protocol::Transform)
     }
 
     /// What a refused connection is told when `--max-conns` is reached, for

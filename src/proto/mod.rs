@@ -20,8 +20,13 @@
 //! the loop changes.
 
 pub mod budget;
+pub mod cmd;
+pub mod framing;
 pub mod output;
 pub mod rng;
+#[cfg(test)]
+mod testing;
+pub mod tne;
 pub mod transform;
 
 use std::net::SocketAddr;
@@ -36,14 +41,22 @@ use crate::config::{Config, Protocol};
 /// each call. Each protocol's part lives in its own module.
 #[derive(Debug)]
 pub struct Shared {
+    /// tne: the `--max-line` limit (TCP lines and UDP datagrams).
+    pub tne: tne::Shared,
+    /// cmd: the `--max-line` limit and the local time zone.
+    pub cmd: cmd::Shared,
     /// transform: the `--max-buffer` budget and the shuffle generator.
     pub transform: transform::Shared,
 }
 
 impl Shared {
-    /// Shared state for a server running with `config`.
+    /// Shared state for a server running with `config`. Call it at start,
+    /// while the process is single-threaded: it probes the local time zone
+    /// (see [`cmd::LocalClock`]).
     pub fn new(config: &Config) -> Shared {
         Shared {
+            tne: tne::Shared::new(config.max_line),
+            cmd: cmd::Shared::new(config.max_line, cmd::LocalClock::system()),
             transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
         }
     }
@@ -156,13 +169,17 @@ macro_rules! sessions {
 }
 
 sessions! {
+    Tne(tne::TneSession),
+    Cmd(cmd::CmdSession),
     Transform(transform::TransformSession),
 }
 
 impl AnySession {
     /// A fresh session of `protocol` for a new connection.
-    pub fn new(protocol: Protocol, _shared: &mut Shared) -> AnySession {
+    pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
         match protocol {
+            Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
+            Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
             other => unreachable!("{other} has no session yet; the CLI refuses it"),
         }

@@ -433,6 +433,7 @@ mod tests {
     fn shared(max_buffer: usize) -> AllShared {
         AllShared {
             transform: Shared::new(max_buffer, Rng::from_seed(9)),
+            ..AllShared::new(&crate::config::Config::default())
         }
     }
 
