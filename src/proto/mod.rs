@@ -25,7 +25,7 @@ pub mod framing;
 pub mod output;
 pub mod rng;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod tne;
 pub mod transform;
 

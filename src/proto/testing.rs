@@ -79,3 +79,56 @@ pub(crate) fn split_at<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     chunks.push(&stream[start..]);
     chunks
 }
+
+/// Serves one TCP connection on 127.0.0.1 with the session `make` builds,
+/// in a thread, the way the loop would (blocking, for client tests): read,
+/// feed, write the replies, close after a close request or end of stream.
+/// Returns the address to connect to.
+pub(crate) fn serve_one_tcp<S: Session>(
+    make: impl FnOnce() -> S + Send + 'static,
+) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut h = Harness::new(make());
+        h.peer = peer;
+        h.now = SystemTime::now();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                h.eof();
+            } else {
+                h.feed(&buf[..n]);
+            }
+            let replies = h.take();
+            if stream.write_all(&replies).is_err() || n == 0 || h.closed {
+                return;
+            }
+        }
+    });
+    addr
+}
+
+/// Answers one tne datagram on 127.0.0.1 in a thread; returns the address.
+pub(crate) fn serve_one_udp() -> std::net::SocketAddr {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::thread::spawn(move || {
+        socket
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 65_536];
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
+            let mut reply = Vec::new();
+            super::tne::answer_datagram(&buf[..n], false, 8192, &mut reply);
+            let _ = socket.send_to(&reply, from);
+        }
+    });
+    addr
+}
