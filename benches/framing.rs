@@ -43,7 +43,8 @@ fn framer(c: &mut Criterion) {
 fn tne(c: &mut Criterion) {
     let input = lines(1000, 24);
     let mut shared = Shared::new(&Config::default());
-    let peer = "127.0.0.1:1".parse().unwrap();
+    let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let mut effects = Vec::new();
     let mut group = c.benchmark_group("tne");
     group.throughput(Throughput::Elements(1000));
     group.bench_function("1000 pipelined messages", |b| {
@@ -51,7 +52,14 @@ fn tne(c: &mut Criterion) {
             Output::new,
             |out| {
                 let mut session = TneSession::new(8192);
-                let mut cx = Cx::new(out, &mut shared, peer, 1, std::time::SystemTime::UNIX_EPOCH);
+                let mut cx = Cx::new(
+                    out,
+                    &mut shared,
+                    &mut effects,
+                    peer,
+                    1,
+                    std::time::SystemTime::UNIX_EPOCH,
+                );
                 black_box(session.on_input(black_box(&input), &mut cx))
             },
             BatchSize::SmallInput,

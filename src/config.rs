@@ -67,7 +67,10 @@ impl Protocol {
 
     /// Whether this build serves the protocol yet.
     pub fn is_available(self) -> bool {
-        matches!(self, Protocol::Tne | Protocol::Cmd | Protocol::Transform)
+        matches!(
+            self,
+            Protocol::Tne | Protocol::Cmd | Protocol::Chat | Protocol::Upload | Protocol::Transform
+        )
     }
 
     /// What a refused connection is told when `--max-conns` is reached, for
@@ -138,6 +141,12 @@ pub struct Config {
     pub upload_dir: PathBuf,
     /// upload: flat or per-connection.
     pub upload_layout: UploadLayout,
+    /// upload: flush each file and its directory entry to stable storage
+    /// before answering `A`. Off by default (not on the command line): it
+    /// buys durability across power loss, which the spec does not ask for,
+    /// at the price of stalling the one loop thread for each flush. See
+    /// [`crate::proto::upload`].
+    pub upload_fsync: bool,
     /// TCP connections open at once, all protocols together.
     pub max_conns: usize,
     /// Close a connection with no traffic either way for this long.
@@ -167,6 +176,7 @@ impl Default for Config {
                 .collect(),
             upload_dir: PathBuf::from("./uploads"),
             upload_layout: UploadLayout::Flat,
+            upload_fsync: false,
             max_conns: 10_000,
             idle_timeout: Some(Duration::from_secs(300)),
             max_line: 8192,

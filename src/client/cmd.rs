@@ -1,13 +1,39 @@
-//! The cmd client (`onepoll-client cmd`): runs HELO with this machine's
-//! hostname, REQTIME, REQDATE, ECHO, REQIP and BYE in turn, one request and
-//! reply at a time, and checks that the server closes after BYE. See
+//! `onepoll-client cmd`: runs HELO with this machine's hostname, REQTIME,
+//! REQDATE, ECHO, REQIP and BYE in turn, one request and reply at a time,
+//! printing each request (`C: `) and reply (`S: `), and checks that the
+//! server closes after BYE. Exit code 1 if the server answers ERR. See
 //! [`crate::proto::cmd`] for the protocol.
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::time::Duration;
 
-use super::net::{self, ClientError, LineReader, MAX_REPLY_LINE};
+use super::lines::{LineReader, MAX_REPLY_LINE};
+use super::{ClientError, ClientOptions};
+use crate::config::Protocol;
+
+/// The usage of the subcommand.
+pub const USAGE: &str = "cmd
+  Runs HELO <this host>, REQTIME, REQDATE, ECHO, REQIP and BYE in turn and
+  prints each request and reply.";
+
+/// Runs the subcommand with its arguments (after `cmd`: none).
+pub fn run(options: &ClientOptions, args: &[String]) -> Result<(), ClientError> {
+    if let Some(arg) = args.first() {
+        return Err(ClientError::Usage(format!(
+            "cmd takes no arguments, got '{arg}'\nUsage: {USAGE}"
+        )));
+    }
+    let mut client = CmdClient::connect(options)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut printed = Ok(());
+    let result = client.run(&standard_script(&hostname()), |step| {
+        if printed.is_ok() {
+            printed = writeln!(stdout, "C: {}\nS: {}", step.request, step.reply);
+        }
+    });
+    printed?;
+    result
+}
 
 /// The text the standard script sends with ECHO.
 pub const ECHO_TEXT: &str = "Hello from onepoll-client";
@@ -42,10 +68,9 @@ impl Step {
 }
 
 impl CmdClient {
-    /// Connects to `host`:`port`, with `timeout` for connecting and for each
-    /// read and write.
-    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<CmdClient, ClientError> {
-        let stream = net::connect(host, port, timeout)?;
+    /// Connects to the server `options` name (default port 8008).
+    pub fn connect(options: &ClientOptions) -> Result<CmdClient, ClientError> {
+        let stream = super::connect(options, Protocol::Cmd.default_port())?;
         let reader = LineReader::new(stream.try_clone()?, MAX_REPLY_LINE);
         Ok(CmdClient { stream, reader })
     }
@@ -53,7 +78,7 @@ impl CmdClient {
     /// Sends one request line and reads its reply line.
     pub fn request(&mut self, request: &str) -> Result<Step, ClientError> {
         if request.contains('\n') {
-            return Err(ClientError::BadMessage("a request cannot contain LF"));
+            return Err(ClientError::Usage("a request cannot contain LF".into()));
         }
         let mut line = Vec::with_capacity(request.len() + 1);
         line.extend_from_slice(request.as_bytes());
@@ -68,7 +93,7 @@ impl CmdClient {
 
     /// Runs `requests` in turn, calling `on_step` with each request and its
     /// reply as they come. Stops at the first error reply
-    /// ([`ClientError::Server`]). After a BYE, checks that the server closes
+    /// ([`ClientError::ServerError`]). After a BYE, checks that the server closes
     /// the connection without sending more.
     pub fn run(
         &mut self,
@@ -79,7 +104,7 @@ impl CmdClient {
             let step = self.request(request)?;
             on_step(&step);
             if step.is_error() {
-                return Err(ClientError::Server(step.reply));
+                return Err(ClientError::ServerError(step.reply));
             }
             if request.eq_ignore_ascii_case("BYE") {
                 let rest = self.reader.read_to_end()?;
@@ -162,11 +187,18 @@ mod over_tcp {
     use crate::proto::cmd::CmdSession;
     use crate::proto::testing::serve_one_tcp;
 
+    fn local(addr: std::net::SocketAddr) -> ClientOptions {
+        ClientOptions {
+            host: "127.0.0.1".into(),
+            port: Some(addr.port()),
+            verbose: false,
+        }
+    }
+
     #[test]
     fn the_standard_script_runs_against_the_cmd_core_and_sees_the_close() {
         let addr = serve_one_tcp(|| CmdSession::new(8192));
-        let mut client =
-            CmdClient::connect("127.0.0.1", addr.port(), net::DEFAULT_TIMEOUT).unwrap();
+        let mut client = CmdClient::connect(&local(addr)).unwrap();
         let mut steps = Vec::new();
         client
             .run(&standard_script("box"), |s| steps.push(s.clone()))
@@ -182,11 +214,10 @@ mod over_tcp {
     #[test]
     fn an_err_reply_stops_the_script_with_a_server_error() {
         let addr = serve_one_tcp(|| CmdSession::new(8192));
-        let mut client =
-            CmdClient::connect("127.0.0.1", addr.port(), net::DEFAULT_TIMEOUT).unwrap();
+        let mut client = CmdClient::connect(&local(addr)).unwrap();
         let mut seen = 0;
         let result = client.run(&["REQTIME".to_string(), "BYE".to_string()], |_| seen += 1);
-        assert!(matches!(result, Err(ClientError::Server(r)) if r == "ERR say HELO first"));
+        assert!(matches!(result, Err(ClientError::ServerError(r)) if r == "ERR say HELO first"));
         assert_eq!(seen, 1);
     }
 }

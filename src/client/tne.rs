@@ -1,13 +1,20 @@
-//! The tne client (`onepoll-client tne [--udp] MSG...`): sends messages over
-//! TCP (pipelined, one line each) or UDP (one datagram each) and reads the
-//! replies. See [`crate::proto::tne`] for the protocol.
+//! `onepoll-client tne [--udp] MSG...`: sends each MSG as a TNE20003
+//! message, over TCP (all pipelined in one write, one line each) or UDP
+//! (one datagram each, one at a time), and prints each reply. Exit code 1
+//! if any reply is an error. See [`crate::proto::tne`] for the protocol.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 
-use super::net::{self, ClientError, LineReader, MAX_REPLY_LINE};
+use super::lines::{LineReader, MAX_REPLY_LINE};
+use super::{ClientError, ClientOptions, TIMEOUT};
+use crate::config::Protocol;
 use crate::proto::tne::{ACK, ERROR, HEADER};
+
+/// The usage of the subcommand.
+pub const USAGE: &str = "tne [--udp] MSG...
+  Sends each MSG (TNE20003: is added) over TCP, pipelined, or with --udp
+  one datagram each, and prints each reply line.";
 
 /// A reply from the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +50,47 @@ impl TneReply {
     }
 }
 
+/// Runs the subcommand with its arguments (after `tne`).
+pub fn run(options: &ClientOptions, args: &[String]) -> Result<(), ClientError> {
+    let (udp, messages) = match args.split_first() {
+        Some((flag, rest)) if flag == "--udp" => (true, rest),
+        _ => (false, args),
+    };
+    if messages.is_empty() {
+        return Err(ClientError::Usage(format!("missing MSG\nUsage: {USAGE}")));
+    }
+    if let Some(flag) = messages.iter().find(|m| m.starts_with("--")) {
+        return Err(ClientError::Usage(format!(
+            "unknown option '{flag}' (--udp must come first)\nUsage: {USAGE}"
+        )));
+    }
+    let replies = if udp {
+        let mut client = TneUdpClient::connect(options)?;
+        let mut replies = Vec::with_capacity(messages.len());
+        for msg in messages {
+            replies.push(client.request(msg.as_bytes())?);
+        }
+        replies
+    } else {
+        TneTcpClient::connect(options)?.exchange(messages)?
+    };
+    let mut stdout = std::io::stdout().lock();
+    let mut errors = 0;
+    for reply in &replies {
+        stdout.write_all(&reply.to_wire())?;
+        stdout.write_all(b"\n")?;
+        errors += usize::from(matches!(reply, TneReply::Error(_)));
+    }
+    stdout.flush()?;
+    if errors > 0 {
+        return Err(ClientError::ServerError(format!(
+            "{errors} of {} messages refused",
+            replies.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A tne connection over TCP.
 pub struct TneTcpClient {
     stream: TcpStream,
@@ -50,10 +98,9 @@ pub struct TneTcpClient {
 }
 
 impl TneTcpClient {
-    /// Connects to `host`:`port`, with `timeout` for connecting and for each
-    /// read and write.
-    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TneTcpClient, ClientError> {
-        let stream = net::connect(host, port, timeout)?;
+    /// Connects to the server `options` name (default port 20003).
+    pub fn connect(options: &ClientOptions) -> Result<TneTcpClient, ClientError> {
+        let stream = super::connect(options, Protocol::Tne.default_port())?;
         let reader = LineReader::new(stream.try_clone()?, MAX_REPLY_LINE);
         Ok(TneTcpClient { stream, reader })
     }
@@ -69,7 +116,9 @@ impl TneTcpClient {
         for msg in messages {
             let msg = msg.as_ref();
             if msg.contains(&b'\n') {
-                return Err(ClientError::BadMessage("a TCP message cannot contain LF"));
+                return Err(ClientError::Usage(
+                    "a message sent over TCP cannot contain LF".into(),
+                ));
             }
             batch.extend_from_slice(HEADER);
             batch.extend_from_slice(msg);
@@ -94,26 +143,31 @@ pub struct TneUdpClient {
     socket: UdpSocket,
     /// Addresses not yet tried, in reverse resolver order.
     untried: Vec<SocketAddr>,
-    timeout: Duration,
 }
 
 impl TneUdpClient {
-    /// Resolves `host` and opens a socket towards its first address; replies
-    /// are awaited `timeout` each.
-    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TneUdpClient, ClientError> {
-        let mut untried = net::resolve(host, port)?;
-        untried.reverse();
-        let first = untried.pop().ok_or(ClientError::Closed)?;
-        let socket = open(first, timeout).map_err(|source| ClientError::Connect {
-            host: host.to_string(),
-            port,
+    /// Resolves the server `options` name (default port 20003) and opens a
+    /// socket towards its first address; each reply is awaited [`TIMEOUT`].
+    pub fn connect(options: &ClientOptions) -> Result<TneUdpClient, ClientError> {
+        let port = options.port.unwrap_or(Protocol::Tne.default_port());
+        let target = format!("{}:{port}", options.host);
+        let connect_error = |source| ClientError::Connect {
+            target: target.clone(),
             source,
+        };
+        let mut untried: Vec<SocketAddr> = (options.host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(connect_error)?
+            .collect();
+        untried.reverse();
+        let first = untried.pop().ok_or_else(|| {
+            connect_error(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no address found",
+            ))
         })?;
-        Ok(TneUdpClient {
-            socket,
-            untried,
-            timeout,
-        })
+        let socket = open(first).map_err(connect_error)?;
+        Ok(TneUdpClient { socket, untried })
     }
 
     /// Sends `TNE20003:<msg>` as one datagram and waits for the reply.
@@ -133,7 +187,7 @@ impl TneUdpClient {
                     let Some(next) = self.untried.pop() else {
                         return Err(ClientError::Io(e));
                     };
-                    self.socket = open(next, self.timeout)?;
+                    self.socket = open(next)?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -147,14 +201,14 @@ impl TneUdpClient {
 }
 
 /// A UDP socket of `addr`'s family connected to `addr`.
-fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<UdpSocket> {
+fn open(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local)?;
     socket.connect(addr)?;
-    socket.set_read_timeout(Some(timeout))?;
+    socket.set_read_timeout(Some(TIMEOUT))?;
     Ok(socket)
 }
 
@@ -181,14 +235,21 @@ mod tests {
 #[cfg(test)]
 mod over_sockets {
     use super::*;
-    use crate::client::net::DEFAULT_TIMEOUT;
     use crate::proto::testing::{serve_one_tcp, serve_one_udp};
     use crate::proto::tne::TneSession;
+
+    fn local(addr: SocketAddr) -> ClientOptions {
+        ClientOptions {
+            host: "127.0.0.1".into(),
+            port: Some(addr.port()),
+            verbose: false,
+        }
+    }
 
     #[test]
     fn pipelined_tcp_messages_get_their_replies_in_order() {
         let addr = serve_one_tcp(|| TneSession::new(8192));
-        let mut client = TneTcpClient::connect("127.0.0.1", addr.port(), DEFAULT_TIMEOUT).unwrap();
+        let mut client = TneTcpClient::connect(&local(addr)).unwrap();
         let replies = client.exchange(&["one", "", "three"]).unwrap();
         assert_eq!(
             replies,
@@ -203,17 +264,17 @@ mod over_sockets {
     #[test]
     fn a_message_with_lf_is_refused_before_sending() {
         let addr = serve_one_tcp(|| TneSession::new(8192));
-        let mut client = TneTcpClient::connect("127.0.0.1", addr.port(), DEFAULT_TIMEOUT).unwrap();
+        let mut client = TneTcpClient::connect(&local(addr)).unwrap();
         assert!(matches!(
             client.exchange(&["a\nb"]),
-            Err(ClientError::BadMessage(_))
+            Err(ClientError::Usage(_))
         ));
     }
 
     #[test]
     fn a_udp_message_gets_one_reply_datagram() {
         let addr = serve_one_udp();
-        let mut client = TneUdpClient::connect("127.0.0.1", addr.port(), DEFAULT_TIMEOUT).unwrap();
+        let mut client = TneUdpClient::connect(&local(addr)).unwrap();
         assert_eq!(
             client.request(b"hi").unwrap(),
             TneReply::Ack(b"hi".to_vec())
@@ -227,9 +288,8 @@ mod over_sockets {
         let dead_addr = dead.local_addr().unwrap();
         drop(dead);
         let mut client = TneUdpClient {
-            socket: open(dead_addr, DEFAULT_TIMEOUT).unwrap(),
+            socket: open(dead_addr).unwrap(),
             untried: vec![addr],
-            timeout: DEFAULT_TIMEOUT,
         };
         assert_eq!(client.request(b"x").unwrap(), TneReply::Ack(b"x".to_vec()));
         assert_eq!(client.peer_addr().unwrap(), addr);

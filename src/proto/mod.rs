@@ -15,12 +15,19 @@
 //! discard mode past `--max-line`), so a connection's carried input is
 //! bounded too.
 //!
+//! Output to other connections: a core never touches another connection.
+//! It records deliveries ([`Effect`]s) with [`Cx::broadcast`] and
+//! [`Cx::send_to`]; the loop routes them after the call returns (see
+//! [`effects`] for the routing contract and its order guarantee).
+//!
 //! Adding a protocol: write `proto/<name>.rs` with a type that implements
 //! [`Session`], and name it once in the `sessions!` list below. Nothing in
 //! the loop changes.
 
 pub mod budget;
+pub mod chat;
 pub mod cmd;
+pub mod effects;
 pub mod framing;
 pub mod output;
 pub mod rng;
@@ -28,11 +35,15 @@ pub mod rng;
 pub(crate) mod testing;
 pub mod tne;
 pub mod transform;
+pub mod upload;
 
+use std::fmt;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 pub use budget::{Budget, Reservation};
+pub use effects::{Deliver, Effect};
 pub use output::Output;
 
 use crate::config::{Config, Protocol};
@@ -47,6 +58,10 @@ pub struct Shared {
     pub cmd: cmd::Shared,
     /// transform: the `--max-buffer` budget and the shuffle generator.
     pub transform: transform::Shared,
+    /// upload: where files are saved, and `--max-upload`.
+    pub upload: upload::Shared,
+    /// chat: the room (who is connected under which nick) and its limits.
+    pub chat: chat::Shared,
 }
 
 impl Shared {
@@ -58,12 +73,15 @@ impl Shared {
             tne: tne::Shared::new(config.max_line),
             cmd: cmd::Shared::new(config.max_line, cmd::LocalClock::system()),
             transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
+            upload: upload::Shared::from_config(config),
+            chat: chat::Shared::new(config.max_line),
         }
     }
 }
 
 /// What the loop lends a core for one call: where replies go, who the peer
-/// is, the time, and the state shared with other connections.
+/// is, the time, the state shared with other connections, and the queue of
+/// deliveries to other connections.
 pub struct Cx<'a> {
     /// Replies to this connection, in order.
     pub out: &'a mut Output,
@@ -75,14 +93,18 @@ pub struct Cx<'a> {
     pub now: SystemTime,
     /// State shared by all connections.
     pub shared: &'a mut Shared,
+    effects: &'a mut Vec<Effect>,
     close: bool,
 }
 
 impl<'a> Cx<'a> {
-    /// A context for one call into a core.
+    /// A context for one call into a core. `effects` is the loop's queue of
+    /// deliveries to other connections; the loop routes what the call adds
+    /// to it ([`effects::route`]) before it calls into any core again.
     pub fn new(
         out: &'a mut Output,
         shared: &'a mut Shared,
+        effects: &'a mut Vec<Effect>,
         peer: SocketAddr,
         conn_id: u64,
         now: SystemTime,
@@ -93,7 +115,26 @@ impl<'a> Cx<'a> {
             conn_id,
             now,
             shared,
+            effects,
             close: false,
+        }
+    }
+
+    /// Asks the loop to deliver `msg` to every member of the broadcast
+    /// group (the chat room) but connection `except`. One allocation is
+    /// shared by every receiver.
+    pub fn broadcast(&mut self, msg: Rc<[u8]>, except: u64) {
+        self.effects.push(Effect::Broadcast { msg, except });
+    }
+
+    /// Asks the loop to deliver `msg` to connection `to`, if it is still
+    /// open. A message to this very connection is queued on [`Cx::out`] at
+    /// once, so it keeps its place among this call's replies.
+    pub fn send_to(&mut self, to: u64, msg: Rc<[u8]>) {
+        if to == self.conn_id {
+            self.out.put_shared(msg);
+        } else {
+            self.effects.push(Effect::SendTo { to, msg });
         }
     }
 
@@ -109,9 +150,60 @@ impl<'a> Cx<'a> {
     }
 }
 
+/// Why the loop ends a connection; passed to [`Session::on_close`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CloseReason {
+    /// The core asked ([`Cx::close_after_flush`]) and its replies went out.
+    Finished,
+    /// The peer went away: end of stream, reset, or a failed read or write.
+    PeerGone,
+    /// No traffic either way for `--idle-timeout`.
+    IdleTimeout,
+    /// chat: unsent output passed `--max-sendq` (a slow consumer).
+    SendqExceeded,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl CloseReason {
+    /// The reason in words, as logs and chat's `BYE`/`LEAVE` lines say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Finished => "finished",
+            CloseReason::PeerGone => "connection lost",
+            CloseReason::IdleTimeout => "idle timeout",
+            CloseReason::SendqExceeded => "sendq exceeded",
+            CloseReason::Shutdown => "server shutting down",
+        }
+    }
+
+    /// Whether the server, not the peer, ends the connection: the core may
+    /// queue last words that the loop still tries to send (within
+    /// `CLOSE_GRACE`; a slow consumer's may be dropped with its queue).
+    pub fn server_initiated(self) -> bool {
+        matches!(
+            self,
+            CloseReason::IdleTimeout | CloseReason::SendqExceeded | CloseReason::Shutdown
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One connection's protocol state machine. Every method but `on_input`
 /// has a do-nothing default.
+///
+/// Call order: `on_open` once, then any number of `on_input`, at most one
+/// `on_eof` and `on_shutdown`, and `on_close` exactly once, last.
 pub trait Session {
+    /// The connection was just accepted: queue any greeting (chat's
+    /// `WELCOME`, and its `JOIN` to the others).
+    fn on_open(&mut self, _cx: &mut Cx<'_>) {}
+
     /// Consumes every complete message in `input`, appending replies to
     /// `cx.out`; returns the number of bytes consumed (see the module doc).
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize;
@@ -120,9 +212,12 @@ pub trait Session {
     /// queued so far are still sent; then the loop closes the connection.
     fn on_eof(&mut self, _cx: &mut Cx<'_>) {}
 
-    /// The connection is going away (any reason). Last chance to release
-    /// resources that a drop would not (temporary files, say).
-    fn on_close(&mut self, _cx: &mut Cx<'_>) {}
+    /// The connection is going away for `reason`; called exactly once.
+    /// Last chance to release resources that a drop would not (temporary
+    /// files, say), and to tell others (chat's `LEAVE`). When
+    /// [`CloseReason::server_initiated`], what is queued on `cx.out` here is
+    /// still sent if the peer takes it.
+    fn on_close(&mut self, _cx: &mut Cx<'_>, _reason: CloseReason) {}
 
     /// The server is shutting down: queue any last words.
     fn on_shutdown(&mut self, _cx: &mut Cx<'_>) {}
@@ -152,11 +247,14 @@ macro_rules! sessions {
             fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
                 match self { $(AnySession::$variant(s) => s.on_input(input, cx),)+ }
             }
+            fn on_open(&mut self, cx: &mut Cx<'_>) {
+                match self { $(AnySession::$variant(s) => s.on_open(cx),)+ }
+            }
             fn on_eof(&mut self, cx: &mut Cx<'_>) {
                 match self { $(AnySession::$variant(s) => s.on_eof(cx),)+ }
             }
-            fn on_close(&mut self, cx: &mut Cx<'_>) {
-                match self { $(AnySession::$variant(s) => s.on_close(cx),)+ }
+            fn on_close(&mut self, cx: &mut Cx<'_>, reason: CloseReason) {
+                match self { $(AnySession::$variant(s) => s.on_close(cx, reason),)+ }
             }
             fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
                 match self { $(AnySession::$variant(s) => s.on_shutdown(cx),)+ }
@@ -171,7 +269,9 @@ macro_rules! sessions {
 sessions! {
     Tne(tne::TneSession),
     Cmd(cmd::CmdSession),
+    Chat(chat::ChatSession),
     Transform(transform::TransformSession),
+    Upload(upload::UploadSession),
 }
 
 impl AnySession {
@@ -180,8 +280,9 @@ impl AnySession {
         match protocol {
             Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
             Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
+            Protocol::Chat => AnySession::Chat(chat::ChatSession::new()),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
-            other => unreachable!("{other} has no session yet; the CLI refuses it"),
+            Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
         }
     }
 }

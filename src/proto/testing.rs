@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::SystemTime;
 
-use super::{Cx, Output, Session, Shared};
+use super::{Cx, Effect, Output, Session, Shared};
 use crate::config::Config;
 
 /// One connection's worth of loop state around a session.
@@ -13,6 +13,8 @@ pub(crate) struct Harness<S> {
     pub session: S,
     pub shared: Shared,
     pub out: Output,
+    /// Deliveries the session asked for (chat only).
+    pub effects: Vec<Effect>,
     pub peer: SocketAddr,
     pub now: SystemTime,
     carried: Vec<u8>,
@@ -29,6 +31,7 @@ impl<S: Session> Harness<S> {
             session,
             shared: Shared::new(&Config::default()),
             out: Output::new(),
+            effects: Vec::new(),
             peer: SocketAddr::from((Ipv4Addr::LOCALHOST, 40000)),
             now: SystemTime::UNIX_EPOCH,
             carried: Vec::new(),
@@ -43,7 +46,14 @@ impl<S: Session> Harness<S> {
             return;
         }
         self.carried.extend_from_slice(chunk);
-        let mut cx = Cx::new(&mut self.out, &mut self.shared, self.peer, 1, self.now);
+        let mut cx = Cx::new(
+            &mut self.out,
+            &mut self.shared,
+            &mut self.effects,
+            self.peer,
+            1,
+            self.now,
+        );
         let used = self.session.on_input(&self.carried, &mut cx);
         self.closed = cx.close_requested();
         assert!(used <= self.carried.len(), "consumed more than offered");
@@ -56,7 +66,14 @@ impl<S: Session> Harness<S> {
         if self.closed {
             return;
         }
-        let mut cx = Cx::new(&mut self.out, &mut self.shared, self.peer, 1, self.now);
+        let mut cx = Cx::new(
+            &mut self.out,
+            &mut self.shared,
+            &mut self.effects,
+            self.peer,
+            1,
+            self.now,
+        );
         self.session.on_eof(&mut cx);
     }
 

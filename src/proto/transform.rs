@@ -431,10 +431,9 @@ mod tests {
     use std::time::SystemTime;
 
     fn shared(max_buffer: usize) -> AllShared {
-        AllShared {
-            transform: Shared::new(max_buffer, Rng::from_seed(9)),
-            ..AllShared::new(&crate::config::Config::default())
-        }
+        let mut shared = AllShared::new(&crate::config::Config::default());
+        shared.transform = Shared::new(max_buffer, Rng::from_seed(9));
+        shared
     }
 
     fn request(code: u8, data: &[u8]) -> Vec<u8> {
@@ -453,11 +452,20 @@ mod tests {
     fn run(shared: &mut AllShared, chunks: &[&[u8]]) -> Vec<u8> {
         let mut session = TransformSession::new();
         let mut out = Output::new();
+        let mut effects = Vec::new();
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
         for chunk in chunks {
-            let mut cx = Cx::new(&mut out, shared, peer, 1, SystemTime::UNIX_EPOCH);
+            let mut cx = Cx::new(
+                &mut out,
+                shared,
+                &mut effects,
+                peer,
+                1,
+                SystemTime::UNIX_EPOCH,
+            );
             assert_eq!(session.on_input(chunk, &mut cx), chunk.len());
         }
+        assert!(effects.is_empty(), "transform never delivers to others");
         out.take_all()
     }
 
@@ -521,8 +529,16 @@ mod tests {
         let req = request(0x01, b"abcdef");
         let mut session = TransformSession::new();
         let mut out = Output::new();
+        let mut effects = Vec::new();
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-        let mut cx = Cx::new(&mut out, &mut shared, peer, 1, SystemTime::UNIX_EPOCH);
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
         session.on_input(&req[..6], &mut cx);
         assert!(session.mid_message());
         assert_eq!(out.take_all(), [&6u32.to_be_bytes()[..], b"AB"].concat());
@@ -570,8 +586,16 @@ mod tests {
         let mut shared = shared(100);
         let mut session = TransformSession::new();
         let mut out = Output::new();
+        let mut effects = Vec::new();
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
-        let mut cx = Cx::new(&mut out, &mut shared, peer, 1, SystemTime::UNIX_EPOCH);
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
         assert!(!session.mid_message());
         session.on_input(&[0x40], &mut cx);
         assert!(session.mid_message());

@@ -1,1 +1,72 @@
-//! The event loop and everything it owns.
+//! The event loop and everything it owns: listeners, the slab of
+//! connections, deadlines and signals. The only part of onepoll that does
+//! I/O; the protocol cores in [`crate::proto`] are driven from here.
+//!
+//! - [`event_loop`]: the loop, one wake-up at a time;
+//! - [`conn`]: one connection, its buffers, read and write paths;
+//! - [`datagram`]: UDP sockets (tne), answered datagram by datagram;
+//! - [`listener`]: listening sockets and accepting when descriptors run out;
+//! - [`rooms`]: routing deliveries between connections (chat);
+//! - [`timers`]: idle and close deadlines, and the loop's clock;
+//! - [`signals`]: SIGINT/SIGTERM as a poll event.
+
+pub mod conn;
+pub mod datagram;
+pub mod event_loop;
+pub mod listener;
+pub mod rooms;
+pub mod signals;
+pub mod timers;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+pub use event_loop::Server;
+
+use crate::config::Protocol;
+
+/// Why the server could not start or had to stop.
+#[derive(Debug)]
+pub enum ServerError {
+    /// A listener could not be bound.
+    Bind {
+        /// Its protocol.
+        protocol: Protocol,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The upload directory cannot be created or prepared.
+    UploadDir(crate::proto::upload::UploadDirError),
+    /// The poll or the signal handlers could not be set up.
+    Setup(io::Error),
+    /// Waiting for events failed.
+    Poll(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind {
+                protocol,
+                addr,
+                source,
+            } => write!(f, "cannot listen for {protocol} on {addr}: {source}"),
+            ServerError::UploadDir(e) => write!(f, "{e}"),
+            ServerError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
+            ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Bind { source, .. } => Some(source),
+            ServerError::UploadDir(e) => Some(e),
+            ServerError::Setup(e) | ServerError::Poll(e) => Some(e),
+        }
+    }
+}

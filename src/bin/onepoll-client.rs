@@ -1,0 +1,79 @@
+//! `onepoll-client`: a client for each onepoll protocol.
+//!
+//! `onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]`. Exit codes:
+//! 0 on success, 1 when the server cannot be reached or answers an error,
+//! 2 on usage errors.
+
+use std::process::ExitCode;
+
+use getopts::{Options, ParsingStyle};
+use onepoll::client::{self, ClientError, ClientOptions};
+
+fn usage(opts: &Options) -> String {
+    let subcommands = [
+        client::tne::USAGE,
+        client::cmd::USAGE,
+        client::transform::USAGE,
+    ];
+    let brief = format!(
+        "Usage: onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]\n\n\
+         A client for each onepoll protocol:\n  {}",
+        subcommands.join("\n").replace('\n', "\n  ")
+    );
+    opts.usage(&brief)
+}
+
+fn run(args: &[String]) -> Result<(), ClientError> {
+    let mut opts = Options::new();
+    opts.parsing_style(ParsingStyle::StopAtFirstFree);
+    opts.optopt("h", "host", "server host (default localhost)", "HOST");
+    opts.optopt("p", "port", "server port (default: the protocol's)", "PORT");
+    opts.optflag("v", "verbose", "print more detail");
+    opts.optflag("", "help", "print this help and exit");
+    let m = opts
+        .parse(args)
+        .map_err(|e| ClientError::Usage(format!("{e}\n{}", usage(&opts))))?;
+    if m.opt_present("help") {
+        print!("{}", usage(&opts));
+        return Ok(());
+    }
+    let port = match m.opt_str("p") {
+        Some(p) => Some(p.parse::<u16>().map_err(|_| {
+            ClientError::Usage(format!(
+                "invalid port '{p}': expected a number from 0 to 65535"
+            ))
+        })?),
+        None => None,
+    };
+    let options = ClientOptions {
+        host: m.opt_str("h").unwrap_or_else(|| "localhost".to_string()),
+        port,
+        verbose: m.opt_present("v"),
+    };
+    let Some((protocol, rest)) = m.free.split_first() else {
+        return Err(ClientError::Usage(format!(
+            "missing PROTOCOL\n{}",
+            usage(&opts)
+        )));
+    };
+    match protocol.as_str() {
+        "tne" => client::tne::run(&options, rest),
+        "cmd" => client::cmd::run(&options, rest),
+        "transform" => client::transform::run(&options, rest),
+        other => Err(ClientError::Usage(format!(
+            "unknown or unavailable protocol '{other}'\n{}",
+            usage(&opts)
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("onepoll-client: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

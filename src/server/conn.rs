@@ -1,0 +1,473 @@
+//! One TCP connection: its socket, its protocol session, its carried input
+//! and its output queue, and the read and write paths the loop drives.
+//!
+//! Reads go into the loop's shared scratch buffer and are parsed there in
+//! place; only an incomplete message is copied into the connection's own
+//! `carry` buffer, which is freed as soon as it empties. Replies go into the
+//! connection's [`Output`], freed when drained. An idle connection therefore
+//! owns no heap memory, only this struct.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::config::{Protocol, BACKPRESSURE_BYTES};
+use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
+
+use super::timers::Clock;
+
+/// Output past which the read path writes at once instead of waiting for
+/// the end of the wake-up (large streamed replies).
+const FLUSH_EARLY_BYTES: usize = 64 * 1024;
+
+/// Reads one connection may do per wake-up before others get their turn.
+pub const READS_PER_WAKE: usize = 32;
+
+/// Most slices offered to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// The outcome of one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStep {
+    /// There may be more to read.
+    More,
+    /// Stop reading for now.
+    Stop(ReadStop),
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading requests and sending replies.
+    Open,
+    /// No more input is processed; close once the output has drained.
+    Flushing,
+    /// The write side is shut; input is read and discarded until the peer's
+    /// EOF (or the close grace runs out), so the last replies are not
+    /// destroyed by a reset.
+    Lingering,
+    /// Finished or failed: removed at the end of the wake-up.
+    Dead,
+}
+
+/// Why the read path stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadStop {
+    /// The socket has no more data for now.
+    Drained,
+    /// This wake-up's read budget is spent; data may remain.
+    Budget,
+    /// Not reading now: backpressure, or not in a reading phase.
+    Paused,
+}
+
+/// What the loop lends a connection for one call, besides its read buffer.
+pub struct IoCx<'a> {
+    /// State shared by all connections.
+    pub shared: &'a mut Shared,
+    /// This wake-up's time.
+    pub clock: &'a Clock,
+    /// The server is shutting down: stop reading at message boundaries.
+    pub draining: bool,
+    /// Deliveries to other connections that the core asks for; the loop
+    /// routes them after each call.
+    pub effects: &'a mut Vec<Effect>,
+}
+
+/// One client connection.
+pub struct Conn {
+    stream: TcpStream,
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Unique for the server's lifetime.
+    pub id: u64,
+    /// The protocol spoken.
+    pub protocol: Protocol,
+    session: AnySession,
+    /// An incomplete message carried to the next read.
+    carry: Vec<u8>,
+    output: Output,
+    /// Loop milliseconds of the last byte read or written.
+    pub last_active: u64,
+    /// Where it is in its life.
+    pub phase: Phase,
+    /// Why it is closing, once known.
+    pub reason: Option<CloseReason>,
+    /// The session's `on_close` has run (it runs exactly once).
+    session_ended: bool,
+    /// WRITABLE is part of the registered interest.
+    writable_interest: bool,
+    /// Reading stopped for backpressure.
+    backpressured: bool,
+    /// The peer shut its write side.
+    peer_eof: bool,
+    /// The poll reported the peer's FIN: read on to it even after a short
+    /// read, since no new edge will announce it.
+    fin_reported: bool,
+    /// In the loop's flush list for this wake-up.
+    pub queued: bool,
+    /// A close-grace deadline is armed.
+    pub grace_armed: bool,
+    /// Marked as a slow consumer: the loop ends it after routing.
+    pub kill_pending: bool,
+}
+
+impl Conn {
+    /// A connection just accepted and registered for READABLE.
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        protocol: Protocol,
+        session: AnySession,
+        now: u64,
+    ) -> Conn {
+        Conn {
+            stream,
+            peer,
+            id,
+            protocol,
+            session,
+            carry: Vec::new(),
+            output: Output::new(),
+            last_active: now,
+            phase: Phase::Open,
+            reason: None,
+            session_ended: false,
+            writable_interest: false,
+            backpressured: false,
+            peer_eof: false,
+            fin_reported: false,
+            queued: false,
+            grace_armed: false,
+            kill_pending: false,
+        }
+    }
+
+    /// Registers the socket with the poll, readable only.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.stream, token, Interest::READABLE)
+    }
+
+    /// Unsent output bytes.
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
+    /// Heap bytes this connection owns beyond its struct (for tests and
+    /// memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.carry.capacity() + self.output.heap_bytes()
+    }
+
+    /// Runs `f` on the session with a context; a panic in the core is
+    /// contained here: the connection dies, the loop goes on.
+    fn with_session<R>(
+        &mut self,
+        io: &mut IoCx<'_>,
+        f: impl FnOnce(&mut AnySession, &mut Vec<u8>, &mut Cx<'_>) -> R,
+    ) -> Option<R> {
+        let mut cx = Cx::new(
+            &mut self.output,
+            io.shared,
+            io.effects,
+            self.peer,
+            self.id,
+            io.clock.wall,
+        );
+        let session = &mut self.session;
+        let carry = &mut self.carry;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let r = f(session, carry, &mut cx);
+            (r, cx.close_requested())
+        }));
+        match result {
+            Ok((r, close)) => {
+                if close && self.phase == Phase::Open {
+                    self.reason.get_or_insert(CloseReason::Finished);
+                    self.phase = Phase::Flushing;
+                    self.carry = Vec::new();
+                }
+                Some(r)
+            }
+            Err(_) => {
+                log::error!(
+                    "{} core panicked on connection #{} from {}; closing that connection",
+                    self.protocol,
+                    self.id,
+                    self.peer
+                );
+                self.phase = Phase::Dead;
+                self.reason.get_or_insert(CloseReason::PeerGone);
+                None
+            }
+        }
+    }
+
+    /// Offers freshly read bytes (plus any carried ones) to the session.
+    fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
+        self.with_session(io, |session, carry, cx| {
+            if carry.is_empty() {
+                let used = session.on_input(data, cx).min(data.len());
+                if used < data.len() && !cx.close_requested() {
+                    carry.extend_from_slice(&data[used..]);
+                }
+            } else {
+                carry.extend_from_slice(data);
+                let used = session.on_input(carry, cx).min(carry.len());
+                carry.drain(..used);
+                if carry.is_empty() {
+                    *carry = Vec::new();
+                }
+            }
+        });
+    }
+
+    /// Notes that the poll reported the peer's FIN with this event.
+    pub fn note_fin(&mut self) {
+        self.fin_reported = true;
+    }
+
+    /// Whether a message has begun and not ended: the session says so, or
+    /// an incomplete message is carried.
+    pub fn mid_message(&self) -> bool {
+        !self.carry.is_empty() || self.session.mid_message()
+    }
+
+    /// Does one read and feeds what it returned to the session. The loop
+    /// calls this up to [`READS_PER_WAKE`] times per wake-up, routing the
+    /// session's effects between calls.
+    pub fn read_once(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) -> ReadStep {
+        if self.backpressured || !matches!(self.phase, Phase::Open | Phase::Lingering) {
+            return ReadStep::Stop(ReadStop::Paused);
+        }
+        let n = match self.stream.read(scratch) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return ReadStep::Stop(ReadStop::Drained)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::More,
+            Err(e) => {
+                log::debug!("read from #{} {}: {e}", self.id, self.peer);
+                self.phase = Phase::Dead;
+                self.reason.get_or_insert(CloseReason::PeerGone);
+                return ReadStep::Stop(ReadStop::Paused);
+            }
+        };
+        self.last_active = io.clock.now;
+        if n == 0 {
+            self.on_peer_eof(io);
+            return ReadStep::Stop(ReadStop::Drained);
+        }
+        if self.phase == Phase::Open {
+            self.feed(io, &scratch[..n]);
+            if io.draining && self.phase == Phase::Open && !self.mid_message() {
+                self.phase = Phase::Flushing;
+            }
+            if self.output.len() >= FLUSH_EARLY_BYTES {
+                self.flush(io.clock);
+            }
+            if self.output.len() > BACKPRESSURE_BYTES && self.protocol.is_request_reply() {
+                self.backpressured = true;
+                return ReadStep::Stop(ReadStop::Paused);
+            }
+        }
+        // In Lingering, input is discarded: only the peer's EOF matters.
+        if n < scratch.len() && !self.fin_reported {
+            // A short read: the kernel had no more. New data raises a new
+            // edge, so no read is spent to hear WouldBlock.
+            return ReadStep::Stop(ReadStop::Drained);
+        }
+        ReadStep::More
+    }
+
+    fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
+        self.peer_eof = true;
+        match self.phase {
+            Phase::Open => {
+                self.with_session(io, |session, _, cx| session.on_eof(cx));
+                if self.phase != Phase::Dead {
+                    self.phase = Phase::Flushing;
+                }
+            }
+            Phase::Lingering => self.phase = Phase::Dead,
+            Phase::Flushing | Phase::Dead => {}
+        }
+    }
+
+    /// Greets a new connection (chat's `WELCOME`).
+    pub fn open_session(&mut self, io: &mut IoCx<'_>) {
+        self.with_session(io, |session, _, cx| session.on_open(cx));
+    }
+
+    /// Calls the session's shutdown hook; the connection keeps reading only
+    /// while a message is half received (see [`Conn::stop_if_between_messages`]).
+    pub fn begin_shutdown(&mut self, io: &mut IoCx<'_>) {
+        self.reason.get_or_insert(CloseReason::Shutdown);
+        if self.phase == Phase::Open {
+            self.with_session(io, |session, _, cx| session.on_shutdown(cx));
+        }
+    }
+
+    /// During shutdown: stops reading unless a message is half received.
+    pub fn stop_if_between_messages(&mut self) {
+        if self.phase == Phase::Open && !self.mid_message() {
+            self.phase = Phase::Flushing;
+        }
+    }
+
+    /// Ends the session for `reason`: its `on_close` runs here, once, and
+    /// whatever it queues (chat's `BYE`) still goes out if the connection
+    /// is not dead. The connection then only flushes and closes.
+    pub fn end_session(&mut self, io: &mut IoCx<'_>, reason: CloseReason) {
+        let reason = *self.reason.get_or_insert(reason);
+        if !self.session_ended {
+            self.session_ended = true;
+            self.with_session(io, |session, _, cx| session.on_close(cx, reason));
+        }
+        if self.phase == Phase::Open {
+            self.phase = Phase::Flushing;
+            self.carry = Vec::new();
+        }
+    }
+
+    /// Drops the connection at once, unsent output and all (a slow
+    /// consumer).
+    pub fn kill(&mut self) {
+        self.phase = Phase::Dead;
+    }
+
+    /// Queues a delivery from another connection (a broadcast). Returns
+    /// false if the connection takes no more (it is closing).
+    pub fn deliver(&mut self, msg: &std::rc::Rc<[u8]>) -> bool {
+        if self.phase != Phase::Open || self.kill_pending {
+            return false;
+        }
+        self.output.put_shared(std::rc::Rc::clone(msg));
+        true
+    }
+
+    /// The reason `on_close` is given when the loop removes the connection
+    /// without having ended the session before.
+    pub fn final_reason(&self) -> CloseReason {
+        self.reason.unwrap_or(if self.peer_eof {
+            CloseReason::PeerGone
+        } else {
+            CloseReason::Finished
+        })
+    }
+
+    /// Writes queued output until it is all sent or the socket is full.
+    /// Returns true when everything queued has been sent.
+    pub fn flush(&mut self, clock: &Clock) -> bool {
+        while !self.output.is_empty() {
+            if self.phase == Phase::Dead {
+                return false;
+            }
+            let result = if self.output.segment_count() == 1 {
+                let front = self.output.front();
+                self.stream.write(front).map(|n| (n, front.len()))
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let count = self.output.io_slices(&mut slices);
+                let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
+                self.stream
+                    .write_vectored(&slices[..count])
+                    .map(|n| (n, offered))
+            };
+            match result {
+                Ok((0, _)) => {
+                    self.phase = Phase::Dead;
+                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    return false;
+                }
+                Ok((n, offered)) => {
+                    self.output.consume(n);
+                    self.last_active = clock.now;
+                    if n < offered {
+                        // A short write: the socket buffer is full. The
+                        // kernel will raise WRITABLE when it has room.
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::debug!("write to #{} {}: {e}", self.id, self.peer);
+                    self.phase = Phase::Dead;
+                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// After a flush: free drained buffers, lift backpressure, move a
+    /// drained closing connection on, and make the registered interest
+    /// match what is pending. Returns true if reading should resume now
+    /// (backpressure was lifted while data may be waiting).
+    pub fn settle(&mut self, registry: &Registry, token: Token) -> bool {
+        let drained = self.output.is_empty();
+        let mut resume = false;
+        if drained {
+            self.output.release_if_empty();
+            match self.phase {
+                Phase::Flushing if self.peer_eof => self.phase = Phase::Dead,
+                Phase::Flushing => {
+                    // Shut our side first, then read until the peer's EOF:
+                    // closing with unread input would send a reset that can
+                    // destroy replies the peer has not read yet.
+                    match self.stream.shutdown(Shutdown::Write) {
+                        Ok(()) => self.phase = Phase::Lingering,
+                        Err(_) => self.phase = Phase::Dead,
+                    }
+                    resume = true;
+                }
+                _ => {}
+            }
+        }
+        if self.backpressured && self.output.len() <= BACKPRESSURE_BYTES / 2 {
+            self.backpressured = false;
+            resume = true;
+        }
+        if self.phase != Phase::Dead {
+            let want_writable = !drained;
+            if want_writable != self.writable_interest {
+                let interest = if want_writable {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                match registry.reregister(&mut self.stream, token, interest) {
+                    Ok(()) => self.writable_interest = want_writable,
+                    Err(e) => {
+                        log::warn!("reregister #{}: {e}", self.id);
+                        self.phase = Phase::Dead;
+                        self.reason.get_or_insert(CloseReason::PeerGone);
+                    }
+                }
+            }
+        }
+        resume && self.phase != Phase::Dead
+    }
+
+    /// Best-effort last write and close for a connection refused at accept.
+    pub fn refuse(mut stream: TcpStream, reply: &[u8], scratch: &mut [u8]) {
+        if !reply.is_empty() {
+            let _ = stream.write(reply);
+        }
+        let _ = stream.shutdown(Shutdown::Write);
+        // Unread input at close turns the FIN into a reset, which can
+        // destroy the reply: take what has arrived.
+        let _ = stream.read(scratch);
+    }
+
+    /// Deregisters the socket before it is dropped.
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+    }
+}

@@ -1,0 +1,656 @@
+//! The event loop: one `mio::Poll`, one thread, every listener and every
+//! connection.
+//!
+//! One wake-up, in order:
+//!
+//! 1. `poll` with a timeout from the earliest deadline (none: sleep until
+//!    an event; zero if a connection still has input it was not allowed to
+//!    read last time);
+//! 2. read the clock once;
+//! 3. handle each event: accept on a listener until `WouldBlock`; answer
+//!    the datagrams of a UDP socket; read a connection and feed its
+//!    session; a signal starts the shutdown;
+//! 4. resume connections and UDP sockets left with unread input by the
+//!    per-wake-up read budget (fairness);
+//! 5. fire due deadlines (idle timeouts, close grace);
+//! 6. flush every connection touched in this wake-up, once, then settle
+//!    its interest, and remove the connections that finished.
+//!
+//! The invariants this relies on are written once, in the crate doc.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Registry, Token};
+use slab::Slab;
+
+use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
+use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
+
+use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
+use super::datagram::{DatagramEndpoint, DatagramStop};
+use super::listener::{AcceptError, Listener, ReserveFd};
+use super::rooms::{ConnIndex, SlabSink};
+use super::signals::ShutdownSignals;
+use super::timers::{millis, Clock, TimerKind, Timers};
+use super::ServerError;
+
+/// The token of the signal pipe.
+const SIGNAL_TOKEN: Token = Token(usize::MAX - 1);
+
+/// Listener `i` has token `FIRST_LISTENER - i`; connections use their slab
+/// key, counted up from 0, so the two ranges never meet.
+const FIRST_LISTENER: usize = usize::MAX - 2;
+
+/// The loop's read buffer, shared by every connection.
+const SCRATCH_BYTES: usize = 256 * 1024;
+
+/// How long accepting pauses after an accept error the reserve descriptor
+/// cannot cure.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// UDP socket `j` has token `FIRST_DATAGRAM + j`: far above any slab key,
+/// far below the listeners.
+const FIRST_DATAGRAM: usize = usize::MAX / 2;
+
+/// How many times tne's TCP and UDP sockets are bound again when the port
+/// the OS picked for TCP (port 0) is taken for UDP.
+const SAME_PORT_TRIES: usize = 8;
+
+fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER - index)
+}
+
+fn datagram_token(index: usize) -> Token {
+    Token(FIRST_DATAGRAM + index)
+}
+
+/// Binds tne's TCP listener and UDP socket on the same port number. With
+/// port 0 the OS picks the TCP port; should that number be taken for UDP,
+/// both are bound again.
+fn bind_tne(addr: SocketAddr) -> io::Result<(Listener, DatagramEndpoint)> {
+    let mut tries = 1;
+    loop {
+        let listener = Listener::bind(Protocol::Tne, addr)?;
+        match DatagramEndpoint::bind(Protocol::Tne, listener.addr) {
+            Ok(endpoint) => return Ok((listener, endpoint)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && tries < SAME_PORT_TRIES =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The server: its poll, listeners, connections and shared state.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    /// UDP sockets (tne's).
+    datagrams: Vec<DatagramEndpoint>,
+    /// UDP sockets that stopped on their per-wake-up budget: served again
+    /// next wake-up without waiting for an event.
+    datagrams_ready: Vec<usize>,
+    conns: Slab<Conn>,
+    shared: Shared,
+    config: Config,
+    timers: Timers,
+    clock: Clock,
+    signals: ShutdownSignals,
+    reserve: ReserveFd,
+    scratch: Box<[u8]>,
+    /// Connections to flush at the end of this wake-up.
+    flush_list: Vec<usize>,
+    /// Connections that stopped reading on the read budget, not on
+    /// `WouldBlock`: read again next wake-up without waiting for an event.
+    still_ready: Vec<usize>,
+    next_id: u64,
+    /// Set once shutdown starts: when the drain grace ends.
+    shutdown_at: Option<u64>,
+    /// Set while accepting is paused after an error: when to try again.
+    accept_paused_until: Option<u64>,
+    /// Deliveries the cores asked for, routed after each call.
+    effects: Vec<Effect>,
+    /// Id to slab key of the connections that receive deliveries.
+    index: ConnIndex,
+    /// Receivers found over `--max-sendq` while routing.
+    slow: Vec<usize>,
+}
+
+impl Server {
+    /// Prepares the upload directory if upload is served, binds every
+    /// listener of `config` (tne: a TCP listener and a UDP socket on the
+    /// same port number), installs the signal handlers and logs
+    /// `listening <protocol> <tcp|udp> <addr:port>` for each.
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
+            upload::prepare_upload_dir(&config).map_err(ServerError::UploadDir)?;
+        }
+        let poll = Poll::new().map_err(ServerError::Setup)?;
+        let mut signals = ShutdownSignals::install().map_err(ServerError::Setup)?;
+        signals
+            .register(poll.registry(), SIGNAL_TOKEN)
+            .map_err(ServerError::Setup)?;
+        let mut listeners = Vec::new();
+        let mut datagrams = Vec::new();
+        for (index, &(protocol, port)) in config.listeners.iter().enumerate() {
+            let addr = SocketAddr::new(config.bind, port);
+            let bind_error = |source| ServerError::Bind {
+                protocol,
+                addr,
+                source,
+            };
+            let mut listener = if protocol == Protocol::Tne {
+                let (listener, endpoint) = bind_tne(addr).map_err(bind_error)?;
+                datagrams.push(endpoint);
+                listener
+            } else {
+                Listener::bind(protocol, addr).map_err(bind_error)?
+            };
+            poll.registry()
+                .register(
+                    &mut listener.socket,
+                    listener_token(index),
+                    Interest::READABLE,
+                )
+                .map_err(bind_error)?;
+            log::info!("listening {} tcp {}", protocol, listener.addr);
+            listeners.push(listener);
+        }
+        for (index, endpoint) in datagrams.iter_mut().enumerate() {
+            let (protocol, addr) = (endpoint.protocol, endpoint.addr);
+            let bind_error = |source| ServerError::Bind {
+                protocol,
+                addr,
+                source,
+            };
+            endpoint
+                .register(poll.registry(), datagram_token(index))
+                .map_err(bind_error)?;
+            log::info!("listening {} udp {}", endpoint.protocol, endpoint.addr);
+        }
+        Ok(Server {
+            poll,
+            listeners,
+            datagrams,
+            datagrams_ready: Vec::new(),
+            conns: Slab::new(),
+            shared: Shared::new(&config),
+            config,
+            timers: Timers::new(),
+            clock: Clock::new(),
+            signals,
+            reserve: ReserveFd::new(),
+            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+            flush_list: Vec::new(),
+            still_ready: Vec::new(),
+            next_id: 1,
+            shutdown_at: None,
+            accept_paused_until: None,
+            effects: Vec::new(),
+            index: ConnIndex::default(),
+            slow: Vec::new(),
+        })
+    }
+
+    /// Each TCP listener's protocol and bound address (with the real port).
+    pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.listeners
+            .iter()
+            .map(|l| (l.protocol, l.addr))
+            .collect()
+    }
+
+    /// Each UDP socket's protocol and bound address.
+    pub fn local_udp_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.datagrams
+            .iter()
+            .map(|d| (d.protocol, d.addr))
+            .collect()
+    }
+
+    /// Serves until a shutdown signal has been handled.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Poll(e));
+            }
+            self.clock.tick();
+            for event in events.iter() {
+                self.dispatch(event);
+            }
+            self.resume_still_ready();
+            self.resume_datagrams();
+            self.resume_accepting();
+            self.fire_timers();
+            self.flush_touched();
+            if let Some(deadline) = self.shutdown_at {
+                if self.conns.is_empty() {
+                    log::info!("shutdown complete");
+                    return Ok(());
+                }
+                if self.clock.now >= deadline {
+                    log::warn!(
+                        "shutdown grace over: dropping {} connection(s) with replies unsent",
+                        self.conns.len()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if !self.still_ready.is_empty() || !self.datagrams_ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        [
+            self.timers.next_at(),
+            self.shutdown_at,
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| Duration::from_millis(at.saturating_sub(self.clock.now)))
+    }
+
+    fn dispatch(&mut self, event: &Event) {
+        match event.token() {
+            SIGNAL_TOKEN => {
+                if self.signals.take_pending() {
+                    self.begin_shutdown();
+                }
+            }
+            Token(t) if t > FIRST_LISTENER - self.listeners.len() && t <= FIRST_LISTENER => {
+                self.accept_all(FIRST_LISTENER - t);
+            }
+            Token(t) if (FIRST_DATAGRAM..FIRST_DATAGRAM + self.datagrams.len()).contains(&t) => {
+                self.serve_datagrams(t - FIRST_DATAGRAM);
+            }
+            Token(key) => self.on_conn_event(key, event),
+        }
+    }
+
+    /// Splits the loop into what one call into a connection needs: the
+    /// read buffer, the slab, and the context lent to the cores.
+    fn io_parts(&mut self) -> (&mut [u8], &mut Slab<Conn>, IoCx<'_>) {
+        (
+            &mut self.scratch,
+            &mut self.conns,
+            IoCx {
+                shared: &mut self.shared,
+                clock: &self.clock,
+                draining: self.shutdown_at.is_some(),
+                effects: &mut self.effects,
+            },
+        )
+    }
+
+    /// Routes the deliveries the last core call asked for, then ends every
+    /// receiver that became a slow consumer (whose `on_close` may ask for
+    /// more deliveries: route again until none is left).
+    fn route(&mut self) {
+        while !self.effects.is_empty() || !self.slow.is_empty() {
+            let mut sink = SlabSink {
+                conns: &mut self.conns,
+                index: &self.index,
+                max_sendq: self.config.max_sendq,
+                flush_list: &mut self.flush_list,
+                slow: &mut self.slow,
+            };
+            effects::route(&mut self.effects, &self.shared, &mut sink);
+            let slow = std::mem::take(&mut self.slow);
+            let max_sendq = self.config.max_sendq;
+            for key in slow {
+                let (_, conns, mut io) = self.io_parts();
+                if let Some(conn) = conns.get_mut(key) {
+                    log::info!(
+                        "{} #{} from {}: unsent output passed --max-sendq {}; disconnecting",
+                        conn.protocol,
+                        conn.id,
+                        conn.peer,
+                        max_sendq
+                    );
+                    conn.end_session(&mut io, CloseReason::SendqExceeded);
+                    conn.kill();
+                }
+                self.queue_flush(key);
+            }
+        }
+    }
+
+    fn on_conn_event(&mut self, key: usize, event: &Event) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if event.is_read_closed() || event.is_error() {
+            conn.note_fin();
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.pump(key);
+        }
+        self.queue_flush(key);
+    }
+
+    /// Reads connection `key` within its per-wake-up budget, routing
+    /// deliveries after each read; remembers it if it may have more.
+    fn pump(&mut self, key: usize) {
+        let max_sendq = self.config.max_sendq;
+        for _ in 0..READS_PER_WAKE {
+            let (scratch, conns, mut io) = self.io_parts();
+            let Some(conn) = conns.get_mut(key) else {
+                return;
+            };
+            let step = conn.read_once(scratch, &mut io);
+            if !conn.protocol.is_request_reply()
+                && conn.pending_output() > max_sendq
+                && !conn.kill_pending
+            {
+                // Its own replies (a client that asks and never reads).
+                conn.kill_pending = true;
+                self.slow.push(key);
+            }
+            self.route();
+            if let ReadStep::Stop(_) = step {
+                return;
+            }
+        }
+        self.still_ready.push(key);
+    }
+
+    fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.queued {
+                conn.queued = true;
+                self.flush_list.push(key);
+            }
+        }
+    }
+
+    fn resume_still_ready(&mut self) {
+        let ready = std::mem::take(&mut self.still_ready);
+        for key in ready {
+            self.pump(key);
+            self.queue_flush(key);
+        }
+    }
+
+    /// Answers the datagrams waiting on UDP socket `index` (and sends the
+    /// replies it had queued), then makes its interest match its queue.
+    fn serve_datagrams(&mut self, index: usize) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        let Some(endpoint) = self.datagrams.get_mut(index) else {
+            return;
+        };
+        let max_line = self.shared.tne.max_line;
+        let stop = endpoint.serve(&mut self.scratch, max_line);
+        if stop == DatagramStop::Budget && !self.datagrams_ready.contains(&index) {
+            self.datagrams_ready.push(index);
+        }
+        if let Err(e) = endpoint.settle(self.poll.registry(), datagram_token(index)) {
+            let dropped = endpoint.discard_pending();
+            log::warn!(
+                "{} udp {}: reregister: {e}; dropped {dropped} queued replies",
+                endpoint.protocol,
+                endpoint.addr
+            );
+        }
+    }
+
+    fn resume_datagrams(&mut self) {
+        for index in std::mem::take(&mut self.datagrams_ready) {
+            self.serve_datagrams(index);
+        }
+    }
+
+    fn accept_all(&mut self, index: usize) {
+        if self.shutdown_at.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let protocol = listener.protocol;
+            match listener.socket.accept() {
+                Ok((stream, peer)) => self.admit(protocol, stream, peer),
+                Err(e) => match AcceptError::classify(&e) {
+                    AcceptError::WouldBlock => return,
+                    AcceptError::Interrupted | AcceptError::PeerGone => {}
+                    AcceptError::OutOfDescriptors => {
+                        if self.reserve.shed_one(&listener.socket) {
+                            if self.reserve.shed.is_power_of_two() {
+                                log::warn!(
+                                    "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
+                                    self.reserve.shed,
+                                    self.conns.len()
+                                );
+                            }
+                        } else {
+                            self.pause_accepting(&e);
+                            return;
+                        }
+                    }
+                    AcceptError::Other => {
+                        self.pause_accepting(&e);
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self, e: &io::Error) {
+        log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_PAUSE:?}");
+        self.accept_paused_until = Some(self.clock.after(ACCEPT_PAUSE));
+    }
+
+    fn resume_accepting(&mut self) {
+        if let Some(at) = self.accept_paused_until {
+            if self.clock.now >= at {
+                self.accept_paused_until = None;
+                for index in 0..self.listeners.len() {
+                    self.accept_all(index);
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr) {
+        if self.conns.len() >= self.config.max_conns {
+            log::warn!(
+                "refused {protocol} connection from {peer}: --max-conns {} reached",
+                self.config.max_conns
+            );
+            Conn::refuse(stream, protocol.server_full_reply(), &mut self.scratch);
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("TCP_NODELAY on {peer}: {e}");
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let session = AnySession::new(protocol, &mut self.shared);
+        let mut conn = Conn::new(stream, peer, id, protocol, session, self.clock.now);
+        if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
+            log::warn!("cannot register connection from {peer}: {e}");
+            return;
+        }
+        entry.insert(conn);
+        log::info!("open {protocol} #{id} from {peer}");
+        if !protocol.is_request_reply() {
+            self.index.insert(id, key);
+        }
+        let (_, conns, mut io) = self.io_parts();
+        if let Some(conn) = conns.get_mut(key) {
+            conn.open_session(&mut io);
+        }
+        self.route();
+        self.queue_flush(key);
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers
+                .arm(self.clock.after(idle), key, id, TimerKind::Idle);
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        while let Some(due) = self.timers.pop_due(self.clock.now) {
+            let Some(conn) = self.conns.get_mut(due.key) else {
+                continue;
+            };
+            if conn.id != due.id {
+                continue;
+            }
+            match due.kind {
+                TimerKind::Idle => {
+                    let Some(idle) = self.config.idle_timeout else {
+                        continue;
+                    };
+                    let deadline = conn.last_active.saturating_add(millis(idle));
+                    if deadline > self.clock.now {
+                        self.timers.arm(deadline, due.key, due.id, TimerKind::Idle);
+                        continue;
+                    }
+                    if conn.phase == Phase::Open {
+                        log::debug!("idle timeout on #{} {}", conn.id, conn.peer);
+                        let (_, conns, mut io) = self.io_parts();
+                        if let Some(conn) = conns.get_mut(due.key) {
+                            conn.end_session(&mut io, CloseReason::IdleTimeout);
+                        }
+                        self.route();
+                    }
+                }
+                TimerKind::CloseGrace => {
+                    log::debug!(
+                        "#{} {}: close grace over, dropping {} unsent byte(s)",
+                        conn.id,
+                        conn.peer,
+                        conn.pending_output()
+                    );
+                    conn.kill();
+                }
+            }
+            self.queue_flush(due.key);
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        log::info!(
+            "shutting down: {} connection(s) open, up to {SHUTDOWN_GRACE:?} for their replies",
+            self.conns.len()
+        );
+        self.shutdown_at = Some(self.clock.after(SHUTDOWN_GRACE));
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        // A UDP socket has no connection to drain: it sends the replies it
+        // holds if the kernel takes them now, and closes.
+        self.datagrams_ready.clear();
+        for mut endpoint in self.datagrams.drain(..) {
+            endpoint.flush();
+            let dropped = endpoint.discard_pending();
+            if dropped > 0 {
+                log::warn!(
+                    "{} udp {}: {dropped} queued replies dropped at shutdown",
+                    endpoint.protocol,
+                    endpoint.addr
+                );
+            }
+            endpoint.deregister(self.poll.registry());
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let (_, conns, mut io) = self.io_parts();
+            if let Some(conn) = conns.get_mut(key) {
+                conn.begin_shutdown(&mut io);
+            }
+            self.route();
+            // What the kernel already holds counts as received: read it,
+            // stopping at the first message boundary.
+            self.pump(key);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.stop_if_between_messages();
+            }
+            self.queue_flush(key);
+        }
+    }
+
+    /// Flushes every connection touched in this wake-up, settles its
+    /// interest, arms close deadlines and removes finished connections.
+    fn flush_touched(&mut self) {
+        // A close may deliver to others (chat's LEAVE): they join the list
+        // and are flushed in this same wake-up.
+        while !self.flush_list.is_empty() {
+            let list = std::mem::take(&mut self.flush_list);
+            for key in list {
+                self.flush_one(key);
+            }
+        }
+    }
+
+    fn flush_one(&mut self, key: usize) {
+        let registry: &Registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.queued = false;
+        if conn.phase != Phase::Dead {
+            conn.flush(&self.clock);
+        }
+        let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+        match conn.phase {
+            Phase::Dead => return self.close(key),
+            Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
+                conn.grace_armed = true;
+                let at = self.clock.after(CLOSE_GRACE);
+                self.timers.arm(at, key, conn.id, TimerKind::CloseGrace);
+            }
+            _ => {}
+        }
+        if resume {
+            self.still_ready.push(key);
+        }
+    }
+
+    /// Ends the session (if not already), routes its last deliveries, and
+    /// removes the connection; dropping it closes the socket.
+    fn close(&mut self, key: usize) {
+        let (_, conns, mut io) = self.io_parts();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let reason = conn.final_reason();
+        conn.end_session(&mut io, reason);
+        self.route();
+        let mut conn = self.conns.remove(key);
+        self.index.remove(conn.id);
+        conn.deregister(self.poll.registry());
+        log::info!(
+            "close {} #{} from {} ({})",
+            conn.protocol,
+            conn.id,
+            conn.peer,
+            conn.final_reason()
+        );
+    }
+}

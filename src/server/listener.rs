@@ -1,0 +1,169 @@
+//! Listening sockets, and accepting when descriptors run out.
+//!
+//! Accept errors fall in three classes, named by [`AcceptError`]:
+//! the peer's own trouble (it reset before we accepted: try the next one),
+//! descriptor exhaustion (EMFILE/ENFILE), and anything else (back off).
+//!
+//! Descriptor exhaustion is the classic trap of readiness loops: the
+//! pending connection stays in the backlog, the listener stays readable, and
+//! the loop spins. The cure used here is libuv's reserve descriptor: the
+//! server keeps one spare descriptor open; when accept fails for lack of
+//! descriptors it closes the spare, accepts the waiting peer and closes it at
+//! once (the peer sees its connection end instead of hanging in the
+//! backlog), then reopens the spare. The backlog drains, nothing spins, the
+//! connections already open are served as before, and accepting works again
+//! as soon as descriptors free up. Should the spare itself be lost, the loop
+//! falls back to pausing accepts briefly (nginx's cure).
+
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+
+use mio::net::TcpListener;
+
+use crate::config::Protocol;
+
+/// A bound TCP listener of one protocol.
+pub struct Listener {
+    /// The protocol its connections speak.
+    pub protocol: Protocol,
+    /// The socket.
+    pub socket: TcpListener,
+    /// The address it is bound to, with the real port.
+    pub addr: SocketAddr,
+}
+
+impl Listener {
+    /// Binds `protocol` on `addr` (port 0: the OS picks one).
+    pub fn bind(protocol: Protocol, addr: SocketAddr) -> io::Result<Listener> {
+        let socket = TcpListener::bind(addr)?;
+        let addr = socket.local_addr()?;
+        Ok(Listener {
+            protocol,
+            socket,
+            addr,
+        })
+    }
+}
+
+/// How an accept failed, as far as the loop cares.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AcceptError {
+    /// Nothing left to accept.
+    WouldBlock,
+    /// A signal interrupted the call: retry.
+    Interrupted,
+    /// The waiting peer's own failure (reset, aborted): try the next one.
+    PeerGone,
+    /// EMFILE or ENFILE: no descriptor for the new socket.
+    OutOfDescriptors,
+    /// Anything else (ENOBUFS, ENOMEM...): back off.
+    Other,
+}
+
+impl AcceptError {
+    /// Classifies an error returned by `accept`.
+    pub fn classify(e: &io::Error) -> AcceptError {
+        match e.kind() {
+            io::ErrorKind::WouldBlock => return AcceptError::WouldBlock,
+            io::ErrorKind::Interrupted => return AcceptError::Interrupted,
+            io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset => {
+                return AcceptError::PeerGone
+            }
+            _ => {}
+        }
+        match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => AcceptError::OutOfDescriptors,
+            // Linux passes pending network errors of the new socket up
+            // through accept; they belong to that peer alone.
+            Some(
+                libc::EPROTO
+                | libc::EPERM
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::EOPNOTSUPP
+                | libc::ENETUNREACH
+                | libc::ETIMEDOUT,
+            ) => AcceptError::PeerGone,
+            _ => AcceptError::Other,
+        }
+    }
+}
+
+/// The spare descriptor kept for shedding connections when descriptors
+/// run out.
+pub struct ReserveFd {
+    spare: Option<File>,
+    /// Connections shed since the last report, for a rate-limited log line.
+    pub shed: u64,
+}
+
+impl ReserveFd {
+    /// Opens the spare descriptor.
+    pub fn new() -> ReserveFd {
+        ReserveFd {
+            spare: File::open("/dev/null").ok(),
+            shed: 0,
+        }
+    }
+
+    /// Frees the spare, accepts and closes one waiting peer, and takes the
+    /// spare back. Returns false if there was no spare to free (the caller
+    /// should pause accepting instead).
+    pub fn shed_one(&mut self, listener: &TcpListener) -> bool {
+        let Some(spare) = self.spare.take() else {
+            self.spare = File::open("/dev/null").ok();
+            return false;
+        };
+        drop(spare);
+        if let Ok((stream, _)) = listener.accept() {
+            drop(stream);
+            self.shed += 1;
+        }
+        self.spare = File::open("/dev/null").ok();
+        true
+    }
+}
+
+impl Default for ReserveFd {
+    fn default() -> ReserveFd {
+        ReserveFd::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_classified() {
+        let os = io::Error::from_raw_os_error;
+        assert_eq!(
+            AcceptError::classify(&os(libc::EMFILE)),
+            AcceptError::OutOfDescriptors
+        );
+        assert_eq!(
+            AcceptError::classify(&os(libc::ENFILE)),
+            AcceptError::OutOfDescriptors
+        );
+        assert_eq!(
+            AcceptError::classify(&os(libc::ECONNABORTED)),
+            AcceptError::PeerGone
+        );
+        assert_eq!(
+            AcceptError::classify(&os(libc::EAGAIN)),
+            AcceptError::WouldBlock
+        );
+        assert_eq!(
+            AcceptError::classify(&os(libc::EINTR)),
+            AcceptError::Interrupted
+        );
+        assert_eq!(
+            AcceptError::classify(&os(libc::ENOBUFS)),
+            AcceptError::Other
+        );
+    }
+}

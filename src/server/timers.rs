@@ -1,0 +1,142 @@
+//! Connection deadlines: idle timeouts and close grace periods.
+//!
+//! Activity costs nothing here: a read or write only stores the time in the
+//! connection. Each connection has at most one pending entry per kind in a
+//! min-heap; when an entry comes due the loop looks at the connection's real
+//! last activity and either acts or re-arms the entry for the real deadline.
+//! So the heap is touched once per idle period of a connection, never per
+//! event, and a wake-up with nothing due does no work at all. Entries carry
+//! the connection's unique id, so an entry outliving its connection (or one
+//! whose slab key was reused) is recognised and dropped.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant, SystemTime};
+
+/// What a deadline is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TimerKind {
+    /// `--idle-timeout`: no traffic either way for that long.
+    Idle,
+    /// A closing connection's last replies and the peer's EOF have not come
+    /// in time: drop it.
+    CloseGrace,
+}
+
+/// A due entry: which connection, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Due {
+    /// When, in loop milliseconds.
+    pub at: u64,
+    /// Slab key of the connection.
+    pub key: usize,
+    /// The connection's unique id (guards against reused keys).
+    pub id: u64,
+    /// What for.
+    pub kind: TimerKind,
+}
+
+/// The loop's deadlines, earliest first.
+#[derive(Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<Due>>,
+}
+
+impl Timers {
+    /// No deadlines.
+    pub fn new() -> Timers {
+        Timers::default()
+    }
+
+    /// Arms a deadline.
+    pub fn arm(&mut self, at: u64, key: usize, id: u64, kind: TimerKind) {
+        self.heap.push(Reverse(Due { at, key, id, kind }));
+    }
+
+    /// The earliest deadline, if any.
+    pub fn next_at(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse(due)| due.at)
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now`.
+    pub fn pop_due(&mut self, now: u64) -> Option<Due> {
+        match self.heap.peek() {
+            Some(Reverse(due)) if due.at <= now => self.heap.pop().map(|Reverse(due)| due),
+            _ => None,
+        }
+    }
+
+    /// Entries pending (stale ones included until they come due).
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// True when no entry is pending.
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+/// The loop's clock, read once per wake-up: monotonic milliseconds for
+/// deadlines and wall-clock time for the protocols that tell the time.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+    /// Milliseconds since the loop started.
+    pub now: u64,
+    /// Wall-clock time of this wake-up.
+    pub wall: SystemTime,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+            now: 0,
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// Reads the time (once per wake-up).
+    pub fn tick(&mut self) {
+        self.now = millis(self.start.elapsed());
+        self.wall = SystemTime::now();
+    }
+
+    /// The loop time `d` from now.
+    pub fn after(&self, d: Duration) -> u64 {
+        self.now.saturating_add(millis(d))
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_come_due_in_deadline_order() {
+        let mut t = Timers::new();
+        t.arm(30, 3, 3, TimerKind::Idle);
+        t.arm(10, 1, 1, TimerKind::CloseGrace);
+        t.arm(20, 2, 2, TimerKind::Idle);
+        assert_eq!(t.next_at(), Some(10));
+        assert!(t.pop_due(9).is_none());
+        let keys: Vec<usize> = std::iter::from_fn(|| t.pop_due(25))
+            .map(|d| d.key)
+            .collect();
+        assert_eq!(keys, [1, 2]);
+        assert_eq!(t.len(), 1);
+    }
+}
