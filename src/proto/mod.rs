@@ -280,7 +280,7 @@ impl AnySession {
         match protocol {
             Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
             Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
-            Protocol::Chat => AnySession::Chat(chat::ChatSession::new()),
+            Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
             Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
         }
