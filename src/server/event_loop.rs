@@ -32,7 +32,7 @@ use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
 
 use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
-use super::listener::{AcceptError, Listener, ReserveFd};
+use super::listener::{AcceptError, Listener, ReserveFd, Shed};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
@@ -433,17 +433,21 @@ impl Server {
                     AcceptError::WouldBlock => return,
                     AcceptError::Interrupted | AcceptError::PeerGone => {}
                     AcceptError::OutOfDescriptors => {
-                        if self.reserve.shed_one(&listener.socket) {
-                            if self.reserve.shed.is_power_of_two() {
-                                log::warn!(
+                        match self.reserve.shed_one(&listener.socket) {
+                            Shed::Refused => {
+                                if self.reserve.shed.is_power_of_two() {
+                                    log::warn!(
                                     "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
                                     self.reserve.shed,
                                     self.conns.len()
                                 );
+                                }
                             }
-                        } else {
-                            self.pause_accepting(&e);
-                            return;
+                            Shed::BacklogEmpty => return,
+                            Shed::NoSpare => {
+                                self.pause_accepting(&e);
+                                return;
+                            }
                         }
                     }
                     AcceptError::Other => {
