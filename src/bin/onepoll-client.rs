@@ -10,10 +10,15 @@ use getopts::{Options, ParsingStyle};
 use onepoll::client::{self, ClientError, ClientOptions};
 
 fn usage(opts: &Options) -> String {
+    let subcommands = [
+        client::tne::USAGE,
+        client::cmd::USAGE,
+        client::transform::USAGE,
+    ];
     let brief = format!(
         "Usage: onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]\n\n\
          A client for each onepoll protocol:\n  {}",
-        client::transform::USAGE.replace('\n', "\n  ")
+        subcommands.join("\n").replace('\n', "\n  ")
     );
     opts.usage(&brief)
 }
@@ -52,6 +57,8 @@ fn run(args: &[String]) -> Result<(), ClientError> {
         )));
     };
     match protocol.as_str() {
+        "tne" => client::tne::run(&options, rest),
+        "cmd" => client::cmd::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
         other => Err(ClientError::Usage(format!(
             "unknown or unavailable protocol '{other}'\n{}",

@@ -156,7 +156,6 @@
 //! [`CloseReason`], and the session announces them.
 
 mod command;
-mod line;
 mod room;
 
 #[cfg(test)]
@@ -167,8 +166,8 @@ use std::rc::Rc;
 pub use command::{check_text, ChatError, Command};
 pub use room::{Nick, Room, MAX_NICK};
 
+use super::framing::{Frame, LineFramer};
 use super::{CloseReason, Cx, Session};
-use line::{Frame, LineSplitter};
 
 /// The reply to `/help`.
 pub const HELP_REPLY: &[u8] = b"OK commands: /nick /who /msg /quit /help\n";
@@ -221,21 +220,16 @@ enum State {
 #[derive(Debug)]
 pub struct ChatSession {
     state: State,
-    lines: LineSplitter,
-}
-
-impl Default for ChatSession {
-    fn default() -> Self {
-        ChatSession::new()
-    }
+    lines: LineFramer,
 }
 
 impl ChatSession {
-    /// A session not yet in the room (it joins in `on_open`).
-    pub fn new() -> ChatSession {
+    /// A session not yet in the room (it joins in `on_open`), for lines of
+    /// at most `max_line` bytes.
+    pub fn new(max_line: usize) -> ChatSession {
         ChatSession {
             state: State::Fresh,
-            lines: LineSplitter::default(),
+            lines: LineFramer::new(max_line),
         }
     }
 
@@ -387,18 +381,16 @@ impl Session for ChatSession {
         if self.state == State::Fresh {
             self.join(cx);
         }
-        let max_line = cx.shared.chat.max_line;
         let mut at = 0;
         while self.state == State::Joined {
-            let (frame, used) = self.lines.next(&input[at..], max_line);
+            let (frame, used) = self.lines.decode(input.get(at..).unwrap_or_default());
             at += used;
             match frame {
                 Frame::Line(line) => self.on_line(line, cx),
                 Frame::TooLong => {
                     put_line(cx, &[b"ERR ", ChatError::LineTooLong.reason().as_bytes()])
                 }
-                Frame::Discarded => {}
-                Frame::Incomplete => return at,
+                Frame::NeedMore => return at,
             }
         }
         input.len()
