@@ -79,9 +79,25 @@ fn max_conns_refuses_the_next_connection_and_accepts_again_after_a_close() {
 
 #[test]
 fn out_of_descriptors_neither_spins_nor_stops_serving() {
-    // 0-2, epoll, signal pipe (2), listener, reserve: 8 in use before any
-    // client; 24 leaves room for about 16 connections.
-    let server = Server::start_with_fd_limit(24, &["transform=0"]);
+    // The server fits --max-conns to its descriptor limit at start; lower
+    // the limit under it afterwards, as if descriptors went elsewhere.
+    // 0-2, epoll, signal pipe (2), listener, reserve: about 8 in use before
+    // any client; 24 leaves room for about 16 connections.
+    let server = Server::start(&["transform=0"]);
+    let limit = libc::rlimit {
+        rlim_cur: 24,
+        rlim_max: 24,
+    };
+    // SAFETY: prlimit reads `limit` and writes nothing (null old limit).
+    let rc = unsafe {
+        libc::prlimit(
+            server.pid() as libc::pid_t,
+            libc::RLIMIT_NOFILE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
     let mut conns: Vec<TcpStream> = (0..60).map(|_| server.connect("transform")).collect();
     server.wait_for_log("out of file descriptors");
     // Which were served? Each gets one request; the shed ones see a close.
@@ -196,4 +212,29 @@ fn the_log_has_a_line_per_listener_and_per_connection() {
     server.signal(libc::SIGINT);
     assert_eq!(server.wait_exit().code(), Some(0));
     assert_eq!(server.stdout(), "");
+}
+
+#[test]
+fn a_low_descriptor_limit_lowers_max_conns_at_start() {
+    // 64 descriptors leave 32 for connections after the reserve of 32.
+    let server = Server::start_with_fd_limit(64, &["--max-conns", "1000", "cmd=0"]);
+    server.wait_for_log("serving at most 32 connections");
+    let mut held: Vec<TcpStream> = Vec::new();
+    for i in 0..32 {
+        let mut stream = server.connect("cmd");
+        send(&mut stream, b"BYE\n");
+        // Accepted: the first line back is BYE's reply, not "server full".
+        let mut line = [0u8; 12];
+        stream.read_exact(&mut line).unwrap();
+        assert_eq!(&line, b"See ya later", "connection {i}");
+        held.push(stream);
+    }
+    // Keep 32 open without BYE to fill the server.
+    held.clear();
+    let open: Vec<TcpStream> = (0..32).map(|_| server.connect("cmd")).collect();
+    let mut probe = server.connect("cmd");
+    probe.set_read_timeout(Some(PATIENCE)).unwrap();
+    let got = read_to_end(&mut probe);
+    assert_eq!(got, b"ERR server full\n");
+    drop(open);
 }

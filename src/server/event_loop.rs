@@ -32,6 +32,7 @@ use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
 
 use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
+use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
@@ -129,7 +130,8 @@ impl Server {
     /// listener of `config` (tne: a TCP listener and a UDP socket on the
     /// same port number), installs the signal handlers and logs
     /// `listening <protocol> <tcp|udp> <addr:port>` for each.
-    pub fn bind(config: Config) -> Result<Server, ServerError> {
+    pub fn bind(mut config: Config) -> Result<Server, ServerError> {
+        config.max_conns = limits::fit_max_conns(config.max_conns);
         if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
             upload::prepare_upload_dir(&config).map_err(ServerError::UploadDir)?;
         }
