@@ -30,17 +30,23 @@ matrix_rows() {
         | { if [[ -n "${ONLY:-}" ]]; then grep -E "^(${ONLY})\|" || true; else cat; fi; }
 }
 
-# A free-looking base port: BASE+0.. BASE+4 for the five protocols.
+# A base port with nothing listening on BASE+0..BASE+4 (one per protocol),
+# below the ephemeral range (32768 up on Linux) so that no outgoing
+# connection — the bench's own churn included — can hold one of them.
 pick_base_port() {
-    local base
+    local base i busy
     for _ in $(seq 1 50); do
-        base=$((20000 + (RANDOM % 400) * 100))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$base") 2>/dev/null; then
+        base=$((20000 + (RANDOM % 120) * 100))
+        busy=0
+        for i in 0 1 2 3 4; do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$((base + i))") 2>/dev/null; then busy=1; fi
+        done
+        if ((!busy)); then
             echo "$base"
             return
         fi
     done
-    echo 29000
+    echo 31900
 }
 
 port_of() { # PROTOCOL BASE

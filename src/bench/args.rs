@@ -61,6 +61,16 @@ impl Workload {
         }
     }
 
+    /// What one operation is, plural, as reports count it.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Workload::Chat => "deliveries",
+            Workload::Upload => "files",
+            Workload::Idle | Workload::Churn => "connections",
+            _ => "requests",
+        }
+    }
+
     /// The protocol it speaks; idle and churn speak `--proto`.
     pub fn protocol(self, proto: Protocol) -> Protocol {
         match self {

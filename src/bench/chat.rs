@@ -259,7 +259,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
         None => cfg.pipeline as u64,
     };
     let mut live_receivers = nr as u32;
-    let mut progress = Progress::new(cfg, "deliveries");
+    let mut progress = Progress::new(cfg, cfg.workload.unit());
     progress.start(epoch);
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];

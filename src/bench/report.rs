@@ -49,12 +49,7 @@ pub const PERCENTILES: [(&str, f64); 4] =
 impl Report {
     /// What one operation is, plural.
     pub fn unit(&self) -> &'static str {
-        match self.config.workload {
-            Workload::Chat => "deliveries",
-            Workload::Upload => "files",
-            Workload::Idle | Workload::Churn => "connections",
-            _ => "requests",
-        }
+        self.config.workload.unit()
     }
 
     /// The workload with its main choice, as a title.

@@ -94,7 +94,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
         cap: cfg.requests.unwrap_or(u64::MAX),
         measuring: false,
         rounds_wanted: 1,
-        progress: Progress::new(cfg, "requests"),
+        progress: Progress::new(cfg, cfg.workload.unit()),
     };
     match mode {
         Mode::Steady => d.steady(),

@@ -83,7 +83,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
     }
     let cap = cfg.requests.unwrap_or(u64::MAX);
     let mut begun = 0u64;
-    let mut progress = Progress::new(cfg, "requests");
+    let mut progress = Progress::new(cfg, cfg.workload.unit());
     progress.start(t0);
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 65_536];
