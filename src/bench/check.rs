@@ -83,7 +83,13 @@ impl Checker {
     fn step_exact(&mut self, bytes: &[u8], input: &[u8]) -> Result<(usize, bool), Mismatch> {
         let want = bytes.get(self.pos..).unwrap_or_default();
         let n = want.len().min(input.len());
-        if let Some(i) = want.iter().zip(input).position(|(w, g)| w != g) {
+        let (want, got) = (
+            want.get(..n).unwrap_or_default(),
+            input.get(..n).unwrap_or_default(),
+        );
+        // Slice equality is a memcmp; look for the byte only on a mismatch.
+        if want != got {
+            let i = want.iter().zip(got).position(|(w, g)| w != g).unwrap_or(0);
             return Err(Mismatch {
                 offset: self.pos + i,
             });
