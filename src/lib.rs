@@ -19,6 +19,8 @@
 //!   line that fills it.
 //! - [`client`] — the client side of each protocol, used by
 //!   `onepoll-client`.
+//! - [`bench`] — the load generator `onepoll-bench`: one mio loop driving
+//!   many connections of any protocol, every reply checked.
 //!
 //! ## The loop's invariants
 //!
@@ -47,6 +49,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

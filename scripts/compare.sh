@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs the standard load matrix against several servers, interleaved over
+# rounds, and prints each row's median key figure per server and the ratio
+# of the first server's figure to each other's.
+#
+#   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--no-build] [NAME=COMMAND ...]
+#
+# Default: onepoll against the two peers of ../shared/peers (built into
+# /tmp as their README says if missing), 3 rounds, 5 s per row. Each round
+# starts each server afresh (pinned to CPU 0, bench on CPU 1), runs the
+# rows it serves, and stops it; rounds interleave the servers so drift on a
+# noisy machine hits them alike. A COMMAND gets PROTOCOL=PORT appended.
+#
+# Examples:
+#   scripts/compare.sh
+#   scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
+#   scripts/compare.sh onepoll='target/release/onepoll -q -b 127.0.0.1' c-epoll='/tmp/onepoll-c -q -b 127.0.0.1'
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+ROUNDS=3 DURATION=5 OUT="" BUILD=1 ONLY=""
+while (($#)); do
+    case $1 in
+        -r) ROUNDS=$2; shift 2 ;;
+        -d) DURATION=$2; shift 2 ;;
+        -o) OUT=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
+        -*) log "unknown option $1 (see --help)"; exit 2 ;;
+        *) break ;;
+    esac
+done
+PEERS=${PEERS:-../shared/peers}
+NAMES=() CMDS=()
+if (($#)); then
+    for spec in "$@"; do
+        [[ $spec == *=* ]] || { log "expected NAME=COMMAND, got '$spec'"; exit 2; }
+        NAMES+=("${spec%%=*}") CMDS+=("${spec#*=}")
+    done
+else
+    NAMES=(onepoll c-epoll tokio-tuned)
+    CMDS=("target/release/onepoll -q -b 127.0.0.1"
+        "/tmp/onepoll-c -q -b 127.0.0.1"
+        "/tmp/peer-target/release/onepoll-tokio-tuned -q -b 127.0.0.1")
+fi
+BENCH=target/release/onepoll-bench
+OUT=${OUT:-target/compare/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log
+
+if ((BUILD)); then
+    log "building the release..."
+    cargo build --release --bins --quiet
+    if (($# == 0)); then
+        [[ -x /tmp/onepoll-c ]] || cc -O2 -o /tmp/onepoll-c "$PEERS/c-epoll/server.c"
+        [[ -x /tmp/peer-target/release/onepoll-tokio-tuned ]] ||
+            cargo build --release --quiet --manifest-path "$PEERS/tokio-tuned/Cargo.toml" --target-dir /tmp/peer-target
+    fi
+fi
+[[ -x $BENCH ]] || { log "no $BENCH: build first"; exit 1; }
+
+trap stop_server EXIT
+trap 'exit 130' INT TERM
+raise_nofile
+setup_pinning
+BASE=$(pick_base_port)
+
+declare -A AVAIL
+for i in "${!NAMES[@]}"; do
+    AVAIL[$i]=$(probe_protocols "${CMDS[$i]}" "$BASE")
+    log "${NAMES[$i]} serves: ${AVAIL[$i]:-nothing (see $SERVER_LOG)}"
+done
+
+for round in $(seq 1 "$ROUNDS"); do
+    for i in "${!NAMES[@]}"; do
+        [[ -n "${AVAIL[$i]}" ]] || continue
+        log "round $round/$ROUNDS: ${NAMES[$i]}"
+        # shellcheck disable=SC2086
+        if ! start_server "${CMDS[$i]}" "$BASE" ${AVAIL[$i]}; then
+            log "${NAMES[$i]} did not start (see $SERVER_LOG)"
+            stop_server
+            continue
+        fi
+        while IFS= read -r row; do
+            IFS='|' read -r name proto _ <<<"$row"
+            [[ " ${AVAIL[$i]} " == *" $proto "* ]] || continue
+            run_row "$row" "$BASE" "$SERVER_PID" "${NAMES[$i]}" "$CSV" "$DURATION"
+        done < <(matrix_rows)
+        stop_server
+    done
+done
+
+echo "compare: ${NAMES[*]}; $ROUNDS rounds interleaved, $DURATION s per row, medians; CSV in $CSV"
+print_compare_table "$CSV" "${NAMES[@]}"

@@ -1,0 +1,224 @@
+# shellcheck shell=bash
+# Shared by loadtest.sh and compare.sh: the standard load matrix (issue 6,
+# item 4), and starting, probing and stopping a server under test.
+#
+# A server command is any command line that accepts PROTOCOL=PORT
+# arguments appended to it and logs to stderr: onepoll, and the peers in
+# ../shared/peers, e.g. "/tmp/onepoll-c -q -b 127.0.0.1".
+
+# One row per line: name | protocol | figure (CSV column) | better | bench arguments.
+# idle and churn speak transform, which every server serves.
+MATRIX='
+transform-P16   |transform|server_us_per_op     |lower |transform -c 50 -P 16 -s 64
+transform-rr    |transform|server_us_per_op     |lower |transform -c 50 -P 1 -s 64
+transform-64MiB |transform|mb_out_per_s         |higher|transform -c 1 -P 1 -s 67108864
+tne-P16         |tne      |server_us_per_op     |lower |tne -c 50 -P 16 -s 64
+cmd-echo        |cmd      |server_us_per_op     |lower |cmd -c 50 -P 1 -s 64
+chat-saturated  |chat     |server_us_per_op     |lower |chat --receivers 1000 -P 64 -s 64
+chat-1000/s     |chat     |p99_us               |lower |chat --receivers 1000 --rate 1000 -s 64
+idle-10k        |transform|server_bytes_per_conn|lower |idle --proto transform -c 10000
+churn           |transform|server_us_per_op     |lower |churn --proto transform -c 50 -s 64
+'
+
+PROTOCOLS=(transform tne cmd chat upload)
+
+log() { printf '%s\n' "$*" >&2; }
+
+# The matrix rows, whitespace trimmed, filtered by $ONLY (a regex) if set.
+matrix_rows() {
+    printf '%s\n' "$MATRIX" | sed -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*|[[:space:]]*/|/g' \
+        | { if [[ -n "${ONLY:-}" ]]; then grep -E "^(${ONLY})\|" || true; else cat; fi; }
+}
+
+# A base port with nothing listening on BASE+0..BASE+4 (one per protocol),
+# below the ephemeral range (32768 up on Linux) so that no outgoing
+# connection — the bench's own churn included — can hold one of them.
+pick_base_port() {
+    local base i busy
+    for _ in $(seq 1 50); do
+        base=$((20000 + (RANDOM % 120) * 100))
+        busy=0
+        for i in 0 1 2 3 4; do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$((base + i))") 2>/dev/null; then busy=1; fi
+        done
+        if ((!busy)); then
+            echo "$base"
+            return
+        fi
+    done
+    echo 31900
+}
+
+port_of() { # PROTOCOL BASE
+    local i
+    for i in "${!PROTOCOLS[@]}"; do
+        if [[ "${PROTOCOLS[$i]}" == "$1" ]]; then
+            echo $(($2 + i))
+            return
+        fi
+    done
+    return 1
+}
+
+# Waits until PORT accepts a connection or PID has exited (max 5 s).
+wait_port() { # PORT PID
+    local _
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+SERVER_PID=""
+
+# Starts SERVER_CMD with PROTOCOL=PORT args, pinned to CPU $SERVER_CPU;
+# sets SERVER_PID (the server's own pid: the shell execs into it).
+start_server() { # CMD BASE PROTOCOL...
+    local cmd=$1 base=$2 args="" p
+    shift 2
+    for p in "$@"; do args+=" $p=$(port_of "$p" "$base")"; done
+    # shellcheck disable=SC2086
+    bash -c "exec ${PIN_SERVER} ${cmd}${args}" 2>>"${SERVER_LOG:-/dev/null}" &
+    SERVER_PID=$!
+    wait_port "$(port_of "$1" "$base")" "$SERVER_PID"
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # The spec's drain grace is 5 s; then no mercy.
+        for _ in $(seq 1 70); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# Prints the protocols (of those the matrix uses) that CMD serves, by
+# starting it with each one alone.
+probe_protocols() { # CMD BASE
+    local p found=()
+    for p in $(matrix_rows | cut -d'|' -f2 | sort -u); do
+        if start_server "$1" "$2" "$p"; then found+=("$p"); fi
+        stop_server
+    done
+    echo "${found[*]}"
+}
+
+# Sets PIN_SERVER / PIN_BENCH: server on CPU 0, bench on CPU 1 when the
+# machine has two CPUs and taskset.
+setup_pinning() {
+    PIN_SERVER="" PIN_BENCH=""
+    if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
+        PIN_SERVER="taskset -c 0" PIN_BENCH="taskset -c 1"
+    else
+        log "note: fewer than 2 CPUs or no taskset; server and bench are not pinned"
+    fi
+}
+
+# Raises the descriptor limit for 10,000 idle connections (each side);
+# sets IDLE_CONNS to what fits.
+raise_nofile() {
+    local hard
+    hard=$(ulimit -Hn)
+    if [[ "$hard" == unlimited ]]; then hard=1048576; fi
+    ulimit -n "$hard" 2>/dev/null || true
+    IDLE_CONNS=10000
+    if (($(ulimit -n) < 10240)); then
+        IDLE_CONNS=$(($(ulimit -n) - 240))
+        log "note: ulimit -n is $(ulimit -n); idle row uses $IDLE_CONNS connections"
+    fi
+}
+
+# Runs one matrix row against the server on BASE; appends to CSV. Returns
+# 0 even when the bench reports failures (the CSV row shows them).
+run_row() { # ROW BASE PID LABEL CSV DURATION
+    local row=$1 base=$2 pid=$3 label=$4 csv=$5 dur=$6
+    local name proto args port
+    IFS='|' read -r name proto _ _ args <<<"$row"
+    port=$(port_of "$proto" "$base")
+    if [[ "$name" == idle-* ]]; then
+        args=${args/-c 10000/-c $IDLE_CONNS}
+        dur=$(awk -v d="$dur" 'BEGIN { print (d > 3 ? 3 : d) }')
+    fi
+    # shellcheck disable=SC2086
+    timeout --kill-after=5 $((${dur%.*} + 90)) ${PIN_BENCH} "$BENCH" $args -p "$port" -d "$dur" \
+        --server-pid "$pid" -q --csv "$csv" --label "$label|$name" >&2 || true
+}
+
+# Median of the numbers on stdin (empty when none).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+
+# The value of COLUMN in CSV rows whose label is LABEL (one per line).
+csv_values() { # CSV LABEL COLUMN
+    awk -F, -v label="$2" -v col="$3" '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        c && $1 == label && $c != "" { print $c }' "$1"
+}
+
+# Human name of a figure column.
+figure_name() {
+    case $1 in
+        server_us_per_op) echo "server µs/op" ;;
+        mb_out_per_s) echo "MB/s" ;;
+        p99_us) echo "p99 µs" ;;
+        server_bytes_per_conn) echo "server B/conn" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# The one-server table: every row's medians over the CSV.
+print_single_table() { # CSV LABEL
+    local csv=$1 label=$2 row name proto figure ops p50 p99 fig errs
+    printf '\n%-16s %12s %10s %10s %14s %8s   %s\n' row "ops/s" "p50 µs" "p99 µs" value errors figure
+    while IFS= read -r row; do
+        IFS='|' read -r name proto figure _ _ <<<"$row"
+        if [[ -z "$(csv_values "$csv" "$label|$name" ops)" ]]; then
+            printf '%-16s %s\n' "$name" "skipped: $label does not serve $proto"
+            continue
+        fi
+        ops=$(csv_values "$csv" "$label|$name" ops_per_s | median)
+        p50=$(csv_values "$csv" "$label|$name" p50_us | median)
+        p99=$(csv_values "$csv" "$label|$name" p99_us | median)
+        fig=$(csv_values "$csv" "$label|$name" "$figure" | median)
+        errs=$(csv_values "$csv" "$label|$name" errors | awk '{ s += $1 } END { print s + 0 }')
+        errs=$((errs + $(csv_values "$csv" "$label|$name" disconnects | awk '{ s += $1 } END { print s + 0 }')))
+        printf '%-16s %12.0f %10.1f %10.1f %14s %8s   %s\n' "$name" "$ops" "$p50" "$p99" "${fig:--}" "$errs" "$(figure_name "$figure")"
+    done < <(matrix_rows)
+}
+
+# The side-by-side table: each row's key figure (median over rounds) per
+# server, and the first server's figure divided by each other's.
+print_compare_table() { # CSV LABEL...
+    local csv=$1 row name proto figure better l first v line
+    shift
+    printf '\n%-16s %-14s' row figure
+    for l in "$@"; do printf ' %14s' "$l"; done
+    for l in "${@:2}"; do printf ' %14s' "$1/$l"; done
+    printf '\n'
+    while IFS= read -r row; do
+        IFS='|' read -r name proto figure better _ <<<"$row"
+        line=$(printf '%-16s %-14s' "$name" "$(figure_name "$figure")")
+        first=""
+        local vals=()
+        for l in "$@"; do
+            v=$(csv_values "$csv" "$l|$name" "$figure" | median)
+            vals+=("${v}")
+            line+=$(printf ' %14s' "${v:-skipped}")
+        done
+        for i in "${!vals[@]}"; do
+            ((i == 0)) && continue
+            line+=$(awk -v a="${vals[0]}" -v b="${vals[$i]}" 'BEGIN {
+                if (a == "" || b == "" || b + 0 == 0) printf " %14s", "-"; else printf " %14.2f", a / b }')
+        done
+        printf '%s  (%s is better)\n' "$line" "$better"
+    done < <(matrix_rows)
+}

@@ -1,0 +1,105 @@
+//! What the server process costs, read from Linux's `/proc`: CPU time
+//! (`utime + stime` of `/proc/PID/stat`) and resident memory (`VmRSS` of
+//! `/proc/PID/status`), sampled before and after a run; and the bench's
+//! own CPU time, to show when the load generator is the bottleneck.
+
+use std::io;
+use std::time::Duration;
+
+/// One reading of a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// User plus system CPU time so far.
+    pub cpu: Duration,
+    /// Resident memory, bytes.
+    pub rss: u64,
+}
+
+/// Reads process `pid` now.
+pub fn sample(pid: u32) -> io::Result<Sample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let bad = |what| io::Error::new(io::ErrorKind::InvalidData, what);
+    Ok(Sample {
+        cpu: parse_cpu(&stat, clock_ticks()).ok_or_else(|| bad("unreadable /proc/PID/stat"))?,
+        rss: parse_rss(&status).ok_or_else(|| bad("no VmRSS in /proc/PID/status"))?,
+    })
+}
+
+fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
+
+/// utime + stime from the text of `/proc/PID/stat`. The command name (field
+/// 2) is in parentheses and may hold spaces or parentheses itself, so the
+/// fields are counted from the last `)`.
+pub fn parse_cpu(stat: &str, ticks_per_sec: u64) -> Option<Duration> {
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let mut fields = after.split_ascii_whitespace();
+    // Fields after the name start at 3 (state); utime is 14, stime 15.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let ticks = utime + stime;
+    let tps = ticks_per_sec.max(1);
+    Some(
+        Duration::from_secs(ticks / tps)
+            + Duration::from_nanos((ticks % tps) * 1_000_000_000 / tps),
+    )
+}
+
+/// VmRSS in bytes from the text of `/proc/PID/status`.
+pub fn parse_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let mut words = line.split_ascii_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") | None => Some(value * 1024),
+        Some(_) => None,
+    }
+}
+
+/// CPU time this process has used (user + system).
+pub fn own_cpu() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_is_counted_after_the_last_parenthesis() {
+        let stat = "1234 (odd) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 100 1000 50";
+        assert_eq!(parse_cpu(stat, 100), Some(Duration::from_millis(3250)));
+        assert_eq!(parse_cpu("1234 (x) S 1", 100), None);
+    }
+
+    #[test]
+    fn rss_is_read_in_kilobytes() {
+        let status = "Name:\tx\nVmPeak:\t  9000 kB\nVmRSS:\t    1532 kB\nThreads:\t1\n";
+        assert_eq!(parse_rss(status), Some(1532 * 1024));
+        assert_eq!(parse_rss("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_sampled() {
+        let s = sample(std::process::id()).unwrap();
+        assert!(s.rss > 0);
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(own_cpu() > Duration::ZERO);
+    }
+}

@@ -1,0 +1,7 @@
+//! `onepoll-bench`: the load generator (spec section 4). All the work is in
+//! `onepoll::bench`; this parses nothing itself and only sets the exit code.
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(onepoll::bench::main(&args));
+}
