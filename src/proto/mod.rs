@@ -26,9 +26,14 @@
 
 pub mod budget;
 pub mod chat;
+pub mod cmd;
 pub mod effects;
+pub mod framing;
 pub mod output;
 pub mod rng;
+#[cfg(test)]
+mod testing;
+pub mod tne;
 pub mod transform;
 pub mod upload;
 
@@ -47,6 +52,10 @@ use crate::config::{Config, Protocol};
 /// each call. Each protocol's part lives in its own module.
 #[derive(Debug)]
 pub struct Shared {
+    /// tne: the `--max-line` limit (TCP lines and UDP datagrams).
+    pub tne: tne::Shared,
+    /// cmd: the `--max-line` limit and the local time zone.
+    pub cmd: cmd::Shared,
     /// transform: the `--max-buffer` budget and the shuffle generator.
     pub transform: transform::Shared,
     /// upload: where files are saved, and `--max-upload`.
@@ -56,9 +65,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state for a server running with `config`.
+    /// Shared state for a server running with `config`. Call it at start,
+    /// while the process is single-threaded: it probes the local time zone
+    /// (see [`cmd::LocalClock`]).
     pub fn new(config: &Config) -> Shared {
         Shared {
+            tne: tne::Shared::new(config.max_line),
+            cmd: cmd::Shared::new(config.max_line, cmd::LocalClock::system()),
             transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
             upload: upload::Shared::from_config(config),
             chat: chat::Shared::new(config.max_line),
@@ -255,18 +268,21 @@ macro_rules! sessions {
 
 sessions! {
     Chat(chat::ChatSession),
+    Tne(tne::TneSession),
+    Cmd(cmd::CmdSession),
     Transform(transform::TransformSession),
     Upload(upload::UploadSession),
 }
 
 impl AnySession {
     /// A fresh session of `protocol` for a new connection.
-    pub fn new(protocol: Protocol, _shared: &mut Shared) -> AnySession {
+    pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
         match protocol {
             Protocol::Chat => AnySession::Chat(chat::ChatSession::new()),
+            Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
+            Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
             Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
-            other => unreachable!("{other} has no session yet; the CLI refuses it"),
         }
     }
 }
