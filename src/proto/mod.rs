@@ -278,7 +278,7 @@ impl AnySession {
     /// A fresh session of `protocol` for a new connection.
     pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
         match protocol {
-            Protocol::Chat => AnySession::Chat(chat::ChatSession::new()),
+            Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
             Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
             Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),

@@ -148,7 +148,8 @@
 //! ## 9. Implementation
 //!
 //! [`ChatSession`] is one client's state machine; the room ([`Room`]) is in
-//! [`Shared`], lent on each call. Replies to the sender go to `cx.out`;
+//! [`Shared`], lent on each call. Lines are split by the framer shared with
+//! tne and cmd ([`crate::proto::framing`]), so section 2 holds for all three. Replies to the sender go to `cx.out`;
 //! lines for others are built once into an `Rc<[u8]>` and handed to the
 //! loop as effects ([`Cx::broadcast`], [`Cx::send_to`]), which the loop
 //! routes ([`crate::proto::effects`]). The loop reports drops, idle timeouts
@@ -156,7 +157,6 @@
 //! [`CloseReason`], and the session announces them.
 
 mod command;
-mod line;
 mod room;
 
 #[cfg(test)]
@@ -167,8 +167,8 @@ use std::rc::Rc;
 pub use command::{check_text, ChatError, Command};
 pub use room::{Nick, Room, MAX_NICK};
 
+use super::framing::{Frame, LineFramer};
 use super::{CloseReason, Cx, Session};
-use line::{Frame, LineSplitter};
 
 /// The reply to `/help`.
 pub const HELP_REPLY: &[u8] = b"OK commands: /nick /who /msg /quit /help\n";
@@ -221,21 +221,16 @@ enum State {
 #[derive(Debug)]
 pub struct ChatSession {
     state: State,
-    lines: LineSplitter,
-}
-
-impl Default for ChatSession {
-    fn default() -> Self {
-        ChatSession::new()
-    }
+    lines: LineFramer,
 }
 
 impl ChatSession {
-    /// A session not yet in the room (it joins in `on_open`).
-    pub fn new() -> ChatSession {
+    /// A session not yet in the room (it joins in `on_open`), for lines of
+    /// at most `max_line` bytes.
+    pub fn new(max_line: usize) -> ChatSession {
         ChatSession {
             state: State::Fresh,
-            lines: LineSplitter::default(),
+            lines: LineFramer::new(max_line),
         }
     }
 
@@ -387,18 +382,16 @@ impl Session for ChatSession {
         if self.state == State::Fresh {
             self.join(cx);
         }
-        let max_line = cx.shared.chat.max_line;
         let mut at = 0;
         while self.state == State::Joined {
-            let (frame, used) = self.lines.next(&input[at..], max_line);
+            let (frame, used) = self.lines.decode(input.get(at..).unwrap_or_default());
             at += used;
             match frame {
                 Frame::Line(line) => self.on_line(line, cx),
                 Frame::TooLong => {
                     put_line(cx, &[b"ERR ", ChatError::LineTooLong.reason().as_bytes()])
                 }
-                Frame::Discarded => {}
-                Frame::Incomplete => return at,
+                Frame::NeedMore => return at,
             }
         }
         input.len()

@@ -121,7 +121,7 @@ impl Sim {
         self.clients.insert(
             id,
             Client {
-                session: ChatSession::new(),
+                session: ChatSession::new(self.shared.chat.max_line),
                 out: Output::new(),
                 carry: Vec::new(),
                 closing: false,
