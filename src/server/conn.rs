@@ -321,12 +321,15 @@ impl Conn {
 
     /// Ends the session for `reason`: its `on_close` runs here, once, and
     /// whatever it queues (chat's `BYE`) still goes out if the connection
-    /// is not dead. The connection then only flushes and closes.
+    /// is not dead. Then the shared state forgets the connection, even if
+    /// `on_close` panicked half way (no ghost chat nick). The connection
+    /// then only flushes and closes.
     pub fn end_session(&mut self, io: &mut IoCx<'_>, reason: CloseReason) {
         let reason = *self.reason.get_or_insert(reason);
         if !self.session_ended {
             self.session_ended = true;
             self.with_session(io, |session, _, cx| session.on_close(cx, reason));
+            io.shared.release(self.id, io.effects);
         }
         if self.phase == Phase::Open {
             self.phase = Phase::Flushing;

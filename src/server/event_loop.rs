@@ -250,6 +250,9 @@ impl Server {
                         conn.peer,
                         max_sendq
                     );
+                    // Over the limit is the reason it goes, even if it was
+                    // already closing (a backlog behind its `/quit`).
+                    conn.reason = Some(CloseReason::SendqExceeded);
                     conn.end_session(&mut io, CloseReason::SendqExceeded);
                     conn.kill();
                 }

@@ -116,7 +116,10 @@
 //! is disconnected at once, and the others get `LEAVE NICK sendq exceeded`.
 //! No client ever waits for another: a message is queued for every receiver
 //! when it is read, and the sender is never held up. A message is stored
-//! once, however many receivers queue it.
+//! once, however many receivers queue it. A client's replies to its own
+//! lines count too: one that sends `/who` after `/who` and never reads is
+//! dropped the same way, at the line whose reply passes the limit (the lines
+//! after it are not acted on).
 //!
 //! Limits: a line, `--max-line` bytes; a nick, 32 bytes; a client's unsent
 //! output, `--max-sendq` bytes; the room, `--max-conns` connections (the
@@ -180,19 +183,39 @@ pub struct Shared {
     pub room: Room,
     /// `--max-line`: longest line, CR and LF not counted.
     pub max_line: usize,
+    /// `--max-sendq`: unsent output that makes a slow consumer. The loop
+    /// enforces it when it delivers to a receiver; the session checks it
+    /// against its own replies after each line (section 7).
+    pub max_sendq: usize,
     /// Where a line for others is assembled before it is copied, once, into
     /// its shared allocation (kept to avoid a second allocation).
     scratch: Vec<u8>,
 }
 
 impl Shared {
-    /// An empty room whose lines are at most `max_line` bytes.
-    pub fn new(max_line: usize) -> Shared {
+    /// An empty room whose lines are at most `max_line` bytes and whose
+    /// clients may have up to `max_sendq` bytes of unsent output.
+    pub fn new(max_line: usize, max_sendq: usize) -> Shared {
         Shared {
             room: Room::new(),
             max_line,
+            max_sendq,
             scratch: Vec::new(),
         }
+    }
+
+    /// Connection `id` is gone: if the room still holds it (its session
+    /// failed before leaving), removes it and returns the `LEAVE NICK
+    /// connection lost` line for the others, so that no nick outlives its
+    /// connection. `None` when it had left, or nobody is left to tell.
+    pub fn forget(&mut self, id: u64) -> Option<Rc<[u8]>> {
+        let nick = self.room.leave(id)?;
+        log::warn!("chat: {nick} (#{id}) was still in the room after its close; removed");
+        if self.room.is_empty() {
+            return None;
+        }
+        let reason = CloseReason::PeerGone.as_str();
+        Some(self.line(&[b"LEAVE ", nick.as_bytes(), b" ", reason.as_bytes()]))
     }
 
     /// `parts` concatenated, then LF, as one shared allocation.
@@ -392,6 +415,13 @@ impl Session for ChatSession {
                     put_line(cx, &[b"ERR ", ChatError::LineTooLong.reason().as_bytes()])
                 }
                 Frame::NeedMore => return at,
+            }
+            if cx.out.len() > cx.shared.chat.max_sendq {
+                // A client that asks (`/who`, say) and never reads: a slow
+                // consumer of its own replies. Checked per line, so one read
+                // cannot pile up more than one reply past the limit.
+                self.on_close(cx, CloseReason::SendqExceeded);
+                cx.close_after_flush();
             }
         }
         input.len()
