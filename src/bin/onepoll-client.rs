@@ -12,7 +12,8 @@ use onepoll::client::{self, ClientError, ClientOptions};
 fn usage(opts: &Options) -> String {
     let brief = format!(
         "Usage: onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]\n\n\
-         A client for each onepoll protocol:\n  {}",
+         A client for each onepoll protocol:\n  {}\n  {}",
+        client::chat::USAGE.replace('\n', "\n  "),
         client::transform::USAGE.replace('\n', "\n  ")
     );
     opts.usage(&brief)
@@ -52,6 +53,7 @@ fn run(args: &[String]) -> Result<(), ClientError> {
         )));
     };
     match protocol.as_str() {
+        "chat" => client::chat::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
         other => Err(ClientError::Usage(format!(
             "unknown or unavailable protocol '{other}'\n{}",
