@@ -31,6 +31,12 @@
 //!    it repeats until no new connection is marked. Each connection is
 //!    marked at most once, so this ends. No other connection waits for the
 //!    slow one.
+//! 4. **A client's own replies count too.** After each read fed to a chat
+//!    session, and before writing any of that connection's output, the
+//!    loop compares its unsent output with `--max-sendq` and ends it the
+//!    same way if it is over. The session relies on this: once its own
+//!    replies pass the limit it stops acting on the lines of that read
+//!    (so one read of `/who` lines cannot pile up unbounded replies).
 
 use std::rc::Rc;
 

@@ -267,7 +267,9 @@ impl Conn {
             if io.draining && self.phase == Phase::Open && !self.mid_message() {
                 self.phase = Phase::Flushing;
             }
-            if self.output.len() >= FLUSH_EARLY_BYTES {
+            // Not chat: the loop checks a chat client's unsent output
+            // against --max-sendq right after this read (proto::effects).
+            if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol.is_request_reply() {
                 self.flush(io.clock);
             }
             if self.output.len() > BACKPRESSURE_BYTES && self.protocol.is_request_reply() {

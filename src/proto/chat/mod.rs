@@ -184,8 +184,8 @@ pub struct Shared {
     /// `--max-line`: longest line, CR and LF not counted.
     pub max_line: usize,
     /// `--max-sendq`: unsent output that makes a slow consumer. The loop
-    /// enforces it when it delivers to a receiver; the session checks it
-    /// against its own replies after each line (section 7).
+    /// enforces it (see [`crate::proto::effects`]); the session stops
+    /// acting on a client's lines once its own replies pass it (section 7).
     pub max_sendq: usize,
     /// Where a line for others is assembled before it is copied, once, into
     /// its shared allocation (kept to avoid a second allocation).
@@ -418,10 +418,12 @@ impl Session for ChatSession {
             }
             if cx.out.len() > cx.shared.chat.max_sendq {
                 // A client that asks (`/who`, say) and never reads: a slow
-                // consumer of its own replies. Checked per line, so one read
-                // cannot pile up more than one reply past the limit.
-                self.on_close(cx, CloseReason::SendqExceeded);
-                cx.close_after_flush();
+                // consumer of its own replies. The loop finds the same count
+                // when this call returns, before it writes anything, and
+                // ends the connection (`on_close` with `SendqExceeded`).
+                // Checked per line, so one read cannot pile up more than
+                // one reply past the limit; the rest of it is not acted on.
+                return input.len();
             }
         }
         input.len()
