@@ -386,6 +386,34 @@ fn a_receiver_that_never_reads_is_dropped_and_nobody_else_waits() {
 }
 
 #[test]
+fn a_burst_from_one_sender_does_not_drop_receivers_that_read() {
+    const LINES: usize = 100_000;
+    let server = Server::start(&["chat=0"]);
+    let mut c = room(&server, 11);
+    let sender = c.remove(0);
+    let readers: Vec<_> = c
+        .into_iter()
+        .map(|r| spawn_reader(r, "guest1".into()))
+        .collect();
+    // 8 MB pasted at once, not paced: the server reads it at the pace it
+    // flushes the room, so readers are not dropped for the sender's burst.
+    let mut wire = Vec::with_capacity(LINES * 81 + 4);
+    for i in 0..LINES {
+        let head = format!("{i:08} ");
+        wire.extend_from_slice(head.as_bytes());
+        wire.resize(wire.len() + 80 - head.len(), b'.');
+        wire.push(b'\n');
+    }
+    wire.extend_from_slice(b"end\n");
+    let mut writer = sender.writer;
+    let pusher = thread::spawn(move || writer.write_all(&wire).expect("burst"));
+    for reader in readers {
+        assert_eq!(reader.join().expect("reader"), Vec::<String>::new());
+    }
+    pusher.join().unwrap();
+}
+
+#[test]
 fn server_memory_stays_bounded_with_receivers_that_never_read() {
     const SLEEPERS: usize = 8;
     let server = Server::start(&["chat=0", "--max-sendq", "1048576"]);

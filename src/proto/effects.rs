@@ -23,7 +23,8 @@
 //!    the receiver is closing. It never blocks and never defers.
 //! 3. **Slow consumers are found at the push.** chat's receivers have no
 //!    backpressure: when a push leaves a receiver's unsent output above
-//!    `--max-sendq`, the sink marks it and takes no more deliveries for it.
+//!    `--max-sendq` (as memory: [`Output::footprint`](super::Output::footprint)),
+//!    the sink marks it and takes no more deliveries for it.
 //!    After `route` returns, the loop ends each marked connection by calling
 //!    its session's `on_close` with
 //!    [`CloseReason::SendqExceeded`](super::CloseReason::SendqExceeded)

@@ -157,6 +157,12 @@ impl Conn {
         self.output.len()
     }
 
+    /// What the unsent output holds in memory (bytes plus each queued
+    /// segment's slot): what `--max-sendq` bounds.
+    pub fn sendq(&self) -> usize {
+        self.output.footprint()
+    }
+
     /// Heap bytes this connection owns beyond its struct (for tests and
     /// memory accounting).
     pub fn heap_bytes(&self) -> usize {

@@ -114,6 +114,9 @@
 //! The server keeps each client's unsent output. A client whose unsent
 //! output passes `--max-sendq` bytes (default 1 MiB) is a slow consumer: it
 //! is disconnected at once, and the others get `LEAVE NICK sendq exceeded`.
+//! The limit bounds memory, so each queued line counts its bytes plus its
+//! slot in the queue (tens of bytes): a queue of short lines passes it with
+//! fewer bytes than a queue of long ones.
 //! No client ever waits for another: a message is queued for every receiver
 //! when it is read, and the sender is never held up. A message is stored
 //! once, however many receivers queue it. A client's replies to its own
@@ -416,7 +419,7 @@ impl Session for ChatSession {
                 }
                 Frame::NeedMore => return at,
             }
-            if cx.out.len() > cx.shared.chat.max_sendq {
+            if cx.out.footprint() > cx.shared.chat.max_sendq {
                 // A client that asks (`/who`, say) and never reads: a slow
                 // consumer of its own replies. The loop finds the same count
                 // when this call returns, before it writes anything, and

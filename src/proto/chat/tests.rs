@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::proto::effects::{self, Deliver, Effect};
+use crate::proto::output::SEGMENT_COST;
 use crate::proto::transform;
 use crate::proto::{Output, Shared as AllShared};
 
@@ -52,7 +53,7 @@ impl Deliver for Sink<'_> {
         }
         client.out.put_shared(Rc::clone(msg));
         client.delivered_ptrs.push(msg.as_ptr());
-        if client.out.len() > self.max_sendq {
+        if client.out.footprint() > self.max_sendq {
             client.slow = true;
             self.victims.push(to);
         }
@@ -143,7 +144,7 @@ impl Sim {
         let consumed = self.call(id, |s, cx| s.on_input(&input, cx));
         assert!(consumed <= input.len());
         let client = self.clients.get_mut(&id).expect("client");
-        if client.out.len() > self.shared.chat.max_sendq && !client.slow {
+        if client.out.footprint() > self.shared.chat.max_sendq && !client.slow {
             // The loop's check of a client's own replies after each read.
             client.slow = true;
             self.close(id, CloseReason::SendqExceeded);
@@ -459,7 +460,8 @@ fn a_client_that_joins_later_does_not_get_earlier_lines() {
 #[test]
 fn a_slow_consumer_is_dropped_and_announced_while_others_keep_receiving() {
     let (mut sim, ids) = room(3);
-    sim.shared.chat.max_sendq = 100;
+    // Each 19-byte line is one shared segment in the receiver's queue.
+    sim.shared.chat.max_sendq = 5 * (19 + SEGMENT_COST);
     for i in 0..20 {
         sim.send(ids[0], format!("line {i:02}\n").as_bytes());
         // ids[1] reads as it goes; ids[2] never reads.
@@ -469,7 +471,7 @@ fn a_slow_consumer_is_dropped_and_announced_while_others_keep_receiving() {
         } else if i == 5 {
             assert_eq!(
                 got, "MSG guest1 line 05\nLEAVE guest3 sendq exceeded\n",
-                "the 6th 19-byte line passes 100 bytes"
+                "the 6th line passes the limit"
             );
         } else {
             assert_eq!(got, format!("MSG guest1 line {i:02}\n"));
@@ -619,9 +621,10 @@ fn the_worked_example_of_the_module_doc_holds() {
 #[test]
 fn a_client_that_asks_and_never_reads_is_dropped_at_the_line_that_passes_the_limit() {
     let (mut sim, ids) = room(2);
-    sim.shared.chat.max_sendq = 100;
-    // "WHO guest1 guest2\n" is 18 bytes: the 6th reply passes 100, and the
-    // 50 lines after it in the same read are not acted on.
+    // "WHO guest1 guest2\n" is 18 bytes, the replies share one owned
+    // segment: the 6th passes the limit, and the 50 lines after it in the
+    // same read are not acted on.
+    sim.shared.chat.max_sendq = 5 * 18 + SEGMENT_COST;
     let mut input = b"/who\n".repeat(6);
     input.extend_from_slice(&b"hi\n".repeat(50));
     sim.send(ids[0], &input);
