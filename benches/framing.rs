@@ -43,8 +43,8 @@ fn framer(c: &mut Criterion) {
 fn tne(c: &mut Criterion) {
     let input = lines(1000, 24);
     let mut shared = Shared::new(&Config::default());
+    let peer: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let mut effects = Vec::new();
-    let peer = "127.0.0.1:1".parse().unwrap();
     let mut group = c.benchmark_group("tne");
     group.throughput(Throughput::Elements(1000));
     group.bench_function("1000 pipelined messages", |b| {

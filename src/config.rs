@@ -69,7 +69,7 @@ impl Protocol {
     pub fn is_available(self) -> bool {
         matches!(
             self,
-            Protocol::Chat | Protocol::Upload | Protocol::Transform
+            Protocol::Tne | Protocol::Cmd | Protocol::Chat | Protocol::Upload | Protocol::Transform
         )
     }
 

@@ -10,11 +10,16 @@ use getopts::{Options, ParsingStyle};
 use onepoll::client::{self, ClientError, ClientOptions};
 
 fn usage(opts: &Options) -> String {
+    let subcommands = [
+        client::tne::USAGE,
+        client::cmd::USAGE,
+        client::chat::USAGE,
+        client::transform::USAGE,
+    ];
     let brief = format!(
         "Usage: onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]\n\n\
-         A client for each onepoll protocol:\n  {}\n  {}",
-        client::chat::USAGE.replace('\n', "\n  "),
-        client::transform::USAGE.replace('\n', "\n  ")
+         A client for each onepoll protocol:\n  {}",
+        subcommands.join("\n").replace('\n', "\n  ")
     );
     opts.usage(&brief)
 }
@@ -53,6 +58,8 @@ fn run(args: &[String]) -> Result<(), ClientError> {
         )));
     };
     match protocol.as_str() {
+        "tne" => client::tne::run(&options, rest),
+        "cmd" => client::cmd::run(&options, rest),
         "chat" => client::chat::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
         other => Err(ClientError::Usage(format!(

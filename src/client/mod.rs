@@ -3,6 +3,9 @@
 //! an exit code, and connecting with a timeout.
 
 pub mod chat;
+pub mod cmd;
+pub mod lines;
+pub mod tne;
 pub mod transform;
 pub mod upload;
 
@@ -39,6 +42,10 @@ pub enum ClientError {
     },
     /// Reading or writing failed mid-exchange.
     Io(io::Error),
+    /// The server did not answer within [`TIMEOUT`].
+    Timeout,
+    /// The server closed the connection before answering.
+    Closed,
     /// The server answered with an error (exit code 1).
     ServerError(String),
     /// The server sent something the protocol does not allow.
@@ -63,6 +70,8 @@ impl fmt::Display for ClientError {
                 write!(f, "cannot connect to {target}: {source}")
             }
             ClientError::Io(e) => write!(f, "connection failed: {e}"),
+            ClientError::Timeout => write!(f, "no answer from the server in {TIMEOUT:?}"),
+            ClientError::Closed => f.write_str("the server closed the connection"),
             ClientError::ServerError(msg) => write!(f, "server answered an error: {msg}"),
             ClientError::BadReply(msg) => write!(f, "unexpected reply from the server: {msg}"),
         }
@@ -72,8 +81,13 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 impl From<io::Error> for ClientError {
+    /// A read or write timeout (which a socket reports as `WouldBlock` or
+    /// `TimedOut`) becomes [`ClientError::Timeout`].
     fn from(e: io::Error) -> ClientError {
-        ClientError::Io(e)
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+            _ => ClientError::Io(e),
+        }
     }
 }
 

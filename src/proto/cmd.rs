@@ -538,8 +538,7 @@ mod tests {
     #[test]
     fn bye_leaves_the_bytes_after_it_unconsumed() {
         let mut h = session(100);
-        let mut effects = Vec::new();
-        let mut cx = Cx::new(&mut h.out, &mut h.shared, &mut effects, h.peer, 1, h.now);
+        let mut cx = Cx::new(&mut h.out, &mut h.shared, &mut h.effects, h.peer, 1, h.now);
         let used = h.session.on_input(b"BYE\nECHO x\n", &mut cx);
         assert_eq!(used, 4);
         assert!(cx.close_requested());

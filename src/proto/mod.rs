@@ -32,7 +32,7 @@ pub mod framing;
 pub mod output;
 pub mod rng;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod tne;
 pub mod transform;
 pub mod upload;
@@ -281,9 +281,9 @@ macro_rules! sessions {
 }
 
 sessions! {
-    Chat(chat::ChatSession),
     Tne(tne::TneSession),
     Cmd(cmd::CmdSession),
+    Chat(chat::ChatSession),
     Transform(transform::TransformSession),
     Upload(upload::UploadSession),
 }
@@ -292,9 +292,9 @@ impl AnySession {
     /// A fresh session of `protocol` for a new connection.
     pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
         match protocol {
-            Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
             Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
             Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
+            Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
             Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
         }

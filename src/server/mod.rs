@@ -4,13 +4,17 @@
 //!
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
+//! - [`datagram`]: UDP sockets (tne), answered datagram by datagram;
+//! - [`limits`]: fitting `--max-conns` to the descriptor limit;
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod conn;
+pub mod datagram;
 pub mod event_loop;
+pub mod limits;
 pub mod listener;
 pub mod rooms;
 pub mod signals;

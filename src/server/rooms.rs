@@ -6,8 +6,8 @@
 //! [`Deliver`]: it appends one shared copy of a message to each receiver's
 //! output and, when that leaves a receiver's unsent output above
 //! `--max-sendq` (counted as memory: bytes plus each message's slot in the
-//! queue, see `Output::footprint`), marks it as a slow consumer and takes nothing more for it.
-//! The loop then ends each marked connection (see `proto::effects` for the
+//! queue, see `Output::footprint`), marks it as a slow consumer and takes
+//! nothing more for it. The loop then ends each marked connection (see `proto::effects` for the
 //! whole routing contract). No receiver is ever waited for.
 
 use std::collections::HashMap;

@@ -23,17 +23,26 @@ pub enum TimerKind {
     CloseGrace,
 }
 
-/// A due entry: which connection, and why.
+/// A due entry: which connection, and why. 24 bytes: one per connection,
+/// so it counts in an idle connection's cost.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Due {
     /// When, in loop milliseconds.
     pub at: u64,
-    /// Slab key of the connection.
-    pub key: usize,
     /// The connection's unique id (guards against reused keys).
     pub id: u64,
+    /// Slab key of the connection (connections are bounded by
+    /// `--max-conns`, far below 2^32).
+    key: u32,
     /// What for.
     pub kind: TimerKind,
+}
+
+impl Due {
+    /// Slab key of the connection.
+    pub fn key(&self) -> usize {
+        self.key as usize
+    }
 }
 
 /// The loop's deadlines, earliest first.
@@ -50,7 +59,11 @@ impl Timers {
 
     /// Arms a deadline.
     pub fn arm(&mut self, at: u64, key: usize, id: u64, kind: TimerKind) {
-        self.heap.push(Reverse(Due { at, key, id, kind }));
+        let Ok(key) = u32::try_from(key) else {
+            log::error!("slab key {key} does not fit a timer entry; deadline dropped");
+            return;
+        };
+        self.heap.push(Reverse(Due { at, id, key, kind }));
     }
 
     /// The earliest deadline, if any.
@@ -134,7 +147,7 @@ mod tests {
         assert_eq!(t.next_at(), Some(10));
         assert!(t.pop_due(9).is_none());
         let keys: Vec<usize> = std::iter::from_fn(|| t.pop_due(25))
-            .map(|d| d.key)
+            .map(|d| d.key())
             .collect();
         assert_eq!(keys, [1, 2]);
         assert_eq!(t.len(), 1);

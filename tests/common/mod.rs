@@ -25,7 +25,13 @@ pub struct Server {
 impl Server {
     /// Starts `onepoll -b 127.0.0.1 ARGS...` and waits for every listener.
     pub fn start(args: &[&str]) -> Server {
-        Server::start_with(Command::new(env!("CARGO_BIN_EXE_onepoll")), args)
+        Server::start_bound("127.0.0.1", args)
+    }
+
+    /// Starts `onepoll -b BIND ARGS...` (`::` to test IPv6 and mapped
+    /// IPv4 peers) and waits for every listener.
+    pub fn start_bound(bind: &str, args: &[&str]) -> Server {
+        Server::start_with(Command::new(env!("CARGO_BIN_EXE_onepoll")), bind, args)
     }
 
     /// Starts the server under `sh -c 'ulimit -n N; exec onepoll ...'`.
@@ -34,12 +40,12 @@ impl Server {
         cmd.arg("-c")
             .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
             .arg(env!("CARGO_BIN_EXE_onepoll"));
-        Server::start_with(cmd, args)
+        Server::start_with(cmd, "127.0.0.1", args)
     }
 
-    fn start_with(mut cmd: Command, args: &[&str]) -> Server {
+    fn start_with(mut cmd: Command, bind: &str, args: &[&str]) -> Server {
         let mut child = cmd
-            .args(["-b", "127.0.0.1"])
+            .args(["-b", bind])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
