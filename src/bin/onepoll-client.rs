@@ -13,6 +13,7 @@ fn usage(opts: &Options) -> String {
     let subcommands = [
         client::tne::USAGE,
         client::cmd::USAGE,
+        client::chat::USAGE,
         client::transform::USAGE,
     ];
     let brief = format!(
@@ -59,6 +60,7 @@ fn run(args: &[String]) -> Result<(), ClientError> {
     match protocol.as_str() {
         "tne" => client::tne::run(&options, rest),
         "cmd" => client::cmd::run(&options, rest),
+        "chat" => client::chat::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
         other => Err(ClientError::Usage(format!(
             "unknown or unavailable protocol '{other}'\n{}",

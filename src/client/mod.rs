@@ -2,6 +2,7 @@
 //! options shared by every subcommand, the error type the binary turns into
 //! an exit code, and connecting with a timeout.
 
+pub mod chat;
 pub mod cmd;
 pub mod lines;
 pub mod tne;

@@ -23,7 +23,8 @@
 //!    the receiver is closing. It never blocks and never defers.
 //! 3. **Slow consumers are found at the push.** chat's receivers have no
 //!    backpressure: when a push leaves a receiver's unsent output above
-//!    `--max-sendq`, the sink marks it and takes no more deliveries for it.
+//!    `--max-sendq` (as memory: [`Output::footprint`](super::Output::footprint)),
+//!    the sink marks it and takes no more deliveries for it.
 //!    After `route` returns, the loop ends each marked connection by calling
 //!    its session's `on_close` with
 //!    [`CloseReason::SendqExceeded`](super::CloseReason::SendqExceeded)
@@ -31,6 +32,12 @@
 //!    it repeats until no new connection is marked. Each connection is
 //!    marked at most once, so this ends. No other connection waits for the
 //!    slow one.
+//! 4. **A client's own replies count too.** After each read fed to a chat
+//!    session, and before writing any of that connection's output, the
+//!    loop compares its unsent output with `--max-sendq` and ends it the
+//!    same way if it is over. The session relies on this: once its own
+//!    replies pass the limit it stops acting on the lines of that read
+//!    (so one read of `/who` lines cannot pile up unbounded replies).
 
 use std::rc::Rc;
 

@@ -65,6 +65,20 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Connection `conn_id` is gone: drops whatever shared state still names
+    /// it, queuing any notice the others are owed into `effects`. The loop
+    /// calls this after every `on_close`; it does something only when a
+    /// session failed to clean up (its core panicked), so that a chat nick
+    /// never outlives its connection.
+    pub fn release(&mut self, conn_id: u64, effects: &mut Vec<Effect>) {
+        if let Some(msg) = self.chat.forget(conn_id) {
+            effects.push(Effect::Broadcast {
+                msg,
+                except: conn_id,
+            });
+        }
+    }
+
     /// Shared state for a server running with `config`. Call it at start,
     /// while the process is single-threaded: it probes the local time zone
     /// (see [`cmd::LocalClock`]).
@@ -74,7 +88,7 @@ impl Shared {
             cmd: cmd::Shared::new(config.max_line, cmd::LocalClock::system()),
             transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
             upload: upload::Shared::from_config(config),
-            chat: chat::Shared::new(config.max_line),
+            chat: chat::Shared::new(config.max_line, config.max_sendq),
         }
     }
 }

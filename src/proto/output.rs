@@ -44,6 +44,9 @@ impl Segment {
     }
 }
 
+/// What one queued segment costs beyond its bytes: its slot in the queue.
+pub const SEGMENT_COST: usize = std::mem::size_of::<Segment>();
+
 /// The unsent output of one connection, in the order it must reach the peer.
 #[derive(Default)]
 pub struct Output {
@@ -63,6 +66,14 @@ impl Output {
     /// Unsent bytes.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Unsent bytes plus [`SEGMENT_COST`] per queued segment: the memory
+    /// this connection's queue holds, which is what chat's `--max-sendq`
+    /// bounds. A queue of short broadcast lines, each its own shared
+    /// segment, costs a few times its bytes.
+    pub fn footprint(&self) -> usize {
+        self.len + self.segments.len() * SEGMENT_COST
     }
 
     /// True when everything has been sent.
@@ -273,6 +284,28 @@ mod tests {
             out.consume(taken);
         }
         got
+    }
+
+    #[test]
+    fn footprint_counts_each_queued_segment_slot() {
+        let mut out = Output::new();
+        assert_eq!(out.footprint(), 0);
+        out.put(b"abc");
+        out.put(b"de");
+        assert_eq!(
+            out.footprint(),
+            5 + SEGMENT_COST,
+            "appended to one owned buffer"
+        );
+        let line: Rc<[u8]> = Rc::from(&b"MSG a x\n"[..]);
+        for _ in 0..10 {
+            out.put_shared(Rc::clone(&line));
+        }
+        assert_eq!(out.footprint(), 5 + 80 + 11 * SEGMENT_COST);
+        out.release_if_empty();
+        out.consume(85);
+        out.release_if_empty();
+        assert_eq!(out.footprint(), 0);
     }
 
     #[test]

@@ -157,6 +157,12 @@ impl Conn {
         self.output.len()
     }
 
+    /// What the unsent output holds in memory (bytes plus each queued
+    /// segment's slot): what `--max-sendq` bounds.
+    pub fn sendq(&self) -> usize {
+        self.output.footprint()
+    }
+
     /// Heap bytes this connection owns beyond its struct (for tests and
     /// memory accounting).
     pub fn heap_bytes(&self) -> usize {
@@ -267,7 +273,9 @@ impl Conn {
             if io.draining && self.phase == Phase::Open && !self.mid_message() {
                 self.phase = Phase::Flushing;
             }
-            if self.output.len() >= FLUSH_EARLY_BYTES {
+            // Not chat: the loop checks a chat client's unsent output
+            // against --max-sendq right after this read (proto::effects).
+            if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol.is_request_reply() {
                 self.flush(io.clock);
             }
             if self.output.len() > BACKPRESSURE_BYTES && self.protocol.is_request_reply() {
@@ -321,12 +329,15 @@ impl Conn {
 
     /// Ends the session for `reason`: its `on_close` runs here, once, and
     /// whatever it queues (chat's `BYE`) still goes out if the connection
-    /// is not dead. The connection then only flushes and closes.
+    /// is not dead. Then the shared state forgets the connection, even if
+    /// `on_close` panicked half way (no ghost chat nick). The connection
+    /// then only flushes and closes.
     pub fn end_session(&mut self, io: &mut IoCx<'_>, reason: CloseReason) {
         let reason = *self.reason.get_or_insert(reason);
         if !self.session_ended {
             self.session_ended = true;
             self.with_session(io, |session, _, cx| session.on_close(cx, reason));
+            io.shared.release(self.id, io.effects);
         }
         if self.phase == Phase::Open {
             self.phase = Phase::Flushing;

@@ -28,6 +28,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
+use crate::proto::output::SEGMENT_COST;
 use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
 
 use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
@@ -60,6 +61,14 @@ const FIRST_DATAGRAM: usize = usize::MAX / 2;
 /// How many times tne's TCP and UDP sockets are bound again when the port
 /// the OS picked for TCP (port 0) is taken for UDP.
 const SAME_PORT_TRIES: usize = 8;
+
+/// The most a chat connection is read at once: one read's lines, relayed,
+/// stay within half of `--max-sendq` for each receiver. The worst case is
+/// a 2-byte line ("a" LF) becoming `MSG <32-byte nick> a` LF, 39 bytes,
+/// plus its slot in the receiver's queue.
+fn chat_read_bytes(max_sendq: usize) -> usize {
+    (max_sendq / (39 + SEGMENT_COST)).clamp(512, SCRATCH_BYTES)
+}
 
 fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER - index)
@@ -326,6 +335,9 @@ impl Server {
                         conn.peer,
                         max_sendq
                     );
+                    // Over the limit is the reason it goes, even if it was
+                    // already closing (a backlog behind its `/quit`).
+                    conn.reason = Some(CloseReason::SendqExceeded);
                     conn.end_session(&mut io, CloseReason::SendqExceeded);
                     conn.kill();
                 }
@@ -349,18 +361,29 @@ impl Server {
 
     /// Reads connection `key` within its per-wake-up budget, routing
     /// deliveries after each read; remembers it if it may have more.
+    ///
+    /// A chat connection gets one read of at most [`chat_read_bytes`] per
+    /// wake-up: what it says reaches every receiver's queue at once, and
+    /// only the end of the wake-up writes those queues to the sockets. So a
+    /// sender pasting megabytes is read at the pace the room is flushed,
+    /// and a receiver that keeps reading never has more than half of
+    /// `--max-sendq` queued by one sender's read, instead of being dropped
+    /// for the sender's burst.
     fn pump(&mut self, key: usize) {
         let max_sendq = self.config.max_sendq;
-        for _ in 0..READS_PER_WAKE {
+        let (reads, read_len) = match self.conns.get(key) {
+            Some(conn) if !conn.protocol.is_request_reply() => (1, chat_read_bytes(max_sendq)),
+            _ => (READS_PER_WAKE, SCRATCH_BYTES),
+        };
+        for _ in 0..reads {
             let (scratch, conns, mut io) = self.io_parts();
             let Some(conn) = conns.get_mut(key) else {
                 return;
             };
+            let len = read_len.min(scratch.len());
+            let scratch = &mut scratch[..len];
             let step = conn.read_once(scratch, &mut io);
-            if !conn.protocol.is_request_reply()
-                && conn.pending_output() > max_sendq
-                && !conn.kill_pending
-            {
+            if !conn.protocol.is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending {
                 // Its own replies (a client that asks and never reads).
                 conn.kill_pending = true;
                 self.slow.push(key);

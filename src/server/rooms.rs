@@ -5,8 +5,9 @@
 //! keys for the connections that can receive. [`SlabSink`] is the loop's
 //! [`Deliver`]: it appends one shared copy of a message to each receiver's
 //! output and, when that leaves a receiver's unsent output above
-//! `--max-sendq`, marks it as a slow consumer and takes nothing more for it.
-//! The loop then ends each marked connection (see `proto::effects` for the
+//! `--max-sendq` (counted as memory: bytes plus each message's slot in the
+//! queue, see `Output::footprint`), marks it as a slow consumer and takes
+//! nothing more for it. The loop then ends each marked connection (see `proto::effects` for the
 //! whole routing contract). No receiver is ever waited for.
 
 use std::collections::HashMap;
@@ -90,7 +91,7 @@ impl Deliver for SlabSink<'_> {
             conn.queued = true;
             self.flush_list.push(key);
         }
-        if conn.pending_output() > self.max_sendq {
+        if conn.sendq() > self.max_sendq {
             // Marked once: `deliver` refuses a closing connection.
             conn.kill_pending = true;
             self.slow.push(key);

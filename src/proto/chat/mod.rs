@@ -114,9 +114,15 @@
 //! The server keeps each client's unsent output. A client whose unsent
 //! output passes `--max-sendq` bytes (default 1 MiB) is a slow consumer: it
 //! is disconnected at once, and the others get `LEAVE NICK sendq exceeded`.
+//! The limit bounds memory, so each queued line counts its bytes plus its
+//! slot in the queue (tens of bytes): a queue of short lines passes it with
+//! fewer bytes than a queue of long ones.
 //! No client ever waits for another: a message is queued for every receiver
 //! when it is read, and the sender is never held up. A message is stored
-//! once, however many receivers queue it.
+//! once, however many receivers queue it. A client's replies to its own
+//! lines count too: one that sends `/who` after `/who` and never reads is
+//! dropped the same way, at the line whose reply passes the limit (the lines
+//! after it are not acted on).
 //!
 //! Limits: a line, `--max-line` bytes; a nick, 32 bytes; a client's unsent
 //! output, `--max-sendq` bytes; the room, `--max-conns` connections (the
@@ -148,7 +154,8 @@
 //! ## 9. Implementation
 //!
 //! [`ChatSession`] is one client's state machine; the room ([`Room`]) is in
-//! [`Shared`], lent on each call. Replies to the sender go to `cx.out`;
+//! [`Shared`], lent on each call. Lines are split by the framer shared with
+//! tne and cmd ([`crate::proto::framing`]), so section 2 holds for all three. Replies to the sender go to `cx.out`;
 //! lines for others are built once into an `Rc<[u8]>` and handed to the
 //! loop as effects ([`Cx::broadcast`], [`Cx::send_to`]), which the loop
 //! routes ([`crate::proto::effects`]). The loop reports drops, idle timeouts
@@ -179,19 +186,39 @@ pub struct Shared {
     pub room: Room,
     /// `--max-line`: longest line, CR and LF not counted.
     pub max_line: usize,
+    /// `--max-sendq`: unsent output that makes a slow consumer. The loop
+    /// enforces it (see [`crate::proto::effects`]); the session stops
+    /// acting on a client's lines once its own replies pass it (section 7).
+    pub max_sendq: usize,
     /// Where a line for others is assembled before it is copied, once, into
     /// its shared allocation (kept to avoid a second allocation).
     scratch: Vec<u8>,
 }
 
 impl Shared {
-    /// An empty room whose lines are at most `max_line` bytes.
-    pub fn new(max_line: usize) -> Shared {
+    /// An empty room whose lines are at most `max_line` bytes and whose
+    /// clients may have up to `max_sendq` bytes of unsent output.
+    pub fn new(max_line: usize, max_sendq: usize) -> Shared {
         Shared {
             room: Room::new(),
             max_line,
+            max_sendq,
             scratch: Vec::new(),
         }
+    }
+
+    /// Connection `id` is gone: if the room still holds it (its session
+    /// failed before leaving), removes it and returns the `LEAVE NICK
+    /// connection lost` line for the others, so that no nick outlives its
+    /// connection. `None` when it had left, or nobody is left to tell.
+    pub fn forget(&mut self, id: u64) -> Option<Rc<[u8]>> {
+        let nick = self.room.leave(id)?;
+        log::warn!("chat: {nick} (#{id}) was still in the room after its close; removed");
+        if self.room.is_empty() {
+            return None;
+        }
+        let reason = CloseReason::PeerGone.as_str();
+        Some(self.line(&[b"LEAVE ", nick.as_bytes(), b" ", reason.as_bytes()]))
     }
 
     /// `parts` concatenated, then LF, as one shared allocation.
@@ -391,6 +418,15 @@ impl Session for ChatSession {
                     put_line(cx, &[b"ERR ", ChatError::LineTooLong.reason().as_bytes()])
                 }
                 Frame::NeedMore => return at,
+            }
+            if cx.out.footprint() > cx.shared.chat.max_sendq {
+                // A client that asks (`/who`, say) and never reads: a slow
+                // consumer of its own replies. The loop finds the same count
+                // when this call returns, before it writes anything, and
+                // ends the connection (`on_close` with `SendqExceeded`).
+                // Checked per line, so one read cannot pile up more than
+                // one reply past the limit; the rest of it is not acted on.
+                return input.len();
             }
         }
         input.len()

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use super::*;
 use crate::proto::effects::{self, Deliver, Effect};
+use crate::proto::output::SEGMENT_COST;
 use crate::proto::transform;
 use crate::proto::{Output, Shared as AllShared};
 
@@ -34,7 +35,6 @@ struct Sim {
     clients: BTreeMap<u64, Client>,
     effects: Vec<Effect>,
     next_id: u64,
-    max_sendq: usize,
 }
 
 struct Sink<'a> {
@@ -53,7 +53,7 @@ impl Deliver for Sink<'_> {
         }
         client.out.put_shared(Rc::clone(msg));
         client.delivered_ptrs.push(msg.as_ptr());
-        if client.out.len() > self.max_sendq {
+        if client.out.footprint() > self.max_sendq {
             client.slow = true;
             self.victims.push(to);
         }
@@ -66,13 +66,12 @@ impl Sim {
             shared: {
                 let mut shared = AllShared::new(&crate::config::Config::default());
                 shared.transform = transform::Shared::new(0, crate::proto::rng::Rng::from_seed(1));
-                shared.chat = Shared::new(max_line);
+                shared.chat = Shared::new(max_line, usize::MAX);
                 shared
             },
             clients: BTreeMap::new(),
             effects: Vec::new(),
             next_id: 100,
-            max_sendq: usize::MAX,
         }
     }
 
@@ -101,7 +100,7 @@ impl Sim {
         loop {
             let mut sink = Sink {
                 clients: &mut self.clients,
-                max_sendq: self.max_sendq,
+                max_sendq: self.shared.chat.max_sendq,
                 victims: Vec::new(),
             };
             effects::route(&mut self.effects, &self.shared, &mut sink);
@@ -144,6 +143,13 @@ impl Sim {
         input.extend_from_slice(bytes);
         let consumed = self.call(id, |s, cx| s.on_input(&input, cx));
         assert!(consumed <= input.len());
+        let client = self.clients.get_mut(&id).expect("client");
+        if client.out.footprint() > self.shared.chat.max_sendq && !client.slow {
+            // The loop's check of a client's own replies after each read.
+            client.slow = true;
+            self.close(id, CloseReason::SendqExceeded);
+            return;
+        }
         input.drain(..consumed);
         let max_line = self.shared.chat.max_line;
         assert!(input.len() <= max_line + 1, "carried input is bounded");
@@ -454,7 +460,8 @@ fn a_client_that_joins_later_does_not_get_earlier_lines() {
 #[test]
 fn a_slow_consumer_is_dropped_and_announced_while_others_keep_receiving() {
     let (mut sim, ids) = room(3);
-    sim.max_sendq = 100;
+    // Each 19-byte line is one shared segment in the receiver's queue.
+    sim.shared.chat.max_sendq = 5 * (19 + SEGMENT_COST);
     for i in 0..20 {
         sim.send(ids[0], format!("line {i:02}\n").as_bytes());
         // ids[1] reads as it goes; ids[2] never reads.
@@ -464,7 +471,7 @@ fn a_slow_consumer_is_dropped_and_announced_while_others_keep_receiving() {
         } else if i == 5 {
             assert_eq!(
                 got, "MSG guest1 line 05\nLEAVE guest3 sendq exceeded\n",
-                "the 6th 19-byte line passes 100 bytes"
+                "the 6th line passes the limit"
             );
         } else {
             assert_eq!(got, format!("MSG guest1 line {i:02}\n"));
@@ -485,7 +492,7 @@ fn a_slow_consumer_is_dropped_and_announced_while_others_keep_receiving() {
 #[test]
 fn slow_consumer_drops_can_cascade_and_each_is_announced_once() {
     let (mut sim, ids) = room(4);
-    sim.max_sendq = 20;
+    sim.shared.chat.max_sendq = 20;
     // 28 bytes pass 20 for every receiver at once; the first LEAVE notice
     // (27 bytes) then passes it for the sender, who reads nothing either.
     sim.send(ids[0], b"0123456789012345\n");
@@ -609,4 +616,39 @@ fn the_worked_example_of_the_module_doc_holds() {
          PRIV ann psst\nMSG ann /who\nBYE\n"
     );
     assert!(sim.clients[&b].closing);
+}
+
+#[test]
+fn a_client_that_asks_and_never_reads_is_dropped_at_the_line_that_passes_the_limit() {
+    let (mut sim, ids) = room(2);
+    // "WHO guest1 guest2\n" is 18 bytes, the replies share one owned
+    // segment: the 6th passes the limit, and the 50 lines after it in the
+    // same read are not acted on.
+    sim.shared.chat.max_sendq = 5 * 18 + SEGMENT_COST;
+    let mut input = b"/who\n".repeat(6);
+    input.extend_from_slice(&b"hi\n".repeat(50));
+    sim.send(ids[0], &input);
+    assert!(sim.clients[&ids[0]].closed);
+    assert_eq!(
+        sim.read(ids[0]),
+        format!("{}BYE sendq exceeded\n", "WHO guest1 guest2\n".repeat(6))
+    );
+    assert_eq!(
+        sim.read(ids[1]),
+        "LEAVE guest1 sendq exceeded\n",
+        "announced once, and no line after the 6th /who acted on"
+    );
+}
+
+#[test]
+fn a_member_left_behind_by_a_failed_session_is_forgotten_and_announced() {
+    let (mut sim, ids) = room(2);
+    assert_eq!(sim.shared.chat.forget(ids[1] + 100), None, "not a member");
+    let leave = sim.shared.chat.forget(ids[0]).expect("still a member");
+    assert_eq!(&*leave, b"LEAVE guest1 connection lost\n");
+    assert_eq!(sim.shared.chat.forget(ids[0]), None, "only once");
+    let mut effects = Vec::new();
+    sim.shared.release(ids[1], &mut effects);
+    assert!(effects.is_empty(), "the last member has nobody to tell");
+    assert!(sim.shared.chat.room.is_empty());
 }
