@@ -28,7 +28,8 @@ use onepoll::proto::{Cx, Output, Session, Shared};
 /// complete flush would; returns the bytes of reply produced.
 fn feed(session: &mut impl Session, shared: &mut Shared, out: &mut Output, input: &[u8]) -> usize {
     let peer: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 40000));
-    let mut cx = Cx::new(out, shared, peer, 1, SystemTime::UNIX_EPOCH);
+    let mut effects = Vec::new();
+    let mut cx = Cx::new(out, shared, &mut effects, peer, 1, SystemTime::UNIX_EPOCH);
     let consumed = session.on_input(input, &mut cx);
     debug_assert_eq!(consumed, input.len());
     let produced = out.len();

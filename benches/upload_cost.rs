@@ -26,8 +26,9 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let total: u64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().unwrap())
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .map(|a| a.parse().expect("BYTES: a whole number"))
         .unwrap_or(1 << 30);
     let chunk_len = 64 * 1024;
     let mut chunk = vec![b'x'; chunk_len];

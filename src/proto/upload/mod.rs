@@ -79,7 +79,7 @@
 //! counter. These writes, like the create and the rename, are ordinary
 //! blocking file calls made on the event loop's one thread: while the kernel
 //! copies a read's worth of bytes into its page cache, no other connection
-//! is served. Measured with `examples/upload_cost.rs` (1 GiB in 64 KiB
+//! is served. Measured with `benches/upload_cost.rs` (1 GiB in 64 KiB
 //! reads, ext4 on a virtual disk): 0.7–1.3 GB/s, a median stall of
 //! 25–70 µs per read, but 4 ms at the 99.9th percentile and up to 8–19 ms
 //! when the kernel throttles a writer for dirty-page write-back. A slow or
