@@ -192,10 +192,12 @@ impl Server {
             listeners,
             datagrams,
             datagrams_ready: Vec::new(),
-            conns: Slab::new(),
+            // Sized once: growing by reallocation leaves the old blocks
+            // resident, which idle connections would pay for.
+            conns: Slab::with_capacity(config.max_conns),
+            timers: Timers::with_capacity(config.max_conns),
             shared: Shared::new(&config),
             config,
-            timers: Timers::new(),
             clock: Clock::new(),
             signals,
             reserve: ReserveFd::new(),
@@ -674,6 +676,11 @@ impl Server {
         self.route();
         let mut conn = self.conns.remove(key);
         self.index.remove(conn.id);
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            let conns = &self.conns;
+            self.timers
+                .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
+        }
         conn.deregister(self.poll.registry());
         log::info!(
             "close {} #{} from {} ({})",

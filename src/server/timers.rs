@@ -57,6 +57,23 @@ impl Timers {
         Timers::default()
     }
 
+    /// No deadlines, room for `capacity` without reallocating. Untouched
+    /// capacity costs address space, not memory.
+    pub fn with_capacity(capacity: usize) -> Timers {
+        Timers {
+            heap: BinaryHeap::with_capacity(capacity),
+        }
+    }
+
+    /// Drops the entries of connections that are gone (`live(key, id)` is
+    /// false). A closed connection's idle entry would otherwise stay until
+    /// it comes due: at 10,000 connections a second and a 300 s timeout,
+    /// three million stale entries. The loop calls this when stale entries
+    /// outnumber live connections, so the cost per close stays constant.
+    pub fn retain_live(&mut self, mut live: impl FnMut(usize, u64) -> bool) {
+        self.heap.retain(|Reverse(due)| live(due.key(), due.id));
+    }
+
     /// Arms a deadline.
     pub fn arm(&mut self, at: u64, key: usize, id: u64, kind: TimerKind) {
         let Ok(key) = u32::try_from(key) else {
@@ -137,6 +154,17 @@ pub fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_entries_can_be_dropped() {
+        let mut t = Timers::new();
+        for key in 0..10 {
+            t.arm(5, key, key as u64, TimerKind::Idle);
+        }
+        t.retain_live(|key, _| key % 2 == 0);
+        assert_eq!(t.len(), 5);
+        assert!(std::iter::from_fn(|| t.pop_due(5)).all(|d| d.key() % 2 == 0));
+    }
 
     #[test]
     fn entries_come_due_in_deadline_order() {
