@@ -72,10 +72,28 @@ pub trait Deliver {
 
 /// Routes every effect in `effects`, in the order they were recorded, and
 /// empties the queue (keeping its capacity).
+///
+/// A run of broadcasts from one call (a sender's pipelined lines, say) is
+/// joined into one shared message first: every receiver then queues one
+/// segment for the run instead of one per line, and the flush writes it in
+/// one slice. This is safe because the queue holds one call's effects:
+/// between two of them only the caller's own membership can change, and a
+/// broadcast never includes the caller, so every broadcast of a run with
+/// the same `except` has the same receivers.
 pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver) {
-    for effect in effects.drain(..) {
+    let mut pending = effects.drain(..).peekable();
+    while let Some(effect) = pending.next() {
         match effect {
             Effect::Broadcast { msg, except } => {
+                let mut joined: Option<Vec<u8>> = None;
+                while let Some(Effect::Broadcast { msg: next, except: e }) = pending.peek() {
+                    if *e != except {
+                        break;
+                    }
+                    joined.get_or_insert_with(|| msg.to_vec()).extend_from_slice(next);
+                    pending.next();
+                }
+                let msg = joined.map_or(msg, Rc::from);
                 for to in shared.chat.room.member_ids() {
                     if to != except {
                         sink.deliver(to, &msg);
@@ -84,5 +102,69 @@ pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver
             }
             Effect::SendTo { to, msg } => sink.deliver(to, &msg),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[derive(Default)]
+    struct Recorder(Vec<(u64, Vec<u8>, usize)>);
+
+    impl Deliver for Recorder {
+        fn deliver(&mut self, to: u64, msg: &Rc<[u8]>) {
+            self.0.push((to, msg.to_vec(), msg.as_ptr() as usize));
+        }
+    }
+
+    fn line(text: &str) -> Rc<[u8]> {
+        Rc::from(text.as_bytes())
+    }
+
+    #[test]
+    fn a_run_of_broadcasts_is_one_shared_message_per_receiver() {
+        let mut shared = Shared::new(&Config::default());
+        for id in 1..=3 {
+            shared.chat.room.join(id);
+        }
+        let mut effects = vec![
+            Effect::Broadcast { msg: line("MSG a x\n"), except: 1 },
+            Effect::Broadcast { msg: line("MSG a y\n"), except: 1 },
+            Effect::SendTo { to: 2, msg: line("PRIV a z\n") },
+            Effect::Broadcast { msg: line("MSG a w\n"), except: 1 },
+        ];
+        let mut sink = Recorder::default();
+        route(&mut effects, &shared, &mut sink);
+        assert!(effects.is_empty());
+        let got: Vec<(u64, &[u8])> = sink.0.iter().map(|(to, m, _)| (*to, &m[..])).collect();
+        assert_eq!(
+            got,
+            vec![
+                (2, &b"MSG a x\nMSG a y\n"[..]),
+                (3, b"MSG a x\nMSG a y\n"),
+                (2, b"PRIV a z\n"),
+                (2, b"MSG a w\n"),
+                (3, b"MSG a w\n"),
+            ]
+        );
+        assert_eq!(sink.0[0].2, sink.0[1].2, "one allocation shared by receivers");
+    }
+
+    #[test]
+    fn broadcasts_excluding_different_members_are_not_joined() {
+        let mut shared = Shared::new(&Config::default());
+        for id in 1..=2 {
+            shared.chat.room.join(id);
+        }
+        let mut effects = vec![
+            Effect::Broadcast { msg: line("A\n"), except: 1 },
+            Effect::Broadcast { msg: line("B\n"), except: 2 },
+        ];
+        let mut sink = Recorder::default();
+        route(&mut effects, &shared, &mut sink);
+        let got: Vec<(u64, &[u8])> = sink.0.iter().map(|(to, m, _)| (*to, &m[..])).collect();
+        assert_eq!(got, vec![(2, &b"A\n"[..]), (1, b"B\n")]);
     }
 }

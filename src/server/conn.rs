@@ -27,7 +27,7 @@ const FLUSH_EARLY_BYTES: usize = 64 * 1024;
 pub const READS_PER_WAKE: usize = 32;
 
 /// Most slices offered to one `writev`.
-const MAX_IOVECS: usize = 64;
+const MAX_IOVECS: usize = 256;
 
 /// The outcome of one read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
