@@ -12,8 +12,9 @@ use onepoll::client::{self, ClientError, ClientOptions};
 fn usage(opts: &Options) -> String {
     let brief = format!(
         "Usage: onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]\n\n\
-         A client for each onepoll protocol:\n  {}",
-        client::transform::USAGE.replace('\n', "\n  ")
+         A client for each onepoll protocol:\n  {}\n  {}",
+        client::transform::USAGE.replace('\n', "\n  "),
+        client::upload::USAGE.replace('\n', "\n  ")
     );
     opts.usage(&brief)
 }
@@ -53,6 +54,7 @@ fn run(args: &[String]) -> Result<(), ClientError> {
     };
     match protocol.as_str() {
         "transform" => client::transform::run(&options, rest),
+        "upload" => client::upload::run(&options, rest),
         other => Err(ClientError::Usage(format!(
             "unknown or unavailable protocol '{other}'\n{}",
             usage(&opts)

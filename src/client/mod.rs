@@ -42,6 +42,8 @@ pub enum ClientError {
     ServerError(String),
     /// The server sent something the protocol does not allow.
     BadReply(String),
+    /// A local input the client was given (a file, stdin) cannot be used.
+    Input(String),
 }
 
 impl ClientError {
@@ -64,6 +66,7 @@ impl fmt::Display for ClientError {
             ClientError::Io(e) => write!(f, "connection failed: {e}"),
             ClientError::ServerError(msg) => write!(f, "server answered an error: {msg}"),
             ClientError::BadReply(msg) => write!(f, "unexpected reply from the server: {msg}"),
+            ClientError::Input(msg) => f.write_str(msg),
         }
     }
 }
