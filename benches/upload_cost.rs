@@ -25,9 +25,11 @@ fn main() {
     let dir = std::env::temp_dir().join("onepoll-upload-cost");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // `cargo bench` passes `--bench` (and filters run with `-- ARGS`):
+    // the byte count is the first argument that is a number.
     let total: u64 = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().unwrap())
+        .skip(1)
+        .find_map(|a| a.parse().ok())
         .unwrap_or(1 << 30);
     let chunk_len = 64 * 1024;
     let mut chunk = vec![b'x'; chunk_len];
