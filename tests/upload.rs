@@ -227,6 +227,17 @@ fn a_later_connection_overwrites_the_files_of_an_earlier_one() {
 }
 
 #[test]
+fn with_upload_fsync_files_are_saved_the_same() {
+    let dir = TempDir::new("fsync");
+    let server = upload_server(&dir, &["--upload-fsync"]);
+    let mut c = server.connect("upload");
+    send(&mut c, &[file(b"durable\n"), END.to_vec()].concat());
+    expect_end(&server, &mut c, b"AQ");
+    assert_eq!(fs::read(dir.join("1.txt")).unwrap(), b"durable\n");
+    assert_eq!(listing(dir.path()), ["1.txt"]);
+}
+
+#[test]
 fn zero_lines_first_is_answered_q_and_saves_nothing() {
     let dir = TempDir::new("zero");
     let server = upload_server(&dir, &[]);
