@@ -25,6 +25,8 @@ fn main() {
     let dir = std::env::temp_dir().join("onepoll-upload-cost");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // `cargo bench` passes `--bench` (and filters run with `-- ARGS`):
+    // the byte count is the first argument that is a number.
     let total: u64 = std::env::args()
         .skip(1)
         .find(|a| !a.starts_with("--"))

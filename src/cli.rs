@@ -117,6 +117,11 @@ fn options() -> Options {
         "flat: DIR/k.txt; per-connection: DIR/<conn>/k.txt (default flat)",
         "LAYOUT",
     );
+    o.optflag(
+        "",
+        "upload-fsync",
+        "flush each upload and its directory entry to disk before A (slower)",
+    );
     o.optopt(
         "",
         "max-conns",
@@ -260,6 +265,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     if let Some(dir) = m.opt_str("upload-dir") {
         config.upload_dir = PathBuf::from(dir);
     }
+    config.upload_fsync = m.opt_present("upload-fsync");
     if let Some(layout) = m.opt_str("upload-layout") {
         config.upload_layout = match layout.as_str() {
             "flat" => UploadLayout::Flat,
@@ -439,6 +445,12 @@ mod tests {
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.bind, "::1".parse::<IpAddr>().unwrap());
         assert_eq!(c.upload_layout, UploadLayout::PerConnection);
+    }
+
+    #[test]
+    fn upload_fsync_is_off_unless_asked_for() {
+        assert!(!config(&["upload"]).upload_fsync);
+        assert!(config(&["--upload-fsync", "upload"]).upload_fsync);
     }
 
     #[test]

@@ -142,9 +142,9 @@ pub struct Config {
     /// upload: flat or per-connection.
     pub upload_layout: UploadLayout,
     /// upload: flush each file and its directory entry to stable storage
-    /// before answering `A`. Off by default (not on the command line): it
-    /// buys durability across power loss, which the spec does not ask for,
-    /// at the price of stalling the one loop thread for each flush. See
+    /// before answering `A` (`--upload-fsync`). Off by default: it buys
+    /// durability across power loss, which the spec does not ask for, at
+    /// the price of stalling the one loop thread for each flush. See
     /// [`crate::proto::upload`].
     pub upload_fsync: bool,
     /// TCP connections open at once, all protocols together.

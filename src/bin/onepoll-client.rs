@@ -14,6 +14,7 @@ fn usage(opts: &Options) -> String {
         client::tne::USAGE,
         client::cmd::USAGE,
         client::chat::USAGE,
+        client::upload::USAGE,
         client::transform::USAGE,
     ];
     let brief = format!(
@@ -62,6 +63,7 @@ fn run(args: &[String]) -> Result<(), ClientError> {
         "cmd" => client::cmd::run(&options, rest),
         "chat" => client::chat::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
+        "upload" => client::upload::run(&options, rest),
         other => Err(ClientError::Usage(format!(
             "unknown or unavailable protocol '{other}'\n{}",
             usage(&opts)

@@ -50,6 +50,8 @@ pub enum ClientError {
     ServerError(String),
     /// The server sent something the protocol does not allow.
     BadReply(String),
+    /// A local input the client was given (a file, stdin) cannot be used.
+    Input(String),
 }
 
 impl ClientError {
@@ -74,6 +76,7 @@ impl fmt::Display for ClientError {
             ClientError::Closed => f.write_str("the server closed the connection"),
             ClientError::ServerError(msg) => write!(f, "server answered an error: {msg}"),
             ClientError::BadReply(msg) => write!(f, "unexpected reply from the server: {msg}"),
+            ClientError::Input(msg) => f.write_str(msg),
         }
     }
 }

@@ -1,22 +1,65 @@
-//! Client side of the upload protocol ([`crate::proto::upload`]): sends
-//! files over one connection and reads each status, and the interactive
-//! mode of the original assignment (type a line count, then the lines).
+//! `onepoll-client upload`: the client side of the upload protocol
+//! ([`crate::proto::upload`]). Sends files over one connection and reports
+//! each status, or runs the interactive mode of the original assignment
+//! (type a line count, then the lines).
 //!
-//! Blocking I/O on any `Read + Write` stream (a `TcpStream` in
-//! `onepoll-client`; an in-memory server in the tests). A file is read
-//! twice: once to count its lines, since the count goes first, and once to
-//! send it, in 64 KiB pieces, so memory does not grow with the file. Only
-//! stdin (`-`), which cannot be read twice, is held whole in memory.
+//! Blocking I/O on any [`Link`] (a `TcpStream` in `onepoll-client`; an
+//! in-memory server in the tests). A file is read twice: once to count its
+//! lines, since the count goes first, and once to send it, in 64 KiB
+//! pieces, so memory does not grow with the file. Stdin (`-`), which cannot
+//! be read twice, is first copied to an unlinked temporary file. Between
+//! pieces the client looks, without blocking, for an early answer: a file
+//! over the server's `--max-upload` is answered `E` before it has all been
+//! sent, and the client then stops sending it.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
+use super::{ClientError, ClientOptions};
+use crate::config::Protocol;
 use crate::proto::upload::{ERROR, QUIT, SAVED};
+
+/// The usage of the subcommand.
+pub const USAGE: &str = "upload [FILE...]
+  Sends every FILE over one connection (- reads one from stdin), prints
+  the server's status for each, then ends the session (a zero line
+  count). A last line without LF is sent with one. No FILE: asks on
+  stdin for a line count, then that many lines, until the count is 0.";
 
 /// Bytes read from a file and written to the socket at a time.
 const CHUNK: usize = 64 * 1024;
+
+/// A connection an upload runs over: a byte stream that can also tell,
+/// without blocking, whether the server has answered already.
+pub trait Link: Read + Write {
+    /// Whether a status byte (or the end of the stream) is waiting to be
+    /// read. Never blocks.
+    fn answer_waiting(&mut self) -> io::Result<bool>;
+}
+
+impl Link for TcpStream {
+    fn answer_waiting(&mut self) -> io::Result<bool> {
+        self.set_nonblocking(true)?;
+        let peeked = self.peek(&mut [0]);
+        self.set_nonblocking(false)?;
+        match peeked {
+            // A byte, or the server's FIN.
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<L: Link + ?Sized> Link for &mut L {
+    fn answer_waiting(&mut self) -> io::Result<bool> {
+        (**self).answer_waiting()
+    }
+}
 
 /// The server's answer to one file or to the end message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -165,12 +208,20 @@ pub fn count_lines(mut source: impl Read) -> io::Result<LineCount> {
     })
 }
 
+/// How much of a file went out.
+enum Sent {
+    /// All of it.
+    Whole,
+    /// The server answered before the end; the rest was not sent.
+    CutShort,
+}
+
 /// One upload connection: files go out in turn, each answered by a status.
 pub struct Uploader<S> {
     stream: S,
 }
 
-impl<S: Read + Write> Uploader<S> {
+impl<S: Link> Uploader<S> {
     /// An uploader on a connected stream.
     pub fn new(stream: S) -> Uploader<S> {
         Uploader { stream }
@@ -181,23 +232,24 @@ impl<S: Read + Write> Uploader<S> {
         self.stream
     }
 
-    /// Sends the file at `path` (`-`: stdin, read whole first) and returns
-    /// the server's status. After [`UploadError::Changed`] or an I/O error
-    /// the connection is out of step: drop it.
-    pub fn send_path(&mut self, path: &Path) -> Result<Status, UploadError> {
+    /// Sends the file at `path` (`-`: stdin, copied to a temporary file
+    /// first) and returns its line count and the server's status. After
+    /// [`UploadError::Changed`] or an I/O error the connection is out of
+    /// step: drop it.
+    pub fn send_path(&mut self, path: &Path) -> Result<(LineCount, Status), UploadError> {
         let source_error = |source| UploadError::Source {
             path: path.to_path_buf(),
             source,
         };
-        if path == Path::new("-") {
-            let mut data = Vec::new();
-            io::stdin().read_to_end(&mut data).map_err(source_error)?;
-            return self.send_bytes(path, &data);
-        }
-        let mut file = File::open(path).map_err(source_error)?;
+        let mut file = if path == Path::new("-") {
+            spool(io::stdin().lock()).map_err(source_error)?
+        } else {
+            File::open(path).map_err(source_error)?
+        };
         let count = count_lines(&mut file).map_err(source_error)?;
         file.seek(SeekFrom::Start(0)).map_err(source_error)?;
-        self.send(path, count, file)
+        let status = self.send(path, count, file)?;
+        Ok((count, status))
     }
 
     /// Sends `data` as one file (`name` is for error messages).
@@ -223,7 +275,11 @@ impl<S: Read + Write> Uploader<S> {
         let lines = u32::try_from(count.lines)
             .map_err(|_| UploadError::TooManyLines(name.to_path_buf()))?;
         match self.send_body(name, lines, count, source) {
-            Ok(()) => self.status(),
+            Ok(Sent::Whole) => self.status(),
+            Ok(Sent::CutShort) => match self.status()? {
+                Status::Refused => Ok(Status::Refused),
+                other => Err(UploadError::BadStatus(other.byte())),
+            },
             // The server may have refused the file and closed while it was
             // sent: its `E` is then waiting to be read.
             Err(UploadError::Io(e)) => match self.status() {
@@ -240,7 +296,7 @@ impl<S: Read + Write> Uploader<S> {
         lines: u32,
         count: LineCount,
         source: impl Read,
-    ) -> Result<(), UploadError> {
+    ) -> Result<Sent, UploadError> {
         self.stream.write_all(&lines.to_be_bytes())?;
         let mut source = source.take(count.bytes);
         let mut buf = vec![0; CHUNK.min(count.bytes as usize).max(1)];
@@ -257,6 +313,9 @@ impl<S: Read + Write> Uploader<S> {
                     })
                 }
             };
+            if sent > 0 && self.stream.answer_waiting()? {
+                return Ok(Sent::CutShort);
+            }
             lfs += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
             sent += n as u64;
             self.stream.write_all(&buf[..n])?;
@@ -269,7 +328,7 @@ impl<S: Read + Write> Uploader<S> {
             return Err(UploadError::Changed(name.to_path_buf()));
         }
         self.stream.flush()?;
-        Ok(())
+        Ok(Sent::Whole)
     }
 
     /// Sends already-framed lines (each ending in LF) as one file.
@@ -305,44 +364,92 @@ impl<S: Read + Write> Uploader<S> {
     }
 }
 
+/// Copies `input` into a new temporary file, already unlinked, and
+/// returns it: a stream read once becomes a file that can be read twice,
+/// without holding it in memory.
+fn spool(mut input: impl Read) -> io::Result<File> {
+    let dir = std::env::temp_dir();
+    let mut attempt = 0u32;
+    let (mut file, path) = loop {
+        let path = dir.join(format!(
+            ".onepoll-client-stdin-{}-{attempt}",
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => break (file, path),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    std::fs::remove_file(&path)?;
+    io::copy(&mut input, &mut file)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
+}
+
+/// What became of the files of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Files the server saved.
+    pub saved: u64,
+    /// Files not sent: unreadable, or empty.
+    pub skipped: u64,
+    /// The file the server answered `E`, which ended the run.
+    pub refused: Option<PathBuf>,
+}
+
 /// Sends every file of `paths` over `stream`, one report line each on
 /// `report`, then the end message. Stops at the first refused file (the
 /// server has closed) or failure. A file that cannot be read or is empty
-/// is reported and skipped. Returns whether every file was saved.
-pub fn upload_files<S: Read + Write>(
+/// is reported and skipped.
+pub fn upload_files<S: Link>(
     stream: S,
     paths: &[PathBuf],
     mut report: impl Write,
-) -> Result<bool, UploadError> {
+) -> Result<Summary, UploadError> {
     let mut up = Uploader::new(stream);
-    let (mut k, mut all_saved) = (0u64, true);
+    let mut summary = Summary::default();
     for path in paths {
         match up.send_path(path) {
-            Ok(Status::Saved) => {
-                k += 1;
-                writeln!(report, "{}: saved as {k}.txt", path.display())?;
-            }
-            Ok(status) => {
+            Ok((count, Status::Saved)) => {
+                summary.saved += 1;
                 writeln!(
                     report,
-                    "{}: refused by the server ({}); it closed the connection",
+                    "{}: A, saved as {}.txt ({} line(s), {} byte(s){})",
+                    path.display(),
+                    summary.saved,
+                    count.lines,
+                    count.bytes + u64::from(count.adds_lf),
+                    if count.adds_lf { ", LF added" } else { "" }
+                )?;
+            }
+            Ok((_, status)) => {
+                writeln!(
+                    report,
+                    "{}: {}, refused by the server; it closed the connection",
                     path.display(),
                     char::from(status.byte())
                 )?;
-                return Ok(false);
+                summary.refused = Some(path.clone());
+                return Ok(summary);
             }
             Err(e @ (UploadError::Empty(_) | UploadError::Source { .. })) => {
                 writeln!(report, "{e}; skipped")?;
-                all_saved = false;
+                summary.skipped += 1;
             }
             Err(e) => return Err(e),
         }
     }
     match up.finish()? {
-        Status::Ended => writeln!(report, "done: {k} file(s) saved")?,
+        Status::Ended => writeln!(report, "Q, done: {} file(s) saved", summary.saved)?,
         other => return Err(UploadError::BadStatus(other.byte())),
     }
-    Ok(all_saved)
+    Ok(summary)
 }
 
 /// The interactive mode of the original assignment: asks on `prompts` for
@@ -350,7 +457,7 @@ pub fn upload_files<S: Read + Write>(
 /// and reports its status; again until the count is 0 (or `input` ends
 /// between files), which ends the session. Returns whether every file was
 /// saved.
-pub fn prompt_files<S: Read + Write>(
+pub fn prompt_files<S: Link>(
     stream: S,
     mut input: impl BufRead,
     mut prompts: impl Write,
@@ -374,7 +481,7 @@ pub fn prompt_files<S: Read + Write>(
         };
         if wanted == 0 {
             let status = up.finish()?;
-            writeln!(prompts, "done: {k} file(s) saved")?;
+            writeln!(prompts, "Q, done: {k} file(s) saved")?;
             return match status {
                 Status::Ended => Ok(true),
                 other => Err(UploadError::BadStatus(other.byte())),
@@ -399,18 +506,95 @@ pub fn prompt_files<S: Read + Write>(
         match up.send_lines(&lines)? {
             Status::Saved => {
                 k += 1;
-                writeln!(prompts, "saved as {k}.txt")?;
+                writeln!(prompts, "A, saved as {k}.txt")?;
             }
             status => {
                 writeln!(
                     prompts,
-                    "refused by the server ({})",
+                    "{}, refused by the server; it closed the connection",
                     char::from(status.byte())
                 )?;
                 return Ok(false);
             }
         }
     }
+}
+
+impl From<UploadError> for ClientError {
+    fn from(e: UploadError) -> ClientError {
+        match e {
+            UploadError::Io(e) => ClientError::Io(e),
+            UploadError::NoStatus | UploadError::BadStatus(_) => {
+                ClientError::BadReply(e.to_string())
+            }
+            UploadError::Source { .. }
+            | UploadError::Empty(_)
+            | UploadError::TooManyLines(_)
+            | UploadError::Changed(_)
+            | UploadError::InputEnded { .. } => ClientError::Input(e.to_string()),
+        }
+    }
+}
+
+/// The files named on the command line: `--` ends the options (there are
+/// none), `-` is stdin (at most once), any other `-…` is a usage error.
+pub fn parse_args(args: &[String]) -> Result<Vec<PathBuf>, ClientError> {
+    let mut paths = Vec::new();
+    let mut options_ended = false;
+    for arg in args {
+        if !options_ended && arg == "--" {
+            options_ended = true;
+        } else if !options_ended && arg.len() > 1 && arg.starts_with('-') {
+            return Err(ClientError::Usage(format!(
+                "upload: unknown option '{arg}'\nUsage: onepoll-client [-h HOST] [-p PORT] {USAGE}"
+            )));
+        } else {
+            paths.push(PathBuf::from(arg));
+        }
+    }
+    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(ClientError::Usage(
+            "upload: '-' (stdin) may be given only once".into(),
+        ));
+    }
+    Ok(paths)
+}
+
+/// Runs `onepoll-client upload ARGS`: the files of `args` (see
+/// [`parse_args`]) over one connection, statuses on stdout; with no file,
+/// the prompt mode on stdin. Fails (exit code 1) when the server cannot be
+/// reached, answers `E`, or a file cannot be sent.
+pub fn run(options: &ClientOptions, args: &[String]) -> Result<(), ClientError> {
+    let paths = parse_args(args)?;
+    let stream = super::connect(options, Protocol::Upload.default_port())?;
+    if options.verbose {
+        if let Ok(addr) = stream.peer_addr() {
+            eprintln!("connected to {addr}");
+        }
+    }
+    if paths.is_empty() {
+        let stdin = io::stdin();
+        if prompt_files(stream, stdin.lock(), io::stdout().lock())? {
+            return Ok(());
+        }
+        return Err(ClientError::ServerError(
+            "E: the file was refused (over --max-upload, or it could not be saved)".into(),
+        ));
+    }
+    let summary = upload_files(stream, &paths, io::stdout().lock())?;
+    if let Some(path) = summary.refused {
+        return Err(ClientError::ServerError(format!(
+            "E for {}: over --max-upload, or it could not be saved",
+            path.display()
+        )));
+    }
+    if summary.skipped > 0 {
+        return Err(ClientError::Input(format!(
+            "{} file(s) could not be sent",
+            summary.skipped
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -423,7 +607,8 @@ mod tests {
     use std::time::SystemTime;
 
     /// A server in memory: what the client writes goes through an upload
-    /// session at once; what the session answers is there to read.
+    /// session at once; what the session answers is there to read. Every
+    /// byte written is kept in `sent`, those after the close too.
     struct CoreServer {
         session: UploadSession,
         shared: Shared,
@@ -448,10 +633,12 @@ mod tests {
 
     impl Write for CoreServer {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.closed {
-                return Err(io::ErrorKind::BrokenPipe.into());
-            }
             self.sent.extend_from_slice(buf);
+            if self.closed {
+                // Like the real server, which reads and drops input after
+                // `Q` or `E` until the client's end of stream.
+                return Ok(buf.len());
+            }
             let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
             let mut effects = Vec::new();
             let mut cx = Cx::new(
@@ -468,6 +655,12 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+    }
+
+    impl Link for CoreServer {
+        fn answer_waiting(&mut self) -> io::Result<bool> {
+            Ok(self.closed || !self.out.is_empty())
         }
     }
 
@@ -514,15 +707,24 @@ mod tests {
         let store = MemStore::new(UploadLayout::Flat);
         let mut report = Vec::new();
         let mut server = CoreServer::new(&store, u64::MAX);
-        let ok = upload_files(&mut server, &[a.clone(), b.clone()], &mut report).unwrap();
-        assert!(ok);
+        let summary = upload_files(&mut server, &[a.clone(), b.clone()], &mut report).unwrap();
+        assert_eq!(summary.saved, 2);
+        assert_eq!(summary.skipped, 0);
+        assert_eq!(summary.refused, None);
         assert!(server.closed);
         assert!(server.sent.ends_with(&[0, 0, 0, 0]));
         assert_eq!(store.saved("1.txt").unwrap(), b"one\ntwo\r\n");
         assert_eq!(store.saved("2.txt").unwrap(), b"no final lf\n");
         let report = String::from_utf8(report).unwrap();
-        assert!(report.contains("saved as 2.txt"), "{report}");
-        assert!(report.ends_with("done: 2 file(s) saved\n"), "{report}");
+        assert!(
+            report.contains("A, saved as 1.txt (2 line(s), 9 byte(s))"),
+            "{report}"
+        );
+        assert!(
+            report.contains("A, saved as 2.txt (1 line(s), 12 byte(s), LF added)"),
+            "{report}"
+        );
+        assert!(report.ends_with("Q, done: 2 file(s) saved\n"), "{report}");
         let _ = std::fs::remove_file(a);
         let _ = std::fs::remove_file(b);
     }
@@ -533,20 +735,21 @@ mod tests {
         let store = MemStore::new(UploadLayout::Flat);
         let mut report = Vec::new();
         let missing = PathBuf::from("/nonexistent/onepoll");
-        let ok = upload_files(
+        let summary = upload_files(
             CoreServer::new(&store, u64::MAX),
             &[empty.clone(), missing],
             &mut report,
         )
         .unwrap();
-        assert!(!ok);
+        assert_eq!(summary.skipped, 2);
+        assert_eq!(summary.saved, 0);
         let report = String::from_utf8(report).unwrap();
         assert!(report.contains("is empty"), "{report}");
         assert!(
             report.contains("cannot read /nonexistent/onepoll"),
             "{report}"
         );
-        assert!(report.ends_with("done: 0 file(s) saved\n"), "{report}");
+        assert!(report.ends_with("Q, done: 0 file(s) saved\n"), "{report}");
         let _ = std::fs::remove_file(empty);
     }
 
@@ -557,6 +760,53 @@ mod tests {
         let status = up.send_bytes(Path::new("big"), b"too long\n").unwrap();
         assert_eq!(status, Status::Refused);
         assert!(store.names().is_empty());
+    }
+
+    #[test]
+    fn a_file_answered_e_early_is_not_sent_to_the_end() {
+        let store = MemStore::new(UploadLayout::Flat);
+        let mut server = CoreServer::new(&store, 10);
+        let mut up = Uploader::new(&mut server);
+        let big = vec![b'\n'; CHUNK * 3];
+        assert_eq!(
+            up.send_bytes(Path::new("big"), &big).unwrap(),
+            Status::Refused
+        );
+        assert_eq!(server.sent.len(), 4 + CHUNK, "stopped after the E");
+    }
+
+    #[test]
+    fn stdin_is_spooled_to_a_file_that_reads_twice_and_leaves_no_name() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = spool(&data[..]).unwrap();
+        let count = count_lines(&mut file).unwrap();
+        assert_eq!(count.bytes, data.len() as u64);
+        file.seek(SeekFrom::Start(0)).unwrap();
+        let mut back = Vec::new();
+        file.read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        let leftover = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".onepoll-client-stdin-{}-", std::process::id()))
+            });
+        assert!(!leftover, "the spool file is unlinked at once");
+    }
+
+    #[test]
+    fn arguments_are_files_dash_is_stdin_once_and_options_are_refused() {
+        let args = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            args(&["a", "-", "b"]).unwrap(),
+            vec![PathBuf::from("a"), PathBuf::from("-"), PathBuf::from("b")]
+        );
+        assert_eq!(args(&["--", "-x"]).unwrap(), vec![PathBuf::from("-x")]);
+        assert!(args(&[]).unwrap().is_empty());
+        assert!(matches!(args(&["-x"]), Err(ClientError::Usage(_))));
+        assert!(matches!(args(&["-", "-"]), Err(ClientError::Usage(_))));
     }
 
     #[test]
@@ -584,7 +834,7 @@ mod tests {
         let prompts = String::from_utf8(prompts).unwrap();
         assert!(prompts.starts_with("Number of lines in file 1 (0 to end): line 1: "));
         assert!(prompts.contains("'x' is not a line count"), "{prompts}");
-        assert!(prompts.ends_with("done: 2 file(s) saved\n"), "{prompts}");
+        assert!(prompts.ends_with("Q, done: 2 file(s) saved\n"), "{prompts}");
     }
 
     #[test]

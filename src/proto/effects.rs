@@ -86,11 +86,17 @@ pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver
         match effect {
             Effect::Broadcast { msg, except } => {
                 let mut joined: Option<Vec<u8>> = None;
-                while let Some(Effect::Broadcast { msg: next, except: e }) = pending.peek() {
+                while let Some(Effect::Broadcast {
+                    msg: next,
+                    except: e,
+                }) = pending.peek()
+                {
                     if *e != except {
                         break;
                     }
-                    joined.get_or_insert_with(|| msg.to_vec()).extend_from_slice(next);
+                    joined
+                        .get_or_insert_with(|| msg.to_vec())
+                        .extend_from_slice(next);
                     pending.next();
                 }
                 let msg = joined.map_or(msg, Rc::from);
@@ -130,10 +136,22 @@ mod tests {
             shared.chat.room.join(id);
         }
         let mut effects = vec![
-            Effect::Broadcast { msg: line("MSG a x\n"), except: 1 },
-            Effect::Broadcast { msg: line("MSG a y\n"), except: 1 },
-            Effect::SendTo { to: 2, msg: line("PRIV a z\n") },
-            Effect::Broadcast { msg: line("MSG a w\n"), except: 1 },
+            Effect::Broadcast {
+                msg: line("MSG a x\n"),
+                except: 1,
+            },
+            Effect::Broadcast {
+                msg: line("MSG a y\n"),
+                except: 1,
+            },
+            Effect::SendTo {
+                to: 2,
+                msg: line("PRIV a z\n"),
+            },
+            Effect::Broadcast {
+                msg: line("MSG a w\n"),
+                except: 1,
+            },
         ];
         let mut sink = Recorder::default();
         route(&mut effects, &shared, &mut sink);
@@ -149,7 +167,10 @@ mod tests {
                 (3, b"MSG a w\n"),
             ]
         );
-        assert_eq!(sink.0[0].2, sink.0[1].2, "one allocation shared by receivers");
+        assert_eq!(
+            sink.0[0].2, sink.0[1].2,
+            "one allocation shared by receivers"
+        );
     }
 
     #[test]
@@ -159,8 +180,14 @@ mod tests {
             shared.chat.room.join(id);
         }
         let mut effects = vec![
-            Effect::Broadcast { msg: line("A\n"), except: 1 },
-            Effect::Broadcast { msg: line("B\n"), except: 2 },
+            Effect::Broadcast {
+                msg: line("A\n"),
+                except: 1,
+            },
+            Effect::Broadcast {
+                msg: line("B\n"),
+                except: 2,
+            },
         ];
         let mut sink = Recorder::default();
         route(&mut effects, &shared, &mut sink);

@@ -109,6 +109,8 @@ pub struct Conn {
     fin_reported: bool,
     /// In the loop's flush list for this wake-up.
     pub queued: bool,
+    /// In the loop's list of connections to read again without an event.
+    pub still_ready: bool,
     /// A close-grace deadline is armed.
     pub grace_armed: bool,
     /// Marked as a slow consumer: the loop ends it after routing.
@@ -142,6 +144,7 @@ impl Conn {
             peer_eof: false,
             fin_reported: false,
             queued: false,
+            still_ready: false,
             grace_armed: false,
             kill_pending: false,
         }

@@ -395,7 +395,7 @@ impl Server {
                 return;
             }
         }
-        self.still_ready.push(key);
+        self.mark_still_ready(key);
     }
 
     fn queue_flush(&mut self, key: usize) {
@@ -407,9 +407,24 @@ impl Server {
         }
     }
 
+    /// Lists `key` to be read again next wake-up, once: a connection that
+    /// spends its budget and gets another event in the same wake-up must
+    /// not earn a second share.
+    fn mark_still_ready(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.still_ready {
+                conn.still_ready = true;
+                self.still_ready.push(key);
+            }
+        }
+    }
+
     fn resume_still_ready(&mut self) {
         let ready = std::mem::take(&mut self.still_ready);
         for key in ready {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.still_ready = false;
+            }
             self.pump(key);
             self.queue_flush(key);
         }
@@ -660,7 +675,7 @@ impl Server {
             _ => {}
         }
         if resume {
-            self.still_ready.push(key);
+            self.mark_still_ready(key);
         }
     }
 

@@ -76,27 +76,40 @@
 //! The server holds no file in memory: the bytes of each read that belong
 //! to the current file are passed to one `write` call, whatever the number
 //! of lines in them, and the session keeps only a line counter and a byte
-//! counter. These writes, like the create and the rename, are ordinary
-//! blocking file calls made on the event loop's one thread: while the kernel
-//! copies a read's worth of bytes into its page cache, no other connection
-//! is served. Measured with `benches/upload_cost.rs` (1 GiB in 64 KiB
-//! reads, ext4 on a virtual disk): 0.7–1.3 GB/s, a median stall of
-//! 25–70 µs per read, but 4 ms at the 99.9th percentile and up to 8–19 ms
-//! when the kernel throttles a writer for dirty-page write-back. A slow or
-//! nearly full device makes every figure worse.
+//! counter. A 1 GiB upload through the release server leaves its RSS within
+//! a few hundred KiB of where it started (`scripts/upload-memory.py`).
 //!
-//! Saves are not flushed to stable storage by default (`Config::upload_fsync`
-//! is off): `A` means the file is complete and visible, not that it
-//! survives a power loss. The spec asks for atomicity against dropped
-//! connections, not durability, and an fsync would stall every connection
-//! for the length of a disk flush. With `upload_fsync` on, the file is
-//! flushed before the rename and the directory after it, before `A`.
+//! These writes, like the create and the rename, are ordinary blocking
+//! file calls made on the event loop's one thread: while the kernel copies
+//! a read's worth of bytes into its page cache, no other connection is
+//! served. Measured here (ext4 on a virtual disk, loopback, release build):
+//!
+//! - one `write` per read (`benches/upload_cost.rs`, 1 GiB in 64 KiB
+//!   reads): 1.3–2.2 GiB/s, a median of 25 µs, 37–82 µs at the 99th
+//!   percentile, 0.15–4 ms at the 99.9th, 6–8 ms at worst;
+//! - through the server (`scripts/upload-memory.py`, 1 GiB): 1.1–2.0 GB/s;
+//!   another client's one-line upload on the same loop meanwhile took
+//!   0.12 ms at the median (0.14 ms idle), 0.3–28 ms at the 99th
+//!   percentile, and 140–170 ms at worst: the rename that commits a
+//!   freshly written 1 GiB file, and creates and renames while the kernel
+//!   writes that much back, wait for the filesystem journal (strace: one
+//!   rename of 122–154 ms).
+//!
+//! A slow or nearly full device makes every figure worse.
+//!
+//! Saves are not flushed to stable storage by default (`--upload-fsync`,
+//! `Config::upload_fsync`, is off): `A` means the file is complete and
+//! visible, not that it survives a power loss. The spec asks for atomicity
+//! against dropped connections, not durability, and an fsync would stall
+//! every connection for the length of a disk flush. With `--upload-fsync`
+//! the file is flushed before the rename and the directory after it,
+//! before `A`.
 //!
 //! If the server process dies mid-file, the temporary stays behind (it is
 //! hidden, and `<k>.txt` still holds its previous content); the next start
 //! removes every such temporary ([`prepare_upload_dir`]). If the machine
 //! loses power, files acknowledged shortly before may be lost, and on some
-//! filesystems be found empty, unless `upload_fsync` was on.
+//! filesystems be found empty, unless `--upload-fsync` was on.
 //!
 //! ## 7. Example
 //!
