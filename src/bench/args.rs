@@ -13,6 +13,8 @@ use getopts::Options;
 use crate::config::Protocol;
 use crate::proto::transform::Action;
 
+use super::chaos::{self, Misbehave};
+
 /// What one run drives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -32,11 +34,13 @@ pub enum Workload {
     Idle,
     /// connect, one request, close, over and over.
     Churn,
+    /// misbehaving connections, one misbehaviour each, over and over.
+    Chaos,
 }
 
 impl Workload {
     /// Every workload, in the order `--help` lists them.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Transform,
         Workload::Tne,
         Workload::TneUdp,
@@ -45,6 +49,7 @@ impl Workload {
         Workload::Upload,
         Workload::Idle,
         Workload::Churn,
+        Workload::Chaos,
     ];
 
     /// The name on the command line and in reports.
@@ -58,6 +63,7 @@ impl Workload {
             Workload::Upload => "upload",
             Workload::Idle => "idle",
             Workload::Churn => "churn",
+            Workload::Chaos => "chaos",
         }
     }
 
@@ -66,12 +72,12 @@ impl Workload {
         match self {
             Workload::Chat => "deliveries",
             Workload::Upload => "files",
-            Workload::Idle | Workload::Churn => "connections",
+            Workload::Idle | Workload::Churn | Workload::Chaos => "connections",
             _ => "requests",
         }
     }
 
-    /// The protocol it speaks; idle and churn speak `--proto`.
+    /// The protocol it speaks; idle, churn and chaos speak `--proto`.
     pub fn protocol(self, proto: Protocol) -> Protocol {
         match self {
             Workload::Transform => Protocol::Transform,
@@ -79,7 +85,7 @@ impl Workload {
             Workload::Cmd => Protocol::Cmd,
             Workload::Chat => Protocol::Chat,
             Workload::Upload => Protocol::Upload,
-            Workload::Idle | Workload::Churn => proto,
+            Workload::Idle | Workload::Churn | Workload::Chaos => proto,
         }
     }
 }
@@ -136,8 +142,15 @@ pub struct BenchConfig {
     pub senders: usize,
     /// upload: lines per file.
     pub lines: usize,
-    /// idle and churn: the protocol spoken.
+    /// idle, churn and chaos: the protocol spoken.
     pub proto: Protocol,
+    /// chaos: the misbehaviours, taken in turn by each new connection.
+    pub misbehave: Vec<Misbehave>,
+    /// chaos: how long a slow reader stops reading, and a half-open
+    /// connection is held.
+    pub pause: Duration,
+    /// chaos: how long the server may owe a reply or a close.
+    pub hang_limit: Duration,
     /// The server's process, for CPU time and memory.
     pub server_pid: Option<u32>,
     /// One line of output.
@@ -170,6 +183,9 @@ impl BenchConfig {
             senders: 1,
             lines: 10,
             proto,
+            misbehave: Misbehave::ALL.to_vec(),
+            pause: Duration::from_secs(2),
+            hang_limit: Duration::from_secs(10),
             server_pid: None,
             quiet: false,
             csv: None,
@@ -254,7 +270,7 @@ impl fmt::Display for ArgError {
             ArgError::WorkloadCount(n) => write!(f, "{n} WORKLOADs given, expected one"),
             ArgError::UnknownWorkload(w) => write!(
                 f,
-                "unknown workload '{w}' (expected transform, tne, tne-udp, cmd, chat, upload, idle or churn)"
+                "unknown workload '{w}' (expected transform, tne, tne-udp, cmd, chat, upload, idle, churn or chaos)"
             ),
             ArgError::BadValue {
                 option,
@@ -315,8 +331,26 @@ fn options() -> Options {
     o.optopt(
         "",
         "proto",
-        "idle, churn: protocol spoken (default tne)",
+        "idle, churn, chaos: protocol spoken (default tne)",
         "PROTOCOL",
+    );
+    o.optopt(
+        "",
+        "misbehave",
+        "chaos: misbehaviours taken in turn, comma-separated: slow, trickle, reset, garbage, half-open (default all)",
+        "LIST",
+    );
+    o.optopt(
+        "",
+        "pause",
+        "chaos: seconds a slow reader stops reading and a half-open connection is held (default 2)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "hang-limit",
+        "chaos: seconds the server may owe a reply or a close before the connection counts as hung (default 10)",
+        "SECS",
     );
     o.optopt(
         "",
@@ -349,7 +383,7 @@ fn options() -> Options {
 /// The help text.
 pub fn usage() -> String {
     let brief = "Usage: onepoll-bench [OPTIONS] WORKLOAD\n\n\
-        WORKLOAD: transform | tne | tne-udp | cmd | chat | upload | idle | churn\n\
+        WORKLOAD: transform | tne | tne-udp | cmd | chat | upload | idle | churn | chaos\n\
         Drives a onepoll server (or any server speaking its protocols) from one event loop\n\
         over many connections, checks every reply byte for byte, and prints throughput,\n\
         latency percentiles, errors and disconnects.";
@@ -384,6 +418,9 @@ fn option_name(long: &str) -> &'static str {
         "senders" => "--senders",
         "lines" => "--lines",
         "server-pid" => "--server-pid",
+        "misbehave" => "--misbehave",
+        "pause" => "--pause",
+        "hang-limit" => "--hang-limit",
         _ => "an option",
     }
 }
@@ -421,7 +458,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
     let mut c = BenchConfig::new(workload);
 
     if let Some(proto) = m.opt_str("proto") {
-        if !matches!(workload, Workload::Idle | Workload::Churn) {
+        if !matches!(workload, Workload::Idle | Workload::Churn | Workload::Chaos) {
             return Err(ArgError::NotFor {
                 option: "--proto",
                 workload,
@@ -502,7 +539,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
                 expected: "operations per second, more than 0",
             });
         }
-        if matches!(workload, Workload::Idle | Workload::Churn) {
+        if matches!(workload, Workload::Idle | Workload::Churn | Workload::Chaos) {
             return Err(ArgError::NotFor {
                 option: "--rate",
                 workload,
@@ -510,12 +547,46 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
         }
         c.rate = Some(rate);
     }
+    parse_chaos(&m, &mut c)?;
     c.server_pid = number(&m, "server-pid", "a process id")?;
     c.quiet = m.opt_present("quiet");
     c.csv = m.opt_str("csv").map(PathBuf::from);
     c.label = m.opt_str("label").unwrap_or_default();
     c.progress = m.opt_present("progress");
     Ok(Command::Run(Box::new(c)))
+}
+
+/// The chaos workload's options, refused for any other.
+fn parse_chaos(m: &getopts::Matches, c: &mut BenchConfig) -> Result<(), ArgError> {
+    for option in ["misbehave", "pause", "hang-limit"] {
+        if m.opt_present(option) && c.workload != Workload::Chaos {
+            return Err(ArgError::NotFor {
+                option: option_name(option),
+                workload: c.workload,
+            });
+        }
+    }
+    if let Some(list) = m.opt_str("misbehave") {
+        c.misbehave = chaos::parse_list(&list).ok_or(ArgError::BadValue {
+            option: "--misbehave",
+            value: list,
+            expected: "all, or a list of slow, trickle, reset, garbage, half-open",
+        })?;
+    }
+    const SECS: &str = "seconds, more than 0 and at most 3600";
+    for (long, field) in [("pause", &mut c.pause), ("hang-limit", &mut c.hang_limit)] {
+        if let Some(secs) = number::<f64>(m, long, SECS)? {
+            if !(secs > 0.0 && secs <= 3600.0) {
+                return Err(ArgError::BadValue {
+                    option: option_name(long),
+                    value: secs.to_string(),
+                    expected: SECS,
+                });
+            }
+            *field = Duration::from_secs_f64(secs);
+        }
+    }
+    Ok(())
 }
 
 /// Sizes each protocol can carry: a tne message is at least one byte, a
@@ -530,6 +601,7 @@ fn validate_size(c: &BenchConfig) -> Result<(), ArgError> {
         ),
         Protocol::Tne => (1, 8192 - 9, "1 to 8183 bytes (a tne line within 8192)"),
         Protocol::Cmd => (0, 8192 - 5, "0 to 8187 bytes (an ECHO line within 8192)"),
+        Protocol::Chat if c.workload == Workload::Chaos => (0, usize::MAX, "any"),
         Protocol::Chat => (40, 8192, "40 to 8192 bytes (room for the timestamp)"),
         Protocol::Upload => (0, 64 << 20, "0 to 64 MiB per line"),
     };
@@ -660,6 +732,52 @@ mod tests {
         assert_eq!(c.csv, Some(PathBuf::from("/tmp/x.csv")));
         assert_eq!(c.label, "c-epoll");
         assert_eq!(parse(&["--help", "x"]), Ok(Command::Help));
+    }
+
+    #[test]
+    fn chaos_takes_its_misbehaviours_pause_and_hang_limit() {
+        let c = config(&["chaos"]);
+        assert_eq!(c.misbehave, Misbehave::ALL.to_vec());
+        assert_eq!(
+            (c.pause, c.hang_limit),
+            (Duration::from_secs(2), Duration::from_secs(10))
+        );
+        let c = config(&[
+            "chaos",
+            "--proto",
+            "chat",
+            "--misbehave",
+            "reset,garbage",
+            "--pause",
+            "0.5",
+            "--hang-limit",
+            "3",
+        ]);
+        assert_eq!(c.protocol(), Protocol::Chat);
+        assert_eq!(c.port, 6000);
+        assert_eq!(c.misbehave, vec![Misbehave::Reset, Misbehave::Garbage]);
+        assert_eq!(c.pause, Duration::from_millis(500));
+        assert_eq!(c.hang_limit, Duration::from_secs(3));
+        for bad in [
+            &["chaos", "--misbehave", "rude"][..],
+            &["chaos", "--pause", "0"],
+            &["chaos", "--hang-limit", "x"],
+        ] {
+            assert!(
+                matches!(error(bad), ArgError::BadValue { .. }),
+                "{bad:?} accepted"
+            );
+        }
+        for bad in [
+            &["tne", "--misbehave", "slow"][..],
+            &["churn", "--pause", "1"],
+            &["chaos", "--rate", "5"],
+        ] {
+            assert!(
+                matches!(error(bad), ArgError::NotFor { .. }),
+                "{bad:?} accepted"
+            );
+        }
     }
 
     #[test]

@@ -15,12 +15,15 @@
 //!   time); [`stats`] — counters and the HdrHistogram; [`report`] — the
 //!   redis-benchmark-style output, one-line and CSV forms; [`procfs`] — the
 //!   server's CPU and memory; [`progress`] — the line on stderr.
+//! - [`chaos`] — misbehaving clients (slow readers, trickles, resets,
+//!   garbage, half-open connections) and the check that the server copes.
 //!
 //! Adding a workload: a [`args::Workload`] variant, its script (if it is
 //! request/reply, that is all) or its own driver module, and its arm in
 //! [`run`].
 
 pub mod args;
+pub mod chaos;
 pub mod chat;
 pub mod check;
 pub mod procfs;
@@ -74,6 +77,7 @@ pub fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     match config.workload {
         Workload::Chat => chat::run(config, target),
         Workload::TneUdp => udp::run(config, target),
+        Workload::Chaos => chaos::run(config, target),
         _ => reqrep::run(config, target),
     }
 }

@@ -64,6 +64,15 @@ impl Report {
                 if c.senders == 1 { "" } else { "s" }
             ),
             Workload::Idle | Workload::Churn => format!("{} {}", c.workload, c.proto),
+            Workload::Chaos => format!(
+                "chaos {} ({})",
+                c.proto,
+                c.misbehave
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
             Workload::Cmd => "cmd ECHO".to_owned(),
             w => w.to_string(),
         }
@@ -117,7 +126,10 @@ impl Report {
             Some(r) => format!("fixed rate {r} /s (latency from each intended send time)"),
             None => "closed loop (next request when a reply comes)".to_owned(),
         };
-        if c.workload != Workload::Idle && c.workload != Workload::Churn {
+        if !matches!(
+            c.workload,
+            Workload::Idle | Workload::Churn | Workload::Chaos
+        ) {
             let _ = writeln!(o, "  mode         {mode}");
         }
         let limit = match c.requests {
@@ -135,10 +147,7 @@ impl Report {
             self.stats.errors,
             self.stats.disconnects,
             self.stats.connect_errors,
-            match self.stats.lost {
-                0 => String::new(),
-                n => format!(", {n} lost"),
-            }
+            self.extra_counts()
         );
         let _ = writeln!(
             o,
@@ -191,6 +200,19 @@ impl Report {
         o
     }
 
+    /// The counters only some workloads have, when not zero.
+    fn extra_counts(&self) -> String {
+        let s = &self.stats;
+        let mut o = String::new();
+        if s.lost > 0 {
+            let _ = write!(o, ", {} lost", s.lost);
+        }
+        if self.config.workload == Workload::Chaos {
+            let _ = write!(o, ", {} hung, {} expected drops", s.hung, s.dropped);
+        }
+        o
+    }
+
     fn settings(&self) -> String {
         let c = &self.config;
         match c.workload {
@@ -206,6 +228,13 @@ impl Report {
             Workload::Churn => format!(
                 "{} at once, one request each, payload {} B",
                 c.conns, c.size
+            ),
+            Workload::Chaos => format!(
+                "{} at once, pipeline {}, payload {} B, pause {:.1} s",
+                c.conns,
+                c.pipeline,
+                c.size,
+                c.pause.as_secs_f64()
             ),
             _ => format!("{}, pipeline {}, payload {} B", c.conns, c.pipeline, c.size),
         }
@@ -242,9 +271,16 @@ impl Report {
         let _ = write!(
             o,
             ", {} errors, {} disconnects",
-            self.stats.errors + self.stats.connect_errors + self.stats.lost,
+            self.stats.errors + self.stats.connect_errors + self.stats.lost + self.stats.hung,
             self.stats.disconnects
         );
+        if self.config.workload == Workload::Chaos {
+            let _ = write!(
+                o,
+                " ({} hung), {} expected drops",
+                self.stats.hung, self.stats.dropped
+            );
+        }
         o
     }
 
@@ -253,7 +289,7 @@ impl Report {
         "label,workload,proto,target,conns,pipeline,size,action,rate,duration_s,ops,ops_per_s,\
          mb_out_per_s,mb_in_per_s,p50_us,p90_us,p99_us,p999_us,max_us,errors,disconnects,\
          connect_errors,lost,server_cpu_s,server_us_per_op,server_rss_before,server_rss_after,\
-         server_bytes_per_conn,bench_cpu_s"
+         server_bytes_per_conn,bench_cpu_s,dropped,hung"
     }
 
     /// This run as one CSV row, without newline.
@@ -300,6 +336,8 @@ impl Report {
                 .unwrap_or_default(),
             opt(self.server_bytes_per_conn(), 1),
             format!("{:.3}", self.bench_cpu.as_secs_f64()),
+            s.dropped.to_string(),
+            s.hung.to_string(),
         ]
         .join(",")
     }

@@ -30,6 +30,12 @@ pub struct Stats {
     pub connect_errors: u64,
     /// UDP requests that got no reply in time.
     pub lost: u64,
+    /// chaos: expected disconnects — resets, garbage, a slow chat
+    /// consumer dropped — counted apart, not failures.
+    pub dropped: u64,
+    /// chaos: connections on which the server owed a reply or a close for
+    /// longer than `--hang-limit`.
+    pub hung: u64,
 }
 
 impl Default for Stats {
@@ -52,6 +58,8 @@ impl Stats {
             disconnects: 0,
             connect_errors: 0,
             lost: 0,
+            dropped: 0,
+            hung: 0,
         }
     }
 
@@ -64,7 +72,7 @@ impl Stats {
 
     /// Every kind of failure, summed.
     pub fn failures(&self) -> u64 {
-        self.errors + self.disconnects + self.connect_errors + self.lost
+        self.errors + self.disconnects + self.connect_errors + self.lost + self.hung
     }
 
     /// The latency at `quantile` (0 to 1); zero when nothing was recorded.
@@ -116,8 +124,10 @@ mod tests {
             disconnects: 2,
             connect_errors: 3,
             lost: 4,
+            hung: 5,
+            dropped: 100,
             ..Stats::new()
         };
-        assert_eq!(s.failures(), 10);
+        assert_eq!(s.failures(), 15, "expected drops are no failure");
     }
 }
