@@ -203,6 +203,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
         begun: 0,
         cap: cfg.requests.unwrap_or(u64::MAX),
         seed: Rng::from_entropy().next_u64(),
+        hung: Vec::new(),
     };
     d.run()
 }
@@ -222,6 +223,8 @@ struct Driver<'a> {
     begun: u64,
     cap: u64,
     seed: u64,
+    /// Hung connections by what the server owed them.
+    hung: Vec<(&'static str, u64)>,
 }
 
 impl Driver<'_> {
@@ -274,6 +277,9 @@ impl Driver<'_> {
         let elapsed = t0.elapsed();
         let after = sample();
         progress.finish();
+        for (owed, n) in &self.hung {
+            eprintln!("onepoll-bench: {n} connection(s) hung waiting for {owed}");
+        }
         Ok(Report {
             config: self.cfg.clone(),
             target: self.target,
@@ -361,9 +367,22 @@ impl Driver<'_> {
                         .record(now.saturating_duration_since(probe.started()));
                     self.stats.dropped += u64::from(dropped);
                 }
-                Outcome::Wrong => self.stats.errors += 1,
+                Outcome::Wrong => {
+                    self.stats.errors += 1;
+                    if self.stats.errors <= 3 {
+                        if let Some(why) = &probe.wrong {
+                            eprintln!("onepoll-bench: {why}");
+                        }
+                    }
+                }
                 Outcome::Lost => self.stats.disconnects += 1,
-                Outcome::Hung => self.stats.hung += 1,
+                Outcome::Hung(owed) => {
+                    self.stats.hung += 1;
+                    match self.hung.iter_mut().find(|(what, _)| *what == owed) {
+                        Some((_, n)) => *n += 1,
+                        None => self.hung.push((owed, 1)),
+                    }
+                }
             }
             let delay = match outcome {
                 Outcome::Done { .. } => Duration::ZERO,

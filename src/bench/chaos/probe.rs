@@ -83,8 +83,9 @@ pub enum Outcome {
     Wrong,
     /// The server closed or reset it when it should not have.
     Lost,
-    /// The server owed a reply or a close for longer than the limit.
-    Hung,
+    /// The server owed a reply or a close for longer than the limit;
+    /// says what it owed.
+    Hung(&'static str),
 }
 
 impl Misbehave {
@@ -159,6 +160,8 @@ pub struct Probe {
     pub bytes_out: u64,
     /// Bytes read.
     pub bytes_in: u64,
+    /// What was wrong with a wrong reply, for the log.
+    pub wrong: Option<String>,
 }
 
 impl Probe {
@@ -189,6 +192,7 @@ impl Probe {
             rng: Rng::from_seed(seed),
             bytes_out: 0,
             bytes_in: 0,
+            wrong: None,
         })
     }
 
@@ -226,7 +230,7 @@ impl Probe {
         if self.opening == Opening::Connecting {
             match self.check_connected(plan, now) {
                 Ok(false) => {
-                    return self.overdue(now).then_some(Outcome::Hung);
+                    return self.overdue(now).then(|| self.hung());
                 }
                 Ok(true) => {}
                 Err(_) => return Some(Outcome::Lost),
@@ -244,11 +248,11 @@ impl Probe {
                 }
             }
             if self.opening != Opening::Open {
-                return self.overdue(now).then_some(Outcome::Hung);
+                return self.overdue(now).then(|| self.hung());
             }
             match self.step_done(now) {
                 Err(outcome) => return Some(outcome),
-                Ok(false) => return self.overdue(now).then_some(Outcome::Hung),
+                Ok(false) => return self.overdue(now).then(|| self.hung()),
                 Ok(true) => {
                     self.at += 1;
                     if let Some(end) = self.enter(plan, now) {
@@ -257,6 +261,18 @@ impl Probe {
                 }
             }
         }
+    }
+
+    /// What the server owes, as a hung outcome.
+    fn hung(&self) -> Outcome {
+        Outcome::Hung(match (self.opening, self.step()) {
+            (Opening::Connecting, _) => "the connect",
+            (Opening::Greeting, _) => "the greeting",
+            (Opening::Hello, _) => "the hello's reply",
+            (Opening::Open, Step::Expect) => "replies",
+            (Opening::Open, Step::Drain) => "a close after a half-close",
+            (Opening::Open, _) => "reading what was sent",
+        })
     }
 
     /// Whether the server has owed something past the limit. A stall or a
@@ -442,7 +458,19 @@ impl Probe {
                 Ok(n) => {
                     self.bytes_in += n as u64;
                     let chunk = buf.get(..n).unwrap_or_default();
-                    if self.consume(plan, chunk, now).is_err() {
+                    if let Err(m) = self.consume(plan, chunk, now) {
+                        self.wrong = Some(format!(
+                            "{} on {:?}: wrong byte at offset {} of a reply; the read was \"{}\"",
+                            self.kind,
+                            self.step(),
+                            m.offset,
+                            chunk
+                                .iter()
+                                .take(120)
+                                .flat_map(|&b| std::ascii::escape_default(b))
+                                .map(char::from)
+                                .collect::<String>()
+                        ));
                         return Reading::Wrong;
                     }
                     if !self.reads() {
@@ -709,7 +737,7 @@ mod tests {
         p.hang_limit = Duration::from_millis(200);
         let (mut probe, mut server) = open_probe(&p, Misbehave::HalfOpen);
         let end = drive_until(&mut probe, &p, Duration::from_secs(5));
-        assert_eq!(end, Some(Outcome::Hung));
+        assert_eq!(end, Some(Outcome::Hung("a close after a half-close")));
         // It sent half a request, then shut its write side.
         let mut got = Vec::new();
         server.read_to_end(&mut got).unwrap();
