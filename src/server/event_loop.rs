@@ -31,7 +31,7 @@ use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
 use crate::proto::output::SEGMENT_COST;
 use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
 
-use super::conn::{Conn, IoCx, Phase, ReadStep, READS_PER_WAKE};
+use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
@@ -251,6 +251,8 @@ impl Server {
             self.flush_touched();
             if let Some(deadline) = self.shutdown_at {
                 if self.conns.is_empty() {
+                    #[cfg(feature = "fault-injection")]
+                    super::faults::log_totals();
                     log::info!("shutdown complete");
                     return Ok(());
                 }
@@ -259,6 +261,8 @@ impl Server {
                         "shutdown grace over: dropping {} connection(s) with replies unsent",
                         self.conns.len()
                     );
+                    #[cfg(feature = "fault-injection")]
+                    super::faults::log_totals();
                     return Ok(());
                 }
             }
@@ -391,8 +395,10 @@ impl Server {
                 self.slow.push(key);
             }
             self.route();
-            if let ReadStep::Stop(_) = step {
-                return;
+            match step {
+                ReadStep::More => {}
+                ReadStep::Stop(ReadStop::Budget) => break,
+                ReadStep::Stop(_) => return,
             }
         }
         self.mark_still_ready(key);
@@ -469,7 +475,7 @@ impl Server {
                 return;
             };
             let protocol = listener.protocol;
-            match listener.socket.accept() {
+            match listener.accept() {
                 Ok((stream, peer)) => self.admit(protocol, stream, peer),
                 Err(e) => match AcceptError::classify(&e) {
                     AcceptError::WouldBlock => return,
@@ -674,7 +680,9 @@ impl Server {
             }
             _ => {}
         }
-        if resume {
+        // A write the I/O seam cut short (fault injection only) will
+        // raise no WRITABLE edge: serve the connection again next wake-up.
+        if resume || conn.take_pending() {
             self.mark_still_ready(key);
         }
     }

@@ -34,6 +34,14 @@ impl Server {
         Server::start_with(Command::new(env!("CARGO_BIN_EXE_onepoll")), bind, args)
     }
 
+    /// Starts `onepoll -b 127.0.0.1 ARGS...` with extra environment
+    /// variables (fault injection's schedule, for instance).
+    pub fn start_env(envs: &[(&str, String)], args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onepoll"));
+        cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+        Server::start_with(cmd, "127.0.0.1", args)
+    }
+
     /// Starts the server under `sh -c 'ulimit -n N; exec onepoll ...'`.
     pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> Server {
         let mut cmd = Command::new("sh");
