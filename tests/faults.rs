@@ -494,6 +494,26 @@ fn upload(rng: &mut Rng, seed: u64, conn: usize) -> Job {
     }
 }
 
+/// Many transforms of one fixed size (16 bytes with the header): every
+/// 16th byte ends a request, so reads that end on a request boundary with
+/// more queued are common.
+fn transform_fixed(rng: &mut Rng) -> Job {
+    let (mut wire, mut expected) = (Vec::new(), Vec::new());
+    for _ in 0..100 + rng.below(200) {
+        let data = text(rng, 12);
+        wire.extend_from_slice(&transform_header(0x01, 12));
+        wire.extend_from_slice(&data);
+        expected.extend(transform_reply(0x01, &data));
+    }
+    Job {
+        protocol: "transform",
+        chunks: vec![wire],
+        expected,
+        mode: Mode::ReadExact,
+        files: Vec::new(),
+    }
+}
+
 /// Every request/reply connection of one run.
 fn jobs(seed: u64) -> Vec<Job> {
     let mut rng = Rng::from_seed(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ 0xfa17);
@@ -970,5 +990,97 @@ fn under_seeded_faults_every_reply_is_the_fault_free_one() {
     eprintln!("all seeds: {conns} connections ({cut} cut); injected {all:?}");
     for (kind, n) in &all {
         assert!(*n > 0, "no {kind} was ever injected: {all:?}");
+    }
+}
+
+/// SIGINT while requests wait in the kernel unread, and the seam cuts the
+/// reads short and refuses them: every request sent before the signal is
+/// answered, then the server closes.
+#[test]
+fn under_faults_sigint_still_answers_every_request_sent_before_it() {
+    for seed in 11..=16 {
+        let schedule = Schedule {
+            seed,
+            rate: RATE,
+            fatal: 0.0,
+            accept: 0.0,
+        };
+        let dir = TempDir::new(&format!("sigint{seed}"));
+        let mut server = start(&schedule, &dir);
+        let mut rng = Rng::from_seed(seed);
+        let mut jobs = Vec::new();
+        for conn in 0..30 {
+            jobs.push(transform_pipelined(&mut rng));
+            jobs.push(transform_fixed(&mut rng));
+            jobs.push(tne(&mut rng, conn));
+            jobs.push(cmd(&mut rng, conn));
+            if conn % 3 == 0 {
+                jobs.push(upload(&mut rng, seed, conn));
+            }
+        }
+        let mut streams: Vec<TcpStream> = jobs
+            .iter()
+            .map(|job| {
+                let stream = TcpStream::connect(server.addr(job.protocol)).unwrap();
+                stream.set_read_timeout(Some(PATIENCE)).unwrap();
+                stream.set_write_timeout(Some(PATIENCE)).unwrap();
+                stream
+            })
+            .collect();
+        // Every connection accepted before the signal (a peer still in the
+        // backlog is not a client yet).
+        let deadline = Instant::now() + PATIENCE;
+        while server.log().matches(" open ").count() < jobs.len() {
+            assert!(Instant::now() < deadline, "not all connections opened");
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Stopped, the server reads nothing: every request is in the
+        // kernel when the loop wakes up to the signal.
+        server.signal(libc::SIGSTOP);
+        for (stream, job) in streams.iter_mut().zip(&jobs) {
+            stream.write_all(&job.chunks.concat()).unwrap();
+        }
+        server.signal(libc::SIGINT);
+        server.signal(libc::SIGCONT);
+        let mut failures = Vec::new();
+        for (i, (stream, job)) in streams.iter_mut().zip(&jobs).enumerate() {
+            let mut got = Vec::new();
+            let end = stream.read_to_end(&mut got);
+            let _ = stream.shutdown(Shutdown::Both);
+            if got != job.expected || end.is_err() {
+                failures.push((
+                    format!(
+                        "{} #{i}: got {} of {} bytes ({end:?}): ..{}..",
+                        job.protocol,
+                        got.len(),
+                        job.expected.len(),
+                        around(&got, got.len()),
+                    ),
+                    stream.local_addr().unwrap().port(),
+                ));
+            }
+        }
+        let status = server.wait_exit();
+        assert!(status.success(), "exit {status}");
+        let log = server.log();
+        let failures: Vec<String> = failures
+            .into_iter()
+            .map(|(failure, port)| {
+                let port = format!(":{port}");
+                let said: Vec<&str> = log
+                    .lines()
+                    .filter(|l| l.ends_with(&port) || l.contains(&format!("{port} ")))
+                    .collect();
+                format!("{failure}; the log of it:\n{}", said.join("\n"))
+            })
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "seed {seed}: {} of {} connections lost replies:\n{}\nlog tail:\n{}",
+            failures.len(),
+            jobs.len(),
+            failures.join("\n"),
+            tail(&log)
+        );
     }
 }

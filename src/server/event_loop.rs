@@ -642,7 +642,12 @@ impl Server {
             // stopping at the first message boundary.
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.stop_if_between_messages();
+                // Unless the kernel may hold more (the read budget ran
+                // out, or a read was cut short): the read path stops it
+                // once the socket is drained.
+                if !conn.still_ready {
+                    conn.stop_if_between_messages();
+                }
             }
             self.queue_flush(key);
         }
