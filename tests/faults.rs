@@ -1084,3 +1084,166 @@ fn under_faults_sigint_still_answers_every_request_sent_before_it() {
         );
     }
 }
+
+// ----------------------------------------------------------------------
+// A panicking core
+// ----------------------------------------------------------------------
+
+/// The bytes that make a core panic in the fault-injection build
+/// (`server::faults::POISON`).
+const POISON: &[u8] = b"\xff\xff\xff\xff";
+
+fn round_trip(stream: &mut TcpStream, request: &[u8], reply: &[u8]) {
+    stream.write_all(request).unwrap();
+    let mut got = vec![0; reply.len()];
+    stream.read_exact(&mut got).unwrap();
+    assert_eq!(
+        got.escape_ascii().to_string(),
+        reply.escape_ascii().to_string()
+    );
+}
+
+/// One request/reply exchange per request/reply protocol, on `streams`
+/// (transform, tne, cmd after HELO), tagged with `tag`.
+fn serve_each(streams: &mut [TcpStream; 3], tag: &str) {
+    let data = format!("data {tag}");
+    let mut request = transform_header(0x08, data.len()).to_vec();
+    request.extend_from_slice(data.as_bytes());
+    round_trip(
+        &mut streams[0],
+        &request,
+        &transform_reply(0x08, data.as_bytes()),
+    );
+    round_trip(
+        &mut streams[1],
+        format!("TNE20003:{tag}\n").as_bytes(),
+        format!("TNE20003:A:{tag}\n").as_bytes(),
+    );
+    round_trip(
+        &mut streams[2],
+        format!("ECHO {tag}\n").as_bytes(),
+        format!("{tag}\n").as_bytes(),
+    );
+}
+
+fn bystanders(server: &Server) -> [TcpStream; 3] {
+    let mut cmd = server.connect("cmd");
+    round_trip(&mut cmd, b"HELO b\n", b"Hello b, pleased to meet you.\n");
+    [server.connect("transform"), server.connect("tne"), cmd]
+}
+
+/// A chat member with `nick`, its `OK nick` read.
+fn chat_join(server: &Server, nick: &str) -> ChatConn {
+    let mut conn = ChatConn::connect(server.addr("chat"));
+    assert!(conn.line(nick).unwrap().starts_with("WELCOME "));
+    assert!(conn.send(format!("/nick {nick}\n").as_bytes()));
+    chat_until(&mut conn, nick, &format!("OK nick {nick}"));
+    conn
+}
+
+/// Reads lines until one starts with `prefix`; returns it.
+fn chat_until(conn: &mut ChatConn, who: &str, prefix: &str) -> String {
+    loop {
+        let line = conn
+            .line(who)
+            .unwrap_or_else(|| panic!("{who}: closed while waiting for {prefix:?}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
+
+/// Sends `bytes`, then expects the server to close the connection: EOF
+/// or a reset, not a hang, and not a reply that the panic should have
+/// dropped with the connection.
+fn expect_closed(mut stream: TcpStream, bytes: &[u8]) {
+    let _ = stream.write_all(bytes);
+    let mut got = Vec::new();
+    match stream.read_to_end(&mut got) {
+        Ok(_) => {}
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+            "the poisoned connection was not closed"
+        ),
+    }
+}
+
+#[test]
+fn a_panicking_core_costs_its_one_connection_and_nothing_else() {
+    let dir = TempDir::new("panic");
+    let mut server = start(&Schedule::fault_free(), &dir);
+    let mut others = bystanders(&server);
+    serve_each(&mut others, "before");
+    let mut ann = chat_join(&server, "ann");
+    let mut bob = chat_join(&server, "bob");
+    // An upload half sent when the others panic.
+    let mut upload = server.connect("upload");
+    upload.write_all(&2u32.to_be_bytes()).unwrap();
+    upload.write_all(b"first line\n").unwrap();
+
+    // A request/reply protocol's core panics, one connection of each.
+    let mut transform_poison = transform_header(0x1f, (1 << 27) - 1).to_vec();
+    assert_eq!(transform_poison, POISON, "action 0x1f, LENGTH 0x7FFFFFF");
+    transform_poison.extend_from_slice(b"more");
+    let mut upload_poison = 3u32.to_be_bytes().to_vec();
+    upload_poison.extend_from_slice(b"saved to a temporary\n");
+    upload_poison.extend_from_slice(POISON);
+    upload_poison.push(b'\n');
+    let poisons: [(&str, Vec<u8>); 4] = [
+        ("transform", transform_poison),
+        ("tne", [b"TNE20003:".as_slice(), POISON, b"\n"].concat()),
+        ("cmd", [b"HELO p\nECHO ".as_slice(), POISON, b"\n"].concat()),
+        ("upload", upload_poison),
+    ];
+    for (protocol, bytes) in &poisons {
+        expect_closed(server.connect(protocol), bytes);
+        server.wait_for_log(&format!("{protocol} core panicked on connection #"));
+    }
+
+    // A chat member's core panics: the others hear it leave, and the room
+    // forgets it.
+    let mut pat = chat_join(&server, "pat");
+    chat_until(&mut ann, "ann", "NICK ");
+    chat_until(&mut bob, "bob", "NICK ");
+    assert!(pat.send(&[b"hi\n".as_slice(), POISON, b"\n"].concat()));
+    assert_eq!(pat.line("pat"), None, "pat's connection is closed");
+    server.wait_for_log("chat core panicked on connection #");
+    assert_eq!(
+        chat_until(&mut ann, "ann", "LEAVE "),
+        "LEAVE pat connection lost"
+    );
+    assert_eq!(
+        chat_until(&mut bob, "bob", "LEAVE "),
+        "LEAVE pat connection lost"
+    );
+    assert!(ann.send(b"/who\n"));
+    assert_eq!(chat_until(&mut ann, "ann", "WHO "), "WHO ann bob");
+
+    // Everyone else is served on, old connections and new.
+    serve_each(&mut others, "after");
+    let mut fresh = bystanders(&server);
+    serve_each(&mut fresh, "fresh");
+    assert!(bob.send(b"still here\n"));
+    assert_eq!(chat_until(&mut ann, "ann", "MSG "), "MSG bob still here");
+    upload.write_all(b"second line\n\0\0\0\0").unwrap();
+    let mut status = Vec::new();
+    upload.read_to_end(&mut status).unwrap();
+    assert_eq!(status, b"AQ");
+    drop((others, fresh, ann, bob, pat, upload));
+
+    server.signal(libc::SIGINT);
+    assert!(server.wait_exit().success());
+    let log = server.log();
+    assert_eq!(log.matches("core panicked").count(), 5, "{log}");
+    // The poisoned upload left no temporary; the other one was saved.
+    let mut saved = Vec::new();
+    for entry in fs::read_dir(&dir.0).unwrap() {
+        for file in fs::read_dir(entry.unwrap().path()).unwrap() {
+            saved.push(fs::read(file.unwrap().path()).unwrap());
+        }
+    }
+    assert_eq!(saved, [b"first line\nsecond line\n".to_vec()]);
+}
