@@ -15,7 +15,9 @@
 //! down cleanly on SIGINT.
 //!
 //! More schedules: `ONEPOLL_FAULT_SEEDS=1-100 cargo test --features
-//! fault-injection --test faults` (a range, or seeds separated by commas).
+//! fault-injection --test faults` (a range, or seeds separated by commas);
+//! harsher ones with `ONEPOLL_FAULT_RATE`, `ONEPOLL_FAULT_FATAL` and
+//! `ONEPOLL_FAULT_ACCEPT` (probabilities per call).
 //!
 //! Last, a core made to panic (the poison bytes `FF FF FF FF`) must cost
 //! its one connection only, on every protocol.
@@ -69,12 +71,20 @@ impl Schedule {
         }
     }
 
+    /// The default rates, or those of `ONEPOLL_FAULT_RATE`, `_FATAL` and
+    /// `_ACCEPT` in the test's environment (to explore harsher schedules).
     fn seeded(seed: u64) -> Schedule {
+        let rate = |name: &str, default: f64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
         Schedule {
             seed,
-            rate: RATE,
-            fatal: FATAL,
-            accept: ACCEPT,
+            rate: rate("ONEPOLL_FAULT_RATE", RATE),
+            fatal: rate("ONEPOLL_FAULT_FATAL", FATAL),
+            accept: rate("ONEPOLL_FAULT_ACCEPT", ACCEPT),
         }
     }
 
@@ -130,20 +140,22 @@ impl Drop for TempDir {
 /// Every protocol on an OS-chosen port, uploads saved per connection so
 /// that concurrent uploads can all be checked.
 fn start(schedule: &Schedule, dir: &TempDir) -> Server {
-    Server::start_env(
-        &schedule.env(),
-        &[
-            "-d",
-            dir.str(),
-            "--upload-layout",
-            "per-connection",
-            "tne=0",
-            "cmd=0",
-            "chat=0",
-            "upload=0",
-            "transform=0",
-        ],
-    )
+    let mut args = vec![
+        "-d",
+        dir.str(),
+        "--upload-layout",
+        "per-connection",
+        "tne=0",
+        "cmd=0",
+        "chat=0",
+        "upload=0",
+        "transform=0",
+    ];
+    // Debug logs (every read and write error) for hunting a failure.
+    if std::env::var_os("ONEPOLL_TEST_VERBOSE").is_some() {
+        args.push("-vv");
+    }
+    Server::start_env(&schedule.env(), &args)
 }
 
 /// The server's `fault injection totals:` line, as `kind -> count`.
@@ -185,6 +197,9 @@ struct Job {
     mode: Mode,
     /// For upload: the connection's files, to find on disk afterwards.
     files: Vec<Vec<u8>>,
+    /// Read the replies slowly, so that they pile up in the server past
+    /// its backpressure threshold.
+    slow: bool,
 }
 
 /// How a connection went.
@@ -209,6 +224,9 @@ fn around(bytes: &[u8], at: usize) -> String {
 /// byte that differs from what is owed.
 fn run_job(addr: SocketAddr, job: &Job) -> Result<Outcome, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    if job.slow {
+        small_receive_buffer(&stream);
+    }
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
     stream.set_write_timeout(Some(PATIENCE)).unwrap();
     let mut writer = stream.try_clone().unwrap();
@@ -225,8 +243,11 @@ fn run_job(addr: SocketAddr, job: &Job) -> Result<Outcome, String> {
     });
     let expected = &job.expected;
     let mut got = Vec::with_capacity(expected.len());
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; if job.slow { 16 * 1024 } else { 64 * 1024 }];
     let hang = loop {
+        if job.slow {
+            thread::sleep(Duration::from_millis(1));
+        }
         if job.mode == Mode::ReadExact && got.len() >= expected.len() {
             break false;
         }
@@ -273,6 +294,25 @@ fn run_job(addr: SocketAddr, job: &Job) -> Result<Outcome, String> {
         ));
     }
     Ok(Outcome::Cut(got.len()))
+}
+
+/// Caps the socket's receive buffer (and turns off its autotuning), so
+/// that replies a slow reader leaves unread pile up in the server.
+fn small_receive_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 16 * 1024;
+    // SAFETY: setsockopt reads `size`, an int that lives across the call,
+    // on a descriptor `stream` keeps open.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
 }
 
 /// Splits `bytes` into writes of random sizes, one-byte writes included.
@@ -360,6 +400,7 @@ fn transform_pipelined(rng: &mut Rng) -> Job {
         expected,
         mode: pick_mode(rng),
         files: Vec::new(),
+        slow: false,
     }
 }
 
@@ -386,6 +427,33 @@ fn transform_streamed(rng: &mut Rng) -> Job {
         expected,
         mode: Mode::ReadExact,
         files: Vec::new(),
+        slow: false,
+    }
+}
+
+/// Pipelined reverses whose replies (5 MiB and more) outrun a slow
+/// reader: the server stops reading at its backpressure threshold and
+/// resumes as the replies drain.
+fn transform_backpressure(rng: &mut Rng) -> Job {
+    let (mut wire, mut expected) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let len = 48 * 1024 + rng.below(16 * 1024) as usize;
+        let data = text(rng, len);
+        wire.extend_from_slice(&transform_header(0x08, data.len()));
+        wire.extend_from_slice(&data);
+        expected.extend(transform_reply(0x08, &data));
+    }
+    let chunks = wire
+        .chunks(1 + rng.below(256 * 1024) as usize)
+        .map(<[u8]>::to_vec)
+        .collect();
+    Job {
+        protocol: "transform",
+        chunks,
+        expected,
+        mode: pick_mode(rng),
+        files: Vec::new(),
+        slow: true,
     }
 }
 
@@ -420,6 +488,7 @@ fn tne(rng: &mut Rng, conn: usize) -> Job {
         expected,
         mode: pick_mode(rng),
         files: Vec::new(),
+        slow: false,
     }
 }
 
@@ -462,6 +531,7 @@ fn cmd(rng: &mut Rng, conn: usize) -> Job {
         expected,
         mode,
         files: Vec::new(),
+        slow: false,
     }
 }
 
@@ -491,6 +561,7 @@ fn upload(rng: &mut Rng, seed: u64, conn: usize) -> Job {
         expected,
         mode: Mode::ServerCloses,
         files,
+        slow: false,
     }
 }
 
@@ -511,6 +582,7 @@ fn transform_fixed(rng: &mut Rng) -> Job {
         expected,
         mode: Mode::ReadExact,
         files: Vec::new(),
+        slow: false,
     }
 }
 
@@ -527,6 +599,9 @@ fn jobs(seed: u64) -> Vec<Job> {
         }
         if conn % 16 == 0 {
             jobs.push(transform_streamed(&mut rng));
+        }
+        if conn % 80 == 0 {
+            jobs.push(transform_backpressure(&mut rng));
         }
     }
     // Interleave the protocols' arrivals differently on every run.
@@ -620,6 +695,36 @@ struct Member {
     cut: bool,
     /// Texts received from each member, by index.
     heard: BTreeMap<usize, Vec<String>>,
+    /// The members heard leaving, by index.
+    left: Vec<usize>,
+}
+
+impl Member {
+    /// Notes a `MSG` or `LEAVE` line of a member of this room, whenever it
+    /// comes (a member may leave before this one has its nick).
+    fn hear(&mut self, round: usize, line: &str) {
+        let mut words = line.splitn(3, ' ');
+        let (kind, nick, rest) = (words.next(), words.next(), words.next());
+        let from = nick
+            .and_then(|n| n.strip_prefix(&format!("r{round}c")))
+            .and_then(|k| k.parse::<usize>().ok());
+        match (kind, from) {
+            (Some("MSG"), Some(k)) => self
+                .heard
+                .entry(k)
+                .or_default()
+                .push(rest.unwrap_or("").to_string()),
+            (Some("LEAVE"), Some(k)) => self.left.push(k),
+            _ => {}
+        }
+    }
+
+    /// Whether every one of `others` has said `lines` lines or left.
+    fn heard_all(&self, others: &[usize], lines: usize) -> bool {
+        others
+            .iter()
+            .all(|k| self.left.contains(k) || self.heard.get(k).map_or(0, Vec::len) >= lines)
+    }
 }
 
 /// One member: joins, takes its nick, waits for the room, says its lines,
@@ -636,12 +741,13 @@ fn chat_member(
     let who = format!("r{round}c{me}");
     let mut member = Member::default();
     let mut conn = ChatConn::connect(addr);
-    let welcomed = matches!(conn.line(&who), Some(l) if l.starts_with("WELCOME "));
+    let welcomed =
+        matches!(conn.line(&format!("{who} before WELCOME")), Some(l) if l.starts_with("WELCOME "));
     let mut nicked = welcomed && conn.send(format!("/nick {who}\n").as_bytes());
     while nicked {
-        match conn.line(&who) {
+        match conn.line(&format!("{who} before OK nick")) {
             Some(l) if l == format!("OK nick {who}") => break,
-            Some(_) => {}
+            Some(l) => member.hear(round, &l),
             None => nicked = false,
         }
     }
@@ -663,38 +769,27 @@ fn chat_member(
         member.cut = true;
         return member;
     }
-    let mut left = vec![false; joined.len()];
-    let done = |m: &Member, left: &[bool]| {
-        others
-            .iter()
-            .all(|&k| left[k] || m.heard.get(&k).map_or(0, Vec::len) >= lines)
-    };
-    while !done(&member, &left) {
-        let Some(line) = conn.line(&who) else {
+    while !member.heard_all(&others, lines) {
+        let Some(line) = conn.line(&format!(
+            "{who} listening to {others:?}: heard {:?}, left {:?}",
+            member
+                .heard
+                .iter()
+                .map(|(k, v)| (k, v.len()))
+                .collect::<Vec<_>>(),
+            member.left
+        )) else {
             member.cut = true;
             return member;
         };
-        let mut words = line.splitn(3, ' ');
-        let (kind, nick, rest) = (words.next(), words.next(), words.next());
-        let from = nick
-            .and_then(|n| n.strip_prefix(&format!("r{round}c")))
-            .and_then(|k| k.parse::<usize>().ok());
-        match (kind, from) {
-            (Some("MSG"), Some(k)) => member
-                .heard
-                .entry(k)
-                .or_default()
-                .push(rest.unwrap_or("").to_string()),
-            (Some("LEAVE"), Some(k)) => left[k] = true,
-            _ => {}
-        }
+        member.hear(round, &line);
     }
     if !conn.send(b"/quit\n") {
         member.cut = true;
         return member;
     }
     loop {
-        match conn.line(&who) {
+        match conn.line(&format!("{who} before BYE")) {
             Some(l) if l == "BYE" => break,
             Some(_) => {}
             None => {
@@ -885,10 +980,20 @@ fn run_schedule(schedule: Schedule) -> Report {
     let mut server = start(&schedule, &dir);
     let jobs = jobs(schedule.seed);
     let chat_addr = server.addr("chat");
-    let (results, (chat, mut failures)) = thread::scope(|scope| {
+    let (results, chat) = thread::scope(|scope| {
         let chat = scope.spawn(|| chat_rooms(chat_addr, 3, 10, 30));
         let results = run_jobs(&server, &jobs);
-        (results, chat.join().unwrap())
+        (results, chat.join())
+    });
+    let (chat, mut failures) = chat.unwrap_or_else(|panic| {
+        let log = server.log();
+        let chat_log: Vec<&str> = log.lines().filter(|l| l.contains("chat")).collect();
+        eprintln!(
+            "seed {}: the server's chat log:\n{}",
+            schedule.seed,
+            chat_log.join("\n")
+        );
+        std::panic::resume_unwind(panic)
     });
     let mut tallies = BTreeMap::new();
     tallies.insert("chat", chat);
@@ -904,6 +1009,8 @@ fn run_schedule(schedule: Schedule) -> Report {
     assert_no_ghost(&server);
     server.signal(libc::SIGINT);
     let status = server.wait_exit();
+    // The log's last line, once the reader has caught up with the exit.
+    server.wait_for_log("fault injection totals");
     let log = server.log();
     assert!(
         status.success(),
@@ -998,7 +1105,11 @@ fn under_seeded_faults_every_reply_is_the_fault_free_one() {
 /// answered, then the server closes.
 #[test]
 fn under_faults_sigint_still_answers_every_request_sent_before_it() {
-    for seed in 11..=16 {
+    let seeds = match std::env::var("ONEPOLL_FAULT_SEEDS") {
+        Ok(_) => seeds(),
+        Err(_) => (11..=16).collect(),
+    };
+    for seed in seeds {
         let schedule = Schedule {
             seed,
             rate: RATE,
