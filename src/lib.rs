@@ -48,6 +48,25 @@
 //!    input briefly, so the last reply is not destroyed by a reset.
 
 #![warn(missing_docs)]
+// No panic reachable from input: outside tests the library may not
+// unwrap, expect, index or slice unchecked, or call panic!/unreachable!.
+// Slices are taken with `get` or `proto::prefix::split_at_most`.
+// Exceptions, each marked with an #[allow] where it stands:
+// - bench::stats: a histogram built from constant bounds the crate accepts.
+// A panic that slips through anyway is contained to its connection
+// (server::conn, `with_session`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod bench;
 pub mod cli;

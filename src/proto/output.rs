@@ -81,21 +81,17 @@ impl Output {
         self.len == 0
     }
 
-    /// The owned tail buffer with room for at least `additional` bytes.
-    fn tail(&mut self, additional: usize) -> &mut Vec<u8> {
-        let reusable = matches!(self.segments.back(), Some(Segment::Owned(_)));
-        if !reusable {
-            self.segments.push_back(Segment::Owned(Vec::with_capacity(
-                additional.max(MIN_OWNED_CAPACITY),
-            )));
+    /// Runs `append` on the owned tail buffer, which has room for at least
+    /// `additional` bytes (a new one is queued if the tail is not owned).
+    fn with_tail(&mut self, additional: usize, append: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(Segment::Owned(tail)) = self.segments.back_mut() {
+            tail.reserve(additional);
+            append(tail);
+            return;
         }
-        match self.segments.back_mut() {
-            Some(Segment::Owned(v)) => {
-                v.reserve(additional);
-                v
-            }
-            _ => unreachable!("an owned tail segment was just ensured"),
-        }
+        let mut tail = Vec::with_capacity(additional.max(MIN_OWNED_CAPACITY));
+        append(&mut tail);
+        self.segments.push_back(Segment::Owned(tail));
     }
 
     /// Appends bytes to the queue.
@@ -103,7 +99,7 @@ impl Output {
         if bytes.is_empty() {
             return;
         }
-        self.tail(bytes.len()).extend_from_slice(bytes);
+        self.with_tail(bytes.len(), |tail| tail.extend_from_slice(bytes));
         self.len += bytes.len();
     }
 
@@ -118,10 +114,13 @@ impl Output {
         if src.is_empty() {
             return;
         }
-        let tail = self.tail(src.len());
-        let start = tail.len();
-        tail.extend_from_slice(src);
-        map(&mut tail[start..]);
+        self.with_tail(src.len(), |tail| {
+            let start = tail.len();
+            tail.extend_from_slice(src);
+            if let Some(copy) = tail.get_mut(start..) {
+                map(copy);
+            }
+        });
         self.len += src.len();
     }
 
@@ -158,17 +157,14 @@ impl Output {
     /// returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;
-        for (i, segment) in self.segments.iter().enumerate() {
-            if filled == slices.len() {
-                break;
-            }
+        for (i, (slot, segment)) in slices.iter_mut().zip(&self.segments).enumerate() {
             let bytes = segment.bytes();
             let bytes = if i == 0 {
-                &bytes[self.front_sent..]
+                bytes.get(self.front_sent..).unwrap_or_default()
             } else {
                 bytes
             };
-            slices[filled] = IoSlice::new(bytes);
+            *slot = IoSlice::new(bytes);
             filled += 1;
         }
         filled
@@ -177,7 +173,7 @@ impl Output {
     /// The first unsent contiguous run of bytes (for a plain `write`).
     pub fn front(&self) -> &[u8] {
         match self.segments.front() {
-            Some(segment) => &segment.bytes()[self.front_sent..],
+            Some(segment) => segment.bytes().get(self.front_sent..).unwrap_or_default(),
             None => &[],
         }
     }

@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::config::{Protocol, BACKPRESSURE_BYTES};
+use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::timers::Clock;
@@ -220,9 +221,10 @@ impl Conn {
     fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
         self.with_session(io, |session, carry, cx| {
             if carry.is_empty() {
-                let used = session.on_input(data, cx).min(data.len());
-                if used < data.len() && !cx.close_requested() {
-                    carry.extend_from_slice(&data[used..]);
+                let used = session.on_input(data, cx);
+                let (_, unused) = split_at_most(data, used);
+                if !cx.close_requested() {
+                    carry.extend_from_slice(unused);
                 }
             } else {
                 carry.extend_from_slice(data);
@@ -272,7 +274,7 @@ impl Conn {
             return ReadStep::Stop(ReadStop::Drained);
         }
         if self.phase == Phase::Open {
-            self.feed(io, &scratch[..n]);
+            self.feed(io, scratch.get(..n).unwrap_or_default());
             if io.draining && self.phase == Phase::Open && !self.mid_message() {
                 self.phase = Phase::Flushing;
             }
@@ -387,10 +389,9 @@ impl Conn {
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let count = self.output.io_slices(&mut slices);
-                let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-                self.stream
-                    .write_vectored(&slices[..count])
-                    .map(|n| (n, offered))
+                let slices = slices.get(..count).unwrap_or_default();
+                let offered: usize = slices.iter().map(|s| s.len()).sum();
+                self.stream.write_vectored(slices).map(|n| (n, offered))
             };
             match result {
                 Ok((0, _)) => {

@@ -383,7 +383,7 @@ impl Server {
                 return;
             };
             let len = read_len.min(scratch.len());
-            let scratch = &mut scratch[..len];
+            let (scratch, _) = scratch.split_at_mut(len);
             let step = conn.read_once(scratch, &mut io);
             if !conn.protocol.is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending {
                 // Its own replies (a client that asks and never reads).
