@@ -19,7 +19,7 @@
 //!   line that fills it.
 //! - [`client`] — the client side of each protocol, used by
 //!   `onepoll-client`.
-//! - [`bench`] — the load generator `onepoll-bench`: one mio loop driving
+//! - [`bench`](mod@bench) — the load generator `onepoll-bench`: one mio loop driving
 //!   many connections of any protocol, every reply checked.
 //!
 //! ## The loop's invariants
