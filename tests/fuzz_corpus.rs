@@ -16,6 +16,13 @@ fn corpus_dir(target: &str) -> PathBuf {
         .join(target)
 }
 
+/// Inputs that once broke an invariant, kept whatever `cmin` keeps.
+fn regressions_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz/regressions")
+        .join(target)
+}
+
 /// Runs `check` on `data`; on a panic, fails naming `what`.
 fn replay(check: fn(&[u8]), data: &[u8], what: &str) {
     if catch_unwind(AssertUnwindSafe(|| check(data))).is_err() {
@@ -37,6 +44,20 @@ fn every_committed_corpus_input_keeps_its_targets_invariants() {
             count += 1;
         }
         assert!(count > 0, "the corpus of {target} is empty");
+    }
+}
+
+#[test]
+fn every_regression_input_keeps_its_targets_invariants() {
+    for (target, check) in checks::TARGETS {
+        let Ok(entries) = std::fs::read_dir(regressions_dir(target)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.expect("regression entry").path();
+            let data = std::fs::read(&path).expect("regression file");
+            replay(check, &data, &path.display().to_string());
+        }
     }
 }
 
