@@ -64,6 +64,8 @@ for t in "${targets[@]}"; do
         mkdir -p "$logs/$t"
         dirs=("$logs/$t" "$corpus")
     fi
+    # Inputs that once failed are read too (cmin does not keep them).
+    [[ -d tests/fuzz/regressions/$t ]] && dirs+=("tests/fuzz/regressions/$t")
     echo "fuzzing $t for ${seconds}s..." >&2
     status=ok
     nice -n 10 "${fuzz[@]}" run "${opts[@]}" "$t" "${dirs[@]}" -- \
