@@ -94,9 +94,12 @@ fn the_chat_grammar_refuses_what_section_5_does_not_allow() {
     for bad in ["", "a b", &"x".repeat(33), "é"] {
         assert!(!checks::chat::is_nick(bad), "{bad:?}");
     }
-    for bad in ["", "a\rb", "\u{7f}", "\u{85}"] {
+    for bad in ["", "a\rb", "\u{7f}"] {
         assert!(!checks::chat::is_text(bad), "{bad:?}");
     }
+    // SPEC.md: a control character is a byte 0x00-0x1F or 0x7F, so NEL
+    // (U+0085, bytes C2 85) is text.
+    assert!(checks::chat::is_text("a\u{85}b"));
 }
 
 #[test]

@@ -19,12 +19,9 @@
 //! - A line longer than `--max-line` bytes (default 8192; CR and LF not
 //!   counted) is answered `ERR line too long` once, and its rest up to the
 //!   next LF is discarded without being stored.
-//! - A line with a control character other than TAB, or with invalid
-//!   UTF-8, is answered `ERR invalid text` and not relayed. This applies to
-//!   commands too. The control characters are Unicode's (general category
-//!   Cc): U+0000–U+001F, U+007F, and the C1 controls U+0080–U+009F, whose
-//!   NEL (U+0085) some clients take as a line break, so relaying it would
-//!   let one client forge a server line on another's screen.
+//! - A line with a control character (a byte 0x00–0x1F or 0x7F) other than
+//!   TAB, or with invalid UTF-8, is answered `ERR invalid text` and not
+//!   relayed. This applies to commands too.
 //! - An empty line is ignored.
 //!
 //! ## 3. Nicks

@@ -402,9 +402,9 @@ fn invalid_text_is_refused_and_not_relayed() {
     let (mut sim, ids) = room(2);
     sim.send(
         ids[0],
-        b"bell\x07\n\xff\xfe\n/nick a\x00b\nesc \x1b[1m\ndel\x7f\nx\rx\nnel\xc2\x85JOIN evil\n",
+        b"bell\x07\n\xff\xfe\n/nick a\x00b\nesc \x1b[1m\ndel\x7f\nx\rx\n",
     );
-    assert_eq!(sim.read(ids[0]), "ERR invalid text\n".repeat(7));
+    assert_eq!(sim.read(ids[0]), "ERR invalid text\n".repeat(6));
     assert_eq!(sim.read(ids[1]), "");
 }
 

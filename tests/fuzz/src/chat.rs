@@ -111,7 +111,7 @@ impl Deliver for Sink<'_> {
 impl Sim {
     fn new(max_line: usize, max_sendq: usize) -> Sim {
         let mut shared = Shared::new(&Config::default());
-        shared.chat = chat::Shared::new(max_line);
+        shared.chat = chat::Shared::new(max_line, max_sendq);
         Sim {
             shared,
             clients: BTreeMap::new(),
@@ -420,9 +420,11 @@ pub fn is_nick(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// Text: 1 or more characters, TAB or not a control character.
+/// Text: 1 or more characters, TAB or not a control character. SPEC.md
+/// defines a control character as a byte 0x00-0x1F or 0x7F, so C1 controls
+/// (U+0080-U+009F, NEL among them) are text and are relayed.
 pub fn is_text(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c == '\t' || !c.is_control())
+    !s.is_empty() && s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 const ERR_REASONS: [&str; 7] = [
