@@ -630,15 +630,8 @@ mod tests {
             ) {
                 let stream = requests.concat();
                 let whole = run(&mut shared(budget), &[&stream]);
-                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-                points.sort_unstable();
-                let mut chunks = Vec::new();
-                let mut start = 0;
-                for p in points {
-                    chunks.push(&stream[start..p]);
-                    start = p;
-                }
-                chunks.push(&stream[start..]);
+                let cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                let chunks = crate::proto::testing::split_at(&stream, &cuts);
                 prop_assert_eq!(run(&mut shared(budget), &chunks), whole.clone());
                 let bytes: Vec<&[u8]> = stream.chunks(1).collect();
                 prop_assert_eq!(run(&mut shared(budget), &bytes), whole);
