@@ -13,6 +13,7 @@
 //!
 //! An empty queue owns no heap memory: a drained connection costs nothing.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::rc::Rc;
@@ -22,6 +23,45 @@ use super::budget::Reservation;
 /// Smallest buffer allocated for owned bytes, so that a burst of tiny replies
 /// does not reallocate on each append.
 const MIN_OWNED_CAPACITY: usize = 4096;
+
+/// Drained reply buffers kept for reuse by any connection: a busy server
+/// then pays no malloc and free per batch of replies, while an idle
+/// connection still owns nothing. Bounded to [`SPARE_BUFFERS`] buffers of
+/// at most [`SPARE_CAPACITY`] bytes each (1 MiB in all).
+const SPARE_BUFFERS: usize = 64;
+
+/// Largest buffer the spare cache keeps.
+const SPARE_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for `additional` bytes, from the spares if
+/// one is there.
+fn fresh_buffer(additional: usize) -> Vec<u8> {
+    match SPARES.with(|spares| spares.borrow_mut().pop()) {
+        Some(mut buffer) => {
+            buffer.reserve(additional);
+            buffer
+        }
+        None => Vec::with_capacity(additional.max(MIN_OWNED_CAPACITY)),
+    }
+}
+
+/// Keeps a drained buffer for reuse if it is small and the cache has room.
+fn give_back(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > SPARE_CAPACITY {
+        return;
+    }
+    buffer.clear();
+    SPARES.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        if spares.len() < SPARE_BUFFERS {
+            spares.push(buffer);
+        }
+    });
+}
 
 /// Largest owned buffer kept for reuse once fully written, while the
 /// connection is busy. Larger ones are freed.
@@ -89,7 +129,7 @@ impl Output {
             append(tail);
             return;
         }
-        let mut tail = Vec::with_capacity(additional.max(MIN_OWNED_CAPACITY));
+        let mut tail = fresh_buffer(additional);
         append(&mut tail);
         self.segments.push_back(Segment::Owned(tail));
     }
@@ -218,7 +258,11 @@ impl Output {
     /// heap memory. Does nothing while bytes are pending.
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
-            self.segments = VecDeque::new();
+            for segment in std::mem::take(&mut self.segments) {
+                if let Segment::Owned(buffer) = segment {
+                    give_back(buffer);
+                }
+            }
             self.front_sent = 0;
         }
     }

@@ -480,11 +480,6 @@ impl Conn {
         // destroy the reply: take what has arrived.
         let _ = stream.read(scratch);
     }
-
-    /// Deregisters the socket before it is dropped.
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
-    }
 }
 
 #[cfg(test)]

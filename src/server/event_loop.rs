@@ -689,14 +689,15 @@ impl Server {
         let reason = conn.final_reason();
         conn.end_session(&mut io, reason);
         self.route();
-        let mut conn = self.conns.remove(key);
+        let conn = self.conns.remove(key);
         self.index.remove(conn.id);
         if self.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
             self.timers
                 .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
         }
-        conn.deregister(self.poll.registry());
+        // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
+        // removes it from the epoll set, one syscall fewer per connection.
         log::info!(
             "close {} #{} from {} ({})",
             conn.protocol,
