@@ -19,7 +19,7 @@
 //!   line that fills it.
 //! - [`client`] — the client side of each protocol, used by
 //!   `onepoll-client`.
-//! - [`bench`] — the load generator `onepoll-bench`: one mio loop driving
+//! - [`bench`](mod@bench) — the load generator `onepoll-bench`: one mio loop driving
 //!   many connections of any protocol, every reply checked.
 //!
 //! ## The loop's invariants
@@ -48,6 +48,27 @@
 //!    input briefly, so the last reply is not destroyed by a reset.
 
 #![warn(missing_docs)]
+// No panic reachable from input: outside tests the library may not
+// unwrap, expect, index or slice unchecked, or call panic!/unreachable!.
+// Slices are taken with `get` or `proto::prefix::split_at_most`.
+// Exceptions, each marked with an #[allow] where it stands:
+// - bench::stats: a histogram built from constant bounds the crate accepts.
+// - server::faults::poison (`fault-injection` builds only): the deliberate
+//   panic that tests/faults.rs proves is contained.
+// A panic that slips through anyway is contained to its connection
+// (server::conn, `with_session`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod bench;
 pub mod cli;

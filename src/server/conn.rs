@@ -15,6 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::config::{Protocol, BACKPRESSURE_BYTES};
+use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::timers::Clock;
@@ -274,11 +275,12 @@ impl Conn {
     fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
         self.with_session(io, |session, carry, cx| {
             if carry.is_empty() {
-                let used = session.on_input(data, cx).min(data.len());
+                let used = session.on_input(data, cx);
                 #[cfg(feature = "fault-injection")]
                 super::faults::poison(data);
-                if used < data.len() && !cx.close_requested() {
-                    carry.extend_from_slice(&data[used..]);
+                let (_, unused) = split_at_most(data, used);
+                if !cx.close_requested() {
+                    carry.extend_from_slice(unused);
                 }
             } else {
                 carry.extend_from_slice(data);
@@ -330,7 +332,7 @@ impl Conn {
             return ReadStep::Stop(ReadStop::Drained);
         }
         if self.phase == Phase::Open {
-            self.feed(io, &scratch[..n]);
+            self.feed(io, scratch.get(..n).unwrap_or_default());
             // Not chat: the loop checks a chat client's unsent output
             // against --max-sendq right after this read (proto::effects).
             if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol.is_request_reply() {
@@ -470,10 +472,9 @@ impl Conn {
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let count = self.output.io_slices(&mut slices);
-                let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-                self.stream
-                    .write_vectored(&slices[..count])
-                    .map(|n| (n, offered))
+                let slices = slices.get(..count).unwrap_or_default();
+                let offered: usize = slices.iter().map(|s| s.len()).sum();
+                self.stream.write_vectored(slices).map(|n| (n, offered))
             };
             match result {
                 Ok((0, _)) => {
@@ -561,11 +562,6 @@ impl Conn {
         // Unread input at close turns the FIN into a reset, which can
         // destroy the reply: take what has arrived.
         let _ = stream.read(scratch);
-    }
-
-    /// Deregisters the socket before it is dropped.
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
     }
 }
 

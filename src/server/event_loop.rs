@@ -387,7 +387,7 @@ impl Server {
                 return;
             };
             let len = read_len.min(scratch.len());
-            let scratch = &mut scratch[..len];
+            let (scratch, _) = scratch.split_at_mut(len);
             let step = conn.read_once(scratch, &mut io);
             if !conn.protocol.is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending {
                 // Its own replies (a client that asks and never reads).
@@ -702,14 +702,15 @@ impl Server {
         let reason = conn.final_reason();
         conn.end_session(&mut io, reason);
         self.route();
-        let mut conn = self.conns.remove(key);
+        let conn = self.conns.remove(key);
         self.index.remove(conn.id);
         if self.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
             self.timers
                 .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
         }
-        conn.deregister(self.poll.registry());
+        // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
+        // removes it from the epoll set, one syscall fewer per connection.
         log::info!(
             "close {} #{} from {} ({})",
             conn.protocol,

@@ -67,12 +67,16 @@ impl Server {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // Log first, then announce: a test that saw the port may
+                // look for the line in the log at once.
+                {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(rest) = line.split("listening ").nth(1) {
                     let _ = tx.send(rest.to_string());
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         // One line per TCP listener, plus one for tne's UDP socket.
