@@ -31,11 +31,14 @@
 //!    kernel had no more, and new data raises a new edge), or until the loop
 //!    chooses to stop (backpressure), in which case it remembers to resume
 //!    without waiting for an event.
-//! 2. **Writes happen once per wake-up.** Cores queue replies; after every
-//!    event of a wake-up is handled, each connection with output is flushed
-//!    with one `write`/`writev`. Writable interest is registered only when
-//!    bytes are left over, and removed when they drain: a request/reply
-//!    exchange costs one read and one write, no `epoll_ctl`.
+//! 2. **Writes happen once per wake-up.** Cores queue replies; a
+//!    request/reply connection is flushed with one `write`/`writev` right
+//!    after its input is processed (its drained buffer then serves the next
+//!    connection), a chat connection once every event of the wake-up is
+//!    handled (so deliveries from every sender join one write). Writable
+//!    interest is registered only when bytes are left over, and removed
+//!    when they drain: a request/reply exchange costs one read and one
+//!    write, no `epoll_ctl`.
 //! 3. **Events are hints.** A spurious event costs one `WouldBlock`. Closes
 //!    are deferred to the end of the wake-up, so a slab key is never reused
 //!    while events for its previous owner may still be in hand.

@@ -459,6 +459,22 @@ impl Conn {
         })
     }
 
+    /// Sends a request/reply connection's replies right after its input was
+    /// processed: still one write per connection per wake-up, but the
+    /// drained buffer goes straight back to the spares for the next
+    /// connection, so a wake-up that serves hundreds of connections holds
+    /// one reply buffer at a time, not hundreds (whose freed memory the
+    /// allocator would keep resident). Chat waits for the end of the
+    /// wake-up instead, where deliveries from every sender join one write.
+    pub fn flush_replies(&mut self, clock: &Clock) {
+        if !self.protocol.is_request_reply() || self.phase == Phase::Dead {
+            return;
+        }
+        if self.flush(clock) {
+            self.output.release_if_empty();
+        }
+    }
+
     /// Writes queued output until it is all sent or the socket is full.
     /// Returns true when everything queued has been sent.
     pub fn flush(&mut self, clock: &Clock) -> bool {

@@ -361,6 +361,9 @@ impl Server {
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.pump(key);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.flush_replies(&self.clock);
+            }
         }
         self.queue_flush(key);
     }
