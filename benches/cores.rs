@@ -10,10 +10,10 @@
 //! cost of parsing and queueing) and MB/s (large messages: the per-byte
 //! cost of the action).
 //!
-//! Adding a core: write `fn <core>(c: &mut Criterion)` in the section
-//! "Other cores" below, using [`feed`], and list it in `criterion_group!`.
-//! Planned: the line framer (tne, cmd, chat), chat fan-out into N queues,
-//! the upload line counter.
+//! Cores measured: the transform header parser and each action, chat
+//! fan-out into N queues, and the upload line counter; the line framer of
+//! tne, cmd and chat has its own bench, `benches/framing.rs`. Adding a core: write `fn <core>(c: &mut Criterion)`, using
+//! [`feed`], and list it in `criterion_group!`.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -94,11 +94,83 @@ fn transform_actions(c: &mut Criterion) {
     }
 }
 
-// ------------------------------------------------------------- Other cores
-//
-// fn line_framer(c: &mut Criterion) { ... }   tne / cmd / chat lines
-// fn chat_fanout(c: &mut Criterion) { ... }   one message into N queues
-// fn upload_lines(c: &mut Criterion) { ... }  the line counter
+// -------------------------------------------------------------------- chat
 
-criterion_group!(cores, transform_header, transform_actions);
+/// One 64-byte message routed into N receivers' queues: the cost of a
+/// delivery (one shared allocation, one queue push per receiver).
+fn chat_fanout(c: &mut Criterion) {
+    use onepoll::proto::{effects, Deliver, Effect};
+    use std::rc::Rc;
+
+    struct Queues(Vec<Output>);
+    impl Deliver for Queues {
+        fn deliver(&mut self, to: u64, msg: &Rc<[u8]>) {
+            if let Some(out) = self.0.get_mut(to as usize) {
+                out.put_shared(Rc::clone(msg));
+            }
+        }
+    }
+
+    let mut group = c.benchmark_group("chat/fanout");
+    for receivers in [10u64, 1000] {
+        let mut shared = Shared::new(&Config::default());
+        for id in 0..=receivers {
+            shared.chat.room.join(id);
+        }
+        let mut queues = Queues((0..=receivers).map(|_| Output::new()).collect());
+        let msg: Rc<[u8]> = Rc::from(&[b'm'; 64][..]);
+        let mut pending = Vec::new();
+        group.throughput(Throughput::Elements(receivers));
+        group.bench_function(BenchmarkId::from_parameter(receivers), |b| {
+            b.iter(|| {
+                pending.push(Effect::Broadcast {
+                    msg: Rc::clone(&msg),
+                    except: 0,
+                });
+                effects::route(&mut pending, &shared, &mut queues);
+                for out in &mut queues.0 {
+                    let n = out.len();
+                    out.consume(n);
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+// ------------------------------------------------------------------ upload
+
+/// The upload core counting LFs and passing a file's bytes to the store
+/// (in memory): MB/s of 100-byte lines.
+fn upload_lines(c: &mut Criterion) {
+    use onepoll::config::UploadLayout;
+    use onepoll::proto::upload::{MemStore, Shared as UploadShared, UploadSession};
+    const LINES: usize = 10_000;
+    let mut input = (LINES as u32).to_be_bytes().to_vec();
+    for i in 0..LINES {
+        input.extend((0..99).map(|j| b'a' + ((i + j) % 26) as u8));
+        input.push(b'\n');
+    }
+    let mut group = c.benchmark_group("upload/lines");
+    group.throughput(Throughput::Bytes(input.len() as u64));
+    group.bench_function("100B", |b| {
+        b.iter(|| {
+            let mut shared = Shared::new(&Config::default());
+            shared.upload =
+                UploadShared::new(Box::new(MemStore::new(UploadLayout::Flat)), u64::MAX);
+            let mut out = Output::new();
+            let mut session = UploadSession::new();
+            feed(&mut session, &mut shared, &mut out, black_box(&input))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    cores,
+    transform_header,
+    transform_actions,
+    chat_fanout,
+    upload_lines
+);
 criterion_main!(cores);

@@ -38,8 +38,6 @@ pub enum UsageError {
     },
     /// A positional argument names no protocol.
     UnknownProtocol(String),
-    /// A protocol this build does not serve yet.
-    NotAvailable(Protocol),
     /// A port that is not a number from 0 to 65535.
     BadPort(String),
     /// The same protocol named twice.
@@ -68,9 +66,6 @@ impl fmt::Display for UsageError {
                 f,
                 "unknown protocol '{name}' (expected tne, cmd, chat, upload or transform)"
             ),
-            UsageError::NotAvailable(p) => {
-                write!(f, "protocol '{p}' is not available in this build yet")
-            }
             UsageError::BadPort(port) => {
                 write!(
                     f,
@@ -172,8 +167,8 @@ Usage: onepoll [OPTIONS] [PROTOCOL[=PORT] ...]
 
 Serve the onepoll protocols from one event loop on one thread.
 PROTOCOL is tne (20003), cmd (8008), chat (6000), upload (8010) or
-transform (8083); with none, every protocol this build has is served
-on its default port. Logs go to stderr; stdout stays empty.
+transform (8083); with none, all five are served, each on its
+default port. Logs go to stderr; stdout stays empty.
 
 Examples:
   onepoll                          every protocol on its default port
@@ -318,9 +313,6 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         let protocol: Protocol = name
             .parse()
             .map_err(|_| UsageError::UnknownProtocol(name.to_string()))?;
-        if !protocol.is_available() {
-            return Err(UsageError::NotAvailable(protocol));
-        }
         if listeners.iter().any(|(p, _)| *p == protocol) {
             return Err(UsageError::Duplicate(protocol));
         }
@@ -366,16 +358,17 @@ mod tests {
     }
 
     #[test]
-    fn no_protocol_serves_every_available_one_on_its_default_port() {
+    fn no_protocol_serves_all_five_on_their_default_ports() {
         let c = config(&[]);
-        assert!(c.listeners.contains(&(Protocol::Transform, 8083)));
         assert_eq!(
             c.listeners,
-            Protocol::ALL
-                .into_iter()
-                .filter(|p| p.is_available())
-                .map(|p| (p, p.default_port()))
-                .collect::<Vec<_>>()
+            vec![
+                (Protocol::Tne, 20003),
+                (Protocol::Cmd, 8008),
+                (Protocol::Chat, 6000),
+                (Protocol::Upload, 8010),
+                (Protocol::Transform, 8083)
+            ]
         );
         assert_eq!(c.max_conns, 10_000);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));

@@ -65,14 +65,6 @@ impl Protocol {
         }
     }
 
-    /// Whether this build serves the protocol yet.
-    pub fn is_available(self) -> bool {
-        matches!(
-            self,
-            Protocol::Tne | Protocol::Cmd | Protocol::Chat | Protocol::Upload | Protocol::Transform
-        )
-    }
-
     /// What a refused connection is told when `--max-conns` is reached, for
     /// protocols that have text.
     pub fn server_full_reply(self) -> &'static [u8] {
@@ -165,13 +157,12 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The spec's defaults, serving every available protocol on its port.
+    /// The spec's defaults, serving every protocol on its default port.
     fn default() -> Config {
         Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             listeners: Protocol::ALL
                 .into_iter()
-                .filter(|p| p.is_available())
                 .map(|p| (p, p.default_port()))
                 .collect(),
             upload_dir: PathBuf::from("./uploads"),

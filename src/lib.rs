@@ -19,7 +19,7 @@
 //!   line that fills it.
 //! - [`client`] — the client side of each protocol, used by
 //!   `onepoll-client`.
-//! - [`bench`] — the load generator `onepoll-bench`: one mio loop driving
+//! - [`bench`](mod@bench) — the load generator `onepoll-bench`: one mio loop driving
 //!   many connections of any protocol, every reply checked.
 //!
 //! ## The loop's invariants
@@ -31,11 +31,14 @@
 //!    kernel had no more, and new data raises a new edge), or until the loop
 //!    chooses to stop (backpressure), in which case it remembers to resume
 //!    without waiting for an event.
-//! 2. **Writes happen once per wake-up.** Cores queue replies; after every
-//!    event of a wake-up is handled, each connection with output is flushed
-//!    with one `write`/`writev`. Writable interest is registered only when
-//!    bytes are left over, and removed when they drain: a request/reply
-//!    exchange costs one read and one write, no `epoll_ctl`.
+//! 2. **Writes happen once per wake-up.** Cores queue replies; a
+//!    request/reply connection is flushed with one `write`/`writev` right
+//!    after its input is processed (its drained buffer then serves the next
+//!    connection), a chat connection once every event of the wake-up is
+//!    handled (so deliveries from every sender join one write). Writable
+//!    interest is registered only when bytes are left over, and removed
+//!    when they drain: a request/reply exchange costs one read and one
+//!    write, no `epoll_ctl`.
 //! 3. **Events are hints.** A spurious event costs one `WouldBlock`. Closes
 //!    are deferred to the end of the wake-up, so a slab key is never reused
 //!    while events for its previous owner may still be in hand.
@@ -48,6 +51,27 @@
 //!    input briefly, so the last reply is not destroyed by a reset.
 
 #![warn(missing_docs)]
+// No panic reachable from input: outside tests the library may not
+// unwrap, expect, index or slice unchecked, or call panic!/unreachable!.
+// Slices are taken with `get` or `proto::prefix::split_at_most`.
+// Exceptions, each marked with an #[allow] where it stands:
+// - bench::stats: a histogram built from constant bounds the crate accepts.
+// - server::faults::poison (`fault-injection` builds only): the deliberate
+//   panic that tests/faults.rs proves is contained.
+// A panic that slips through anyway is contained to its connection
+// (server::conn, `with_session`).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
 
 pub mod bench;
 pub mod cli;

@@ -454,7 +454,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
     if m.free.len() != 1 {
         return Err(ArgError::WorkloadCount(m.free.len()));
     }
-    let workload: Workload = m.free[0].parse()?;
+    let [workload] = m.free.as_slice() else {
+        return Err(ArgError::WorkloadCount(m.free.len()));
+    };
+    let workload: Workload = workload.parse()?;
     let mut c = BenchConfig::new(workload);
 
     if let Some(proto) = m.opt_str("proto") {

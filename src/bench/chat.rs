@@ -28,6 +28,12 @@ use super::script::payload;
 use super::stats::Stats;
 use super::{procfs, BenchError};
 
+/// The room has settled when no receiver has heard anything for this long.
+const SETTLE_QUIET: Duration = Duration::from_millis(200);
+
+/// The longest the room is given to settle.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
+
 /// Messages a sender may have in flight at a fixed rate.
 const RATE_WINDOW: u64 = 65_536;
 
@@ -197,6 +203,59 @@ fn open(target: SocketAddr) -> io::Result<(TcpStream, Vec<u8>, Vec<u8>)> {
     Ok((TcpStream::from_std(sock), nick, rest))
 }
 
+/// Drops the complete lines at the front of `carry`, keeping a partial one.
+fn drop_lines(carry: &mut Vec<u8>) {
+    if let Some(last) = carry.iter().rposition(|&b| b == b'\n') {
+        carry.drain(..=last);
+    }
+}
+
+/// Reads and drops what the room tells the receivers while it fills: the
+/// spec announces every arrival to every member (`JOIN`), about N²/2
+/// lines for N clients, which a server that skips them does not pay. The
+/// run starts once no receiver has heard anything for [`SETTLE_QUIET`]
+/// (at most [`SETTLE_MAX`]), so it times message delivery, not arrivals.
+fn settle(poll: &mut Poll, receivers: &mut [Receiver]) -> Result<(), BenchError> {
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 64 * 1024];
+    for r in receivers.iter_mut() {
+        drop_lines(&mut r.carry);
+    }
+    let deadline = Instant::now() + SETTLE_MAX;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        poll.poll(&mut events, Some(SETTLE_QUIET.min(left)))
+            .map_err(BenchError::Io)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in events.iter() {
+            let Some(r) = receivers.get_mut(event.token().0) else {
+                continue;
+            };
+            loop {
+                match r.sock.read(&mut buf) {
+                    Ok(0) => {
+                        return Err(BenchError::Setup(
+                            "the server closed a receiver while the room filled".into(),
+                        ))
+                    }
+                    Ok(n) => {
+                        r.carry.extend_from_slice(buf.get(..n).unwrap_or_default());
+                        drop_lines(&mut r.carry);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(BenchError::Io(e)),
+                }
+            }
+        }
+    }
+}
+
 /// Runs the chat workload against `target`.
 pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> {
     let mut poll = Poll::new().map_err(BenchError::Io)?;
@@ -220,8 +279,16 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
     }
     let mut senders = Vec::with_capacity(ns);
     let mut nicks = Vec::with_capacity(ns);
-    for i in 0..ns {
-        let (mut sock, nick, _) = open(target).map_err(setup)?;
+    let mut sender_socks = Vec::with_capacity(ns);
+    for _ in 0..ns {
+        let (sock, nick, _) = open(target).map_err(setup)?;
+        sender_socks.push(sock);
+        nicks.push(nick);
+    }
+    settle(&mut poll, &mut receivers)?;
+    // Senders join the poll only now, so their first WRITABLE edge is
+    // seen by the run.
+    for (i, mut sock) in sender_socks.into_iter().enumerate() {
         poll.registry()
             .register(
                 &mut sock,
@@ -229,7 +296,6 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
                 Interest::READABLE | Interest::WRITABLE,
             )
             .map_err(BenchError::Io)?;
-        nicks.push(nick);
         senders.push(Sender {
             sock,
             out: Vec::new(),

@@ -127,7 +127,9 @@ impl Checker {
         let counts = self.counts.get_or_insert_with(|| Box::new([0; 256]));
         let n = (4 + len - self.pos).min(input.len() - used);
         for &b in input.get(used..used + n).unwrap_or_default() {
-            counts[usize::from(b)] += 1;
+            if let Some(count) = counts.get_mut(usize::from(b)) {
+                *count += 1;
+            }
         }
         self.pos += n;
         used += n;

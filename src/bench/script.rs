@@ -137,7 +137,9 @@ pub fn transform(action: Action, data: &[u8]) -> Script {
         Action::Shuffle => {
             let mut counts = Box::new([0u32; 256]);
             for &b in data {
-                counts[usize::from(b)] += 1;
+                if let Some(count) = counts.get_mut(usize::from(b)) {
+                    *count += 1;
+                }
             }
             Expect::Permutation {
                 header,

@@ -229,7 +229,7 @@ fn chat_loop(
                     relay.stdin_closed();
                     quit_deadline = Some(Instant::now() + QUIT_WAIT);
                 }
-                Ok(n) => relay.from_stdin(&buf[..n]),
+                Ok(n) => relay.from_stdin(buf.get(..n).unwrap_or_default()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => stdin_ready = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -255,7 +255,7 @@ fn chat_loop(
                     relay.server_closed(out)?;
                     return Ok(());
                 }
-                Ok(n) => relay.from_server(&buf[..n], out)?,
+                Ok(n) => relay.from_server(buf.get(..n).unwrap_or_default(), out)?,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_gone(&e) && (relay.quit_sent || server_gone) => {
@@ -303,7 +303,7 @@ fn is_gone(e: &io::Error) -> bool {
 fn write_out(socket: &mut mio::net::TcpStream, outbox: &mut Vec<u8>) -> io::Result<()> {
     let mut sent = 0;
     while sent < outbox.len() {
-        match socket.write(&outbox[sent..]) {
+        match socket.write(outbox.get(sent..).unwrap_or_default()) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => sent += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

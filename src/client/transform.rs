@@ -120,8 +120,8 @@ pub fn encode(requests: &[Request]) -> Vec<u8> {
 /// bytes they took.
 fn take_responses(buf: &[u8], into: &mut Vec<Vec<u8>>) -> usize {
     let mut at = 0;
-    while let Some(header) = buf.get(at..at + 4) {
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    while let Some(&[a, b, c, d]) = buf.get(at..at + 4) {
+        let len = u32::from_be_bytes([a, b, c, d]) as usize;
         let Some(data) = buf.get(at + 4..at + 4 + len) else {
             break;
         };
@@ -149,7 +149,7 @@ pub fn exchange(stream: TcpStream, wire: &[u8], count: usize) -> Result<Vec<Vec<
     let mut chunk = vec![0u8; 64 * 1024];
     while responses.len() < count {
         while sent < wire.len() {
-            match stream.write(&wire[sent..]) {
+            match stream.write(wire.get(sent..).unwrap_or_default()) {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -165,7 +165,7 @@ pub fn exchange(stream: TcpStream, wire: &[u8], count: usize) -> Result<Vec<Vec<
                     )))
                 }
                 Ok(n) => {
-                    inbox.extend_from_slice(&chunk[..n]);
+                    inbox.extend_from_slice(chunk.get(..n).unwrap_or_default());
                     let used = take_responses(&inbox, &mut responses);
                     inbox.drain(..used);
                 }

@@ -195,10 +195,10 @@ pub fn count_lines(mut source: impl Read) -> io::Result<LineCount> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let read = &buf[..n];
+        let read = buf.get(..n).unwrap_or_default();
         lfs += read.iter().filter(|&&b| b == b'\n').count() as u64;
         bytes += n as u64;
-        last = read[n - 1];
+        last = read.last().copied().unwrap_or(last);
     }
     let adds_lf = last != b'\n';
     Ok(LineCount {
@@ -316,9 +316,10 @@ impl<S: Link> Uploader<S> {
             if sent > 0 && self.stream.answer_waiting()? {
                 return Ok(Sent::CutShort);
             }
-            lfs += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            let piece = buf.get(..n).unwrap_or_default();
+            lfs += piece.iter().filter(|&&b| b == b'\n').count() as u64;
             sent += n as u64;
-            self.stream.write_all(&buf[..n])?;
+            self.stream.write_all(piece)?;
         }
         if count.adds_lf {
             self.stream.write_all(b"\n")?;

@@ -397,16 +397,8 @@ mod tests {
                 max_line in 0usize..12,
             ) {
                 let expected = reference(max_line, &stream);
-                let mut points: Vec<usize> =
-                    cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-                points.sort_unstable();
-                let mut chunks = Vec::new();
-                let mut start = 0;
-                for p in points {
-                    chunks.push(&stream[start..p]);
-                    start = p;
-                }
-                chunks.push(&stream[start..]);
+                let cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                let chunks = crate::proto::testing::split_at(&stream, &cuts);
                 let (events, most) = feed(max_line, &chunks);
                 prop_assert_eq!(&events, &expected);
                 prop_assert!(most <= max_line + 1);

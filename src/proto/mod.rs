@@ -30,6 +30,7 @@ pub mod cmd;
 pub mod effects;
 pub mod framing;
 pub mod output;
+pub mod prefix;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -13,6 +13,7 @@
 //!
 //! An empty queue owns no heap memory: a drained connection costs nothing.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::rc::Rc;
@@ -22,6 +23,45 @@ use super::budget::Reservation;
 /// Smallest buffer allocated for owned bytes, so that a burst of tiny replies
 /// does not reallocate on each append.
 const MIN_OWNED_CAPACITY: usize = 4096;
+
+/// Drained reply buffers kept for reuse by any connection: a busy server
+/// then pays no malloc and free per batch of replies, while an idle
+/// connection still owns nothing. Bounded to [`SPARE_BUFFERS`] buffers of
+/// at most [`SPARE_CAPACITY`] bytes each (1 MiB in all).
+const SPARE_BUFFERS: usize = 64;
+
+/// Largest buffer the spare cache keeps.
+const SPARE_CAPACITY: usize = 16 * 1024;
+
+thread_local! {
+    static SPARES: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty buffer with room for `additional` bytes, from the spares if
+/// one is there.
+fn fresh_buffer(additional: usize) -> Vec<u8> {
+    match SPARES.with(|spares| spares.borrow_mut().pop()) {
+        Some(mut buffer) => {
+            buffer.reserve(additional);
+            buffer
+        }
+        None => Vec::with_capacity(additional.max(MIN_OWNED_CAPACITY)),
+    }
+}
+
+/// Keeps a drained buffer for reuse if it is small and the cache has room.
+fn give_back(mut buffer: Vec<u8>) {
+    if buffer.capacity() == 0 || buffer.capacity() > SPARE_CAPACITY {
+        return;
+    }
+    buffer.clear();
+    SPARES.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        if spares.len() < SPARE_BUFFERS {
+            spares.push(buffer);
+        }
+    });
+}
 
 /// Largest owned buffer kept for reuse once fully written, while the
 /// connection is busy. Larger ones are freed.
@@ -81,21 +121,17 @@ impl Output {
         self.len == 0
     }
 
-    /// The owned tail buffer with room for at least `additional` bytes.
-    fn tail(&mut self, additional: usize) -> &mut Vec<u8> {
-        let reusable = matches!(self.segments.back(), Some(Segment::Owned(_)));
-        if !reusable {
-            self.segments.push_back(Segment::Owned(Vec::with_capacity(
-                additional.max(MIN_OWNED_CAPACITY),
-            )));
+    /// Runs `append` on the owned tail buffer, which has room for at least
+    /// `additional` bytes (a new one is queued if the tail is not owned).
+    fn with_tail(&mut self, additional: usize, append: impl FnOnce(&mut Vec<u8>)) {
+        if let Some(Segment::Owned(tail)) = self.segments.back_mut() {
+            tail.reserve(additional);
+            append(tail);
+            return;
         }
-        match self.segments.back_mut() {
-            Some(Segment::Owned(v)) => {
-                v.reserve(additional);
-                v
-            }
-            _ => unreachable!("an owned tail segment was just ensured"),
-        }
+        let mut tail = fresh_buffer(additional);
+        append(&mut tail);
+        self.segments.push_back(Segment::Owned(tail));
     }
 
     /// Appends bytes to the queue.
@@ -103,7 +139,7 @@ impl Output {
         if bytes.is_empty() {
             return;
         }
-        self.tail(bytes.len()).extend_from_slice(bytes);
+        self.with_tail(bytes.len(), |tail| tail.extend_from_slice(bytes));
         self.len += bytes.len();
     }
 
@@ -118,10 +154,13 @@ impl Output {
         if src.is_empty() {
             return;
         }
-        let tail = self.tail(src.len());
-        let start = tail.len();
-        tail.extend_from_slice(src);
-        map(&mut tail[start..]);
+        self.with_tail(src.len(), |tail| {
+            let start = tail.len();
+            tail.extend_from_slice(src);
+            if let Some(copy) = tail.get_mut(start..) {
+                map(copy);
+            }
+        });
         self.len += src.len();
     }
 
@@ -158,17 +197,14 @@ impl Output {
     /// returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
         let mut filled = 0;
-        for (i, segment) in self.segments.iter().enumerate() {
-            if filled == slices.len() {
-                break;
-            }
+        for (i, (slot, segment)) in slices.iter_mut().zip(&self.segments).enumerate() {
             let bytes = segment.bytes();
             let bytes = if i == 0 {
-                &bytes[self.front_sent..]
+                bytes.get(self.front_sent..).unwrap_or_default()
             } else {
                 bytes
             };
-            slices[filled] = IoSlice::new(bytes);
+            *slot = IoSlice::new(bytes);
             filled += 1;
         }
         filled
@@ -177,7 +213,7 @@ impl Output {
     /// The first unsent contiguous run of bytes (for a plain `write`).
     pub fn front(&self) -> &[u8] {
         match self.segments.front() {
-            Some(segment) => &segment.bytes()[self.front_sent..],
+            Some(segment) => segment.bytes().get(self.front_sent..).unwrap_or_default(),
             None => &[],
         }
     }
@@ -222,7 +258,11 @@ impl Output {
     /// heap memory. Does nothing while bytes are pending.
     pub fn release_if_empty(&mut self) {
         if self.len == 0 {
-            self.segments = VecDeque::new();
+            for segment in std::mem::take(&mut self.segments) {
+                if let Segment::Owned(buffer) = segment {
+                    give_back(buffer);
+                }
+            }
             self.front_sent = 0;
         }
     }

@@ -91,6 +91,7 @@
 use std::fmt;
 
 use super::budget::{Budget, Reservation};
+use super::prefix::{split_at_most, WordReader};
 use super::rng::Rng;
 use super::{Cx, Session};
 
@@ -259,8 +260,8 @@ impl Shared {
 
 /// Where a connection is in its request stream.
 enum State {
-    /// Reading a header; `have` of its 4 bytes have arrived.
-    Header { bytes: [u8; 4], have: u8 },
+    /// Reading a header.
+    Header(WordReader),
     /// Streaming a case change; the response header is already queued.
     Stream {
         action: Action,
@@ -278,10 +279,7 @@ enum State {
     Discard { left: u32 },
 }
 
-const FRESH: State = State::Header {
-    bytes: [0; 4],
-    have: 0,
-};
+const FRESH: State = State::Header(WordReader::new());
 
 /// The transform state machine of one connection.
 pub struct TransformSession {
@@ -356,15 +354,11 @@ impl Session for TransformSession {
         let mut rest = input;
         while !rest.is_empty() {
             match &mut self.state {
-                State::Header { bytes, have } => {
-                    let have_now = usize::from(*have);
-                    let take = (4 - have_now).min(rest.len());
-                    bytes[have_now..have_now + take].copy_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    *have += take as u8;
-                    if *have == 4 {
-                        let header = *bytes;
-                        self.begin(header, cx);
+                State::Header(reader) => {
+                    let (word, after) = reader.push(rest);
+                    rest = after;
+                    if let Some(word) = word {
+                        self.begin(word.to_be_bytes(), cx);
                     }
                 }
                 State::Stream {
@@ -372,8 +366,8 @@ impl Session for TransformSession {
                     left,
                     prev_letter,
                 } => {
-                    let n = rest.len().min(*left as usize);
-                    let (chunk, after) = rest.split_at(n);
+                    let (chunk, after) = split_at_most(rest, *left as usize);
+                    let n = chunk.len();
                     match action {
                         Action::Uppercase => cx.out.put_mapped(chunk, |b| b.make_ascii_uppercase()),
                         Action::Lowercase => cx.out.put_mapped(chunk, |b| b.make_ascii_lowercase()),
@@ -386,10 +380,10 @@ impl Session for TransformSession {
                     }
                 }
                 State::Whole { left, data, .. } => {
-                    let n = rest.len().min(*left as usize);
-                    data.extend_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    *left -= n as u32;
+                    let (chunk, after) = split_at_most(rest, *left as usize);
+                    data.extend_from_slice(chunk);
+                    rest = after;
+                    *left -= chunk.len() as u32;
                     if *left == 0 {
                         if let State::Whole {
                             action,
@@ -405,9 +399,9 @@ impl Session for TransformSession {
                     }
                 }
                 State::Discard { left } => {
-                    let n = rest.len().min(*left as usize);
-                    rest = &rest[n..];
-                    *left -= n as u32;
+                    let (skipped, after) = split_at_most(rest, *left as usize);
+                    rest = after;
+                    *left -= skipped.len() as u32;
                     if *left == 0 {
                         self.state = FRESH;
                         put_error(cx);
@@ -419,7 +413,7 @@ impl Session for TransformSession {
     }
 
     fn mid_message(&self) -> bool {
-        !matches!(self.state, State::Header { have: 0, .. })
+        !matches!(&self.state, State::Header(reader) if reader.is_empty())
     }
 }
 
@@ -636,15 +630,8 @@ mod tests {
             ) {
                 let stream = requests.concat();
                 let whole = run(&mut shared(budget), &[&stream]);
-                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
-                points.sort_unstable();
-                let mut chunks = Vec::new();
-                let mut start = 0;
-                for p in points {
-                    chunks.push(&stream[start..p]);
-                    start = p;
-                }
-                chunks.push(&stream[start..]);
+                let cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                let chunks = crate::proto::testing::split_at(&stream, &cuts);
                 prop_assert_eq!(run(&mut shared(budget), &chunks), whole.clone());
                 let bytes: Vec<&[u8]> = stream.chunks(1).collect();
                 prop_assert_eq!(run(&mut shared(budget), &bytes), whole);

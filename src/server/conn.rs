@@ -15,9 +15,39 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::config::{Protocol, BACKPRESSURE_BYTES};
+use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::timers::Clock;
+
+#[cfg(feature = "fault-injection")]
+use super::faults::seam;
+
+/// The connection socket, and the two calls through which the
+/// `fault-injection` build (see [`super::faults`]) differs: in this, the
+/// normal build, the socket is mio's own and both calls vanish when
+/// inlined.
+#[cfg(not(feature = "fault-injection"))]
+mod seam {
+    use mio::net::TcpStream;
+
+    /// A connection's socket.
+    pub type Stream = TcpStream;
+
+    /// The socket as accepted.
+    #[inline(always)]
+    pub fn wrap(stream: TcpStream, _id: u64) -> Stream {
+        stream
+    }
+
+    /// Whether a read or write stopped short of what the kernel holds (or
+    /// has room for) without an edge to announce it: never, for the real
+    /// socket.
+    #[inline(always)]
+    pub fn take_pending(_stream: &mut Stream) -> bool {
+        false
+    }
+}
 
 /// Output past which the read path writes at once instead of waiting for
 /// the end of the wake-up (large streamed replies).
@@ -58,7 +88,9 @@ pub enum Phase {
 pub enum ReadStop {
     /// The socket has no more data for now.
     Drained,
-    /// This wake-up's read budget is spent; data may remain.
+    /// Stopped before the socket said it was drained: this wake-up's
+    /// read budget is spent, or (fault injection) a read was cut short.
+    /// Data may remain: the loop reads again next wake-up.
     Budget,
     /// Not reading now: backpressure, or not in a reading phase.
     Paused,
@@ -79,7 +111,7 @@ pub struct IoCx<'a> {
 
 /// One client connection.
 pub struct Conn {
-    stream: TcpStream,
+    stream: seam::Stream,
     /// The peer's address.
     pub peer: SocketAddr,
     /// Unique for the server's lifetime.
@@ -128,7 +160,7 @@ impl Conn {
         now: u64,
     ) -> Conn {
         Conn {
-            stream,
+            stream: seam::wrap(stream, id),
             peer,
             id,
             protocol,
@@ -174,6 +206,24 @@ impl Conn {
 
     /// Runs `f` on the session with a context; a panic in the core is
     /// contained here: the connection dies, the loop goes on.
+    ///
+    /// **Design decision: a panic costs one connection, not the server.**
+    /// Every call into a protocol core goes through here, inside
+    /// `catch_unwind`. Should a core panic (a bug: no network input is
+    /// meant to reach one), the panic is logged at error level with the
+    /// protocol, connection id, peer and message; that connection is marked
+    /// dead, its unsent output is dropped, and it is closed at the end of
+    /// the wake-up like any failed connection: `end_session` still runs its
+    /// `on_close` (itself contained) and `Shared::release` forgets it, so a
+    /// chat room keeps no ghost nick and an upload leaves no temporary
+    /// file. Every other connection, of every protocol, is served on.
+    /// Nothing else is shared with the core but `Shared`, whose entries
+    /// are keyed by connection and released on close, so no state outlives
+    /// the poisoned connection (hence `AssertUnwindSafe`). This is why the
+    /// release profile keeps `panic = "unwind"`; a build with
+    /// `panic = "abort"` would lose this and stop at the first panic.
+    /// Proved by `tests/faults.rs` (a core made to panic on demand, under
+    /// the `fault-injection` feature).
     fn with_session<R>(
         &mut self,
         io: &mut IoCx<'_>,
@@ -202,9 +252,14 @@ impl Conn {
                 }
                 Some(r)
             }
-            Err(_) => {
+            Err(payload) => {
+                let what = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
                 log::error!(
-                    "{} core panicked on connection #{} from {}; closing that connection",
+                    "{} core panicked on connection #{} from {}: {what}; closing that connection",
                     self.protocol,
                     self.id,
                     self.peer
@@ -220,13 +275,18 @@ impl Conn {
     fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
         self.with_session(io, |session, carry, cx| {
             if carry.is_empty() {
-                let used = session.on_input(data, cx).min(data.len());
-                if used < data.len() && !cx.close_requested() {
-                    carry.extend_from_slice(&data[used..]);
+                let used = session.on_input(data, cx);
+                #[cfg(feature = "fault-injection")]
+                super::faults::poison(data);
+                let (_, unused) = split_at_most(data, used);
+                if !cx.close_requested() {
+                    carry.extend_from_slice(unused);
                 }
             } else {
                 carry.extend_from_slice(data);
                 let used = session.on_input(carry, cx).min(carry.len());
+                #[cfg(feature = "fault-injection")]
+                super::faults::poison(carry);
                 carry.drain(..used);
                 if carry.is_empty() {
                     *carry = Vec::new();
@@ -256,7 +316,7 @@ impl Conn {
         let n = match self.stream.read(scratch) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return ReadStep::Stop(ReadStop::Drained)
+                return ReadStep::Stop(self.drained(io.draining))
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::More,
             Err(e) => {
@@ -272,10 +332,7 @@ impl Conn {
             return ReadStep::Stop(ReadStop::Drained);
         }
         if self.phase == Phase::Open {
-            self.feed(io, &scratch[..n]);
-            if io.draining && self.phase == Phase::Open && !self.mid_message() {
-                self.phase = Phase::Flushing;
-            }
+            self.feed(io, scratch.get(..n).unwrap_or_default());
             // Not chat: the loop checks a chat client's unsent output
             // against --max-sendq right after this read (proto::effects).
             if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol.is_request_reply() {
@@ -290,9 +347,37 @@ impl Conn {
         if n < scratch.len() && !self.fin_reported {
             // A short read: the kernel had no more. New data raises a new
             // edge, so no read is spent to hear WouldBlock.
-            return ReadStep::Stop(ReadStop::Drained);
+            return ReadStep::Stop(self.drained(io.draining));
         }
         ReadStep::More
+    }
+
+    /// Why a read that found the socket empty (or came back short)
+    /// stops: drained, unless the I/O seam says the kernel may hold more.
+    ///
+    /// While the server shuts down (`draining`), this is where reading
+    /// ends: what the kernel held has all been read, so the connection
+    /// stops at this message boundary. Not sooner: a read that fills the
+    /// buffer, or one the seam cut short, may end on a boundary with more
+    /// requests still queued in the kernel, and those were sent before the
+    /// signal too.
+    #[inline(always)]
+    fn drained(&mut self, draining: bool) -> ReadStop {
+        if seam::take_pending(&mut self.stream) {
+            return ReadStop::Budget;
+        }
+        if draining {
+            self.stop_if_between_messages();
+        }
+        ReadStop::Drained
+    }
+
+    /// Whether the last reads or writes stopped short of what the kernel
+    /// holds without an edge to announce it (only ever under fault
+    /// injection): the loop must serve the connection again next wake-up.
+    #[inline(always)]
+    pub fn take_pending(&mut self) -> bool {
+        seam::take_pending(&mut self.stream)
     }
 
     fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
@@ -374,6 +459,22 @@ impl Conn {
         })
     }
 
+    /// Sends a request/reply connection's replies right after its input was
+    /// processed: still one write per connection per wake-up, but the
+    /// drained buffer goes straight back to the spares for the next
+    /// connection, so a wake-up that serves hundreds of connections holds
+    /// one reply buffer at a time, not hundreds (whose freed memory the
+    /// allocator would keep resident). Chat waits for the end of the
+    /// wake-up instead, where deliveries from every sender join one write.
+    pub fn flush_replies(&mut self, clock: &Clock) {
+        if !self.protocol.is_request_reply() || self.phase == Phase::Dead {
+            return;
+        }
+        if self.flush(clock) {
+            self.output.release_if_empty();
+        }
+    }
+
     /// Writes queued output until it is all sent or the socket is full.
     /// Returns true when everything queued has been sent.
     pub fn flush(&mut self, clock: &Clock) -> bool {
@@ -387,10 +488,9 @@ impl Conn {
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let count = self.output.io_slices(&mut slices);
-                let offered: usize = slices[..count].iter().map(|s| s.len()).sum();
-                self.stream
-                    .write_vectored(&slices[..count])
-                    .map(|n| (n, offered))
+                let slices = slices.get(..count).unwrap_or_default();
+                let offered: usize = slices.iter().map(|s| s.len()).sum();
+                self.stream.write_vectored(slices).map(|n| (n, offered))
             };
             match result {
                 Ok((0, _)) => {
@@ -479,21 +579,80 @@ impl Conn {
         // destroy the reply: take what has arrived.
         let _ = stream.read(scratch);
     }
-
-    /// Deregisters the socket before it is dropped.
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::config::Config;
+
+    /// A connected pair: the server side as a `Conn` speaking transform,
+    /// the client side as a plain blocking socket.
+    fn transform_pair(shared: &mut Shared) -> (Conn, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let session = AnySession::new(Protocol::Transform, shared);
+        let conn = Conn::new(
+            TcpStream::from_std(server),
+            peer,
+            1,
+            Protocol::Transform,
+            session,
+            0,
+        );
+        (conn, client)
+    }
+
+    /// Regression: shutting down, a read that fills the buffer and happens
+    /// to end on a request boundary used to stop the connection there,
+    /// and the requests still queued in the kernel, sent before the
+    /// signal, were never answered. Reading now stops only once the
+    /// socket is drained.
+    #[test]
+    fn shutting_down_a_full_read_ending_on_a_boundary_reads_on() {
+        let config = Config::default();
+        let mut shared = Shared::new(&config);
+        let (mut conn, mut client) = transform_pair(&mut shared);
+        // Four uppercase requests of 12 bytes: 16 bytes each.
+        let mut wire = Vec::new();
+        for _ in 0..4 {
+            wire.extend_from_slice(&((1u32 << 27) | 12).to_be_bytes());
+            wire.extend_from_slice(b"hello world!");
+        }
+        client.write_all(&wire).unwrap();
+        let clock = Clock::new();
+        let mut effects = Vec::new();
+        let mut io = IoCx {
+            shared: &mut shared,
+            clock: &clock,
+            draining: true,
+            effects: &mut effects,
+        };
+        // A buffer of one request: every read is full and ends on a
+        // boundary. (On loopback, all 64 bytes are queued once
+        // `write_all` returns.)
+        let mut scratch = [0u8; 16];
+        for _ in 0..8 {
+            if conn.read_once(&mut scratch, &mut io) != ReadStep::More {
+                break;
+            }
+        }
+        assert_eq!(conn.phase, Phase::Flushing);
+        assert_eq!(conn.pending_output(), 4 * 16, "every request answered");
+    }
+
     /// An idle connection's whole cost is this struct (plus a 24-byte
     /// deadline): keep it small. Measured: 10,000 idle transform
     /// connections add about 240 B each to the server's RSS.
     #[test]
+    #[cfg(not(feature = "fault-injection"))]
     fn a_connection_stays_small() {
-        assert!(std::mem::size_of::<super::Conn>() <= 208);
+        assert!(std::mem::size_of::<Conn>() <= 208);
         assert_eq!(std::mem::size_of::<super::super::timers::Due>(), 24);
     }
 }

@@ -44,6 +44,18 @@ impl Listener {
             addr,
         })
     }
+
+    /// Accepts one waiting connection. Under the `fault-injection`
+    /// feature, the schedule may first answer with an error instead
+    /// (see [`super::faults`]).
+    #[inline]
+    pub fn accept(&self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
+        #[cfg(feature = "fault-injection")]
+        if let Some(e) = super::faults::accept_fault() {
+            return Err(e);
+        }
+        self.socket.accept()
+    }
 }
 
 /// How an accept failed, as far as the loop cares.

@@ -5,6 +5,8 @@
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
 //! - [`datagram`]: UDP sockets (tne), answered datagram by datagram;
+//! - `faults` (only with the `fault-injection` feature): a seam that
+//!   injects I/O faults and panics on a seeded schedule, for tests;
 //! - [`limits`]: fitting `--max-conns` to the descriptor limit;
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`rooms`]: routing deliveries between connections (chat);
@@ -14,6 +16,8 @@
 pub mod conn;
 pub mod datagram;
 pub mod event_loop;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 pub mod limits;
 pub mod listener;
 pub mod rooms;

@@ -34,6 +34,14 @@ impl Server {
         Server::start_with(Command::new(env!("CARGO_BIN_EXE_onepoll")), bind, args)
     }
 
+    /// Starts `onepoll -b 127.0.0.1 ARGS...` with extra environment
+    /// variables (fault injection's schedule, for instance).
+    pub fn start_env(envs: &[(&str, String)], args: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_onepoll"));
+        cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+        Server::start_with(cmd, "127.0.0.1", args)
+    }
+
     /// Starts the server under `sh -c 'ulimit -n N; exec onepoll ...'`.
     pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> Server {
         let mut cmd = Command::new("sh");
@@ -59,12 +67,16 @@ impl Server {
         thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                // Log first, then announce: a test that saw the port may
+                // look for the line in the log at once.
+                {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(rest) = line.split("listening ").nth(1) {
                     let _ = tx.send(rest.to_string());
                 }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
             }
         });
         // One line per TCP listener, plus one for tne's UDP socket.

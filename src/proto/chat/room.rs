@@ -29,40 +29,34 @@ impl Nick {
         if !valid {
             return Err(ChatError::InvalidNick);
         }
+        Ok(Nick::from_checked(name))
+    }
+
+    /// A nick of bytes already checked to be 1 to [`MAX_NICK`] long.
+    fn from_checked(name: &[u8]) -> Nick {
         let mut bytes = [0; MAX_NICK];
-        bytes[..name.len()].copy_from_slice(name);
-        Ok(Nick {
-            bytes,
-            len: name.len() as u8,
-        })
+        let mut len = 0;
+        for (slot, &b) in bytes.iter_mut().zip(name) {
+            *slot = b;
+            len += 1;
+        }
+        Nick { bytes, len }
     }
 
     /// The default nick `guest<n>`.
     fn guest(n: u64) -> Nick {
-        let mut bytes = [0; MAX_NICK];
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        let mut rest = n;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (rest % 10) as u8;
-            rest /= 10;
-            if rest == 0 {
-                break;
-            }
-        }
-        let digits = &digits[at..];
-        bytes[..5].copy_from_slice(b"guest");
-        bytes[5..5 + digits.len()].copy_from_slice(digits);
-        Nick {
-            bytes,
-            len: (5 + digits.len()) as u8,
-        }
+        use std::io::Write;
+        // "guest" + at most 20 digits fits MAX_NICK (32) with room to spare.
+        let mut text = [0u8; MAX_NICK];
+        let mut free = text.as_mut_slice();
+        let _ = write!(free, "guest{n}");
+        let used = MAX_NICK - free.len();
+        Nick::from_checked(text.get(..used).unwrap_or_default())
     }
 
     /// The nick's bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 
     /// The nick as text (it is ASCII).

@@ -138,6 +138,7 @@ use std::time::SystemTime;
 pub use dir_store::{prepare_upload_dir, DirStore, UploadDirError};
 pub use store::{Fault, FileKey, MemStore, PendingFile, Store, StoreError};
 
+use super::prefix::{split_at_most, WordReader};
 use super::{CloseReason, Cx, Session};
 use crate::config::Config;
 
@@ -195,8 +196,8 @@ impl fmt::Display for Refusal {
 
 /// Where a connection is in its stream of files.
 enum State {
-    /// Reading a line count; `have` of its 4 bytes have arrived.
-    Header { bytes: [u8; 4], have: u8 },
+    /// Reading a line count.
+    Header(WordReader),
     /// Streaming the lines of a file into the store.
     Lines {
         file: Box<dyn PendingFile>,
@@ -209,10 +210,7 @@ enum State {
     Done,
 }
 
-const FRESH: State = State::Header {
-    bytes: [0; 4],
-    have: 0,
-};
+const FRESH: State = State::Header(WordReader::new());
 
 /// The upload state machine of one connection.
 pub struct UploadSession {
@@ -349,7 +347,7 @@ impl UploadSession {
                     self.files
                 );
             }
-            State::Header { have, .. } if have > 0 => log::info!(
+            State::Header(reader) if !reader.is_empty() => log::info!(
                 "upload from {} (conn {}): {how} in a line count",
                 cx.peer,
                 cx.conn_id
@@ -369,14 +367,10 @@ impl Session for UploadSession {
         while !rest.is_empty() {
             match &mut self.state {
                 State::Done => break,
-                State::Header { bytes, have } => {
-                    let have_now = usize::from(*have);
-                    let take = (4 - have_now).min(rest.len());
-                    bytes[have_now..have_now + take].copy_from_slice(&rest[..take]);
-                    rest = &rest[take..];
-                    *have += take as u8;
-                    if *have == 4 {
-                        let lines = u32::from_be_bytes(*bytes);
+                State::Header(reader) => {
+                    let (count, after) = reader.push(rest);
+                    rest = after;
+                    if let Some(lines) = count {
                         self.start_file(lines, cx);
                     }
                 }
@@ -386,7 +380,7 @@ impl Session for UploadSession {
                     written,
                 } => {
                     let (len, lines) = take_lines(rest, *left);
-                    let (chunk, after) = rest.split_at(len);
+                    let (chunk, after) = split_at_most(rest, len);
                     rest = after;
                     let size = *written + len as u64;
                     if size > max_upload {
@@ -418,7 +412,7 @@ impl Session for UploadSession {
 
     fn mid_message(&self) -> bool {
         match self.state {
-            State::Header { have, .. } => have > 0,
+            State::Header(reader) => !reader.is_empty(),
             State::Lines { .. } => true,
             State::Done => false,
         }

@@ -70,13 +70,13 @@ pub fn connection_dir_name(key: FileKey) -> String {
 
 /// Whether `name` has the shape of a [`connection_dir_name`].
 pub fn is_connection_dir_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let stamp_ok = bytes.len() > 18
-        && bytes[..8].iter().all(u8::is_ascii_digit)
-        && bytes[8] == b'T'
-        && bytes[9..15].iter().all(u8::is_ascii_digit)
-        && &bytes[15..18] == b"Z-c";
-    stamp_ok && name.get(18..).is_some_and(is_digits)
+    let Some((date, rest)) = name.split_once('T') else {
+        return false;
+    };
+    let Some((time, conn)) = rest.split_once("Z-c") else {
+        return false;
+    };
+    date.len() == 8 && is_digits(date) && time.len() == 6 && is_digits(time) && is_digits(conn)
 }
 
 fn is_digits(s: &str) -> bool {
