@@ -24,7 +24,7 @@ use super::timers::Clock;
 use super::faults::seam;
 
 /// The connection socket, and the two calls through which the
-/// `fault-injection` build (see [`super::faults`]) differs: in this, the
+/// `fault-injection` build (see `server::faults`) differs: in this, the
 /// normal build, the socket is mio's own and both calls vanish when
 /// inlined.
 #[cfg(not(feature = "fault-injection"))]

@@ -18,10 +18,14 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 
 use mio::net::TcpListener;
 
 use crate::config::Protocol;
+
+/// The accept backlog asked for; Linux caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: libc::c_int = 65_535;
 
 /// A bound TCP listener of one protocol.
 pub struct Listener {
@@ -37,6 +41,17 @@ impl Listener {
     /// Binds `protocol` on `addr` (port 0: the OS picks one).
     pub fn bind(protocol: Protocol, addr: SocketAddr) -> io::Result<Listener> {
         let socket = TcpListener::bind(addr)?;
+        // mio listens with std's backlog of 128. A burst of a few hundred
+        // connects overflows it, and Linux then falls back to SYN cookies
+        // and retransmitted handshakes: clients waited seconds and the
+        // soak's 400-connection flood saw misframed streams. Listening
+        // again raises the backlog; the kernel caps it at
+        // net.core.somaxconn, so the administrator's setting rules.
+        // SAFETY: listen(2) on a socket this function owns; no memory is
+        // passed.
+        if unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         let addr = socket.local_addr()?;
         Ok(Listener {
             protocol,
@@ -47,7 +62,7 @@ impl Listener {
 
     /// Accepts one waiting connection. Under the `fault-injection`
     /// feature, the schedule may first answer with an error instead
-    /// (see [`super::faults`]).
+    /// (see `server::faults`, built with the `fault-injection` feature).
     #[inline]
     pub fn accept(&self) -> io::Result<(mio::net::TcpStream, SocketAddr)> {
         #[cfg(feature = "fault-injection")]
