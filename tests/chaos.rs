@@ -7,31 +7,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, PATIENCE};
-
-/// A fresh upload directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(label: &str) -> TempDir {
-        let path =
-            std::env::temp_dir().join(format!("onepoll-it-chaos-{label}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{Server, TempDir, PATIENCE};
 
 /// Runs `onepoll-bench ARGS -q` to completion: (exit code, its line).
 fn bench(args: &[&str]) -> (Option<i32>, String) {
