@@ -477,9 +477,9 @@ impl Server {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
-            let protocol = listener.protocol;
+            let (protocol, nodelay) = (listener.protocol, listener.nodelay_inherited);
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(protocol, stream, peer),
+                Ok((stream, peer)) => self.admit(protocol, stream, peer, nodelay),
                 Err(e) => match AcceptError::classify(&e) {
                     AcceptError::WouldBlock => return,
                     AcceptError::Interrupted | AcceptError::PeerGone => {}
@@ -526,7 +526,9 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr) {
+    /// Takes in an accepted connection (`nodelay`: the socket already has
+    /// TCP_NODELAY from its listener).
+    fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr, nodelay: bool) {
         if self.conns.len() >= self.config.max_conns {
             log::warn!(
                 "refused {protocol} connection from {peer}: --max-conns {} reached",
@@ -535,8 +537,10 @@ impl Server {
             Conn::refuse(stream, protocol.server_full_reply(), &mut self.scratch);
             return;
         }
-        if let Err(e) = stream.set_nodelay(true) {
-            log::debug!("TCP_NODELAY on {peer}: {e}");
+        if !nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on {peer}: {e}");
+            }
         }
         let id = self.next_id;
         self.next_id += 1;
