@@ -199,11 +199,18 @@ print_single_table() { # CSV LABEL
     done < <(matrix_rows)
 }
 
-# The side-by-side table: each row's key figure (median over rounds) per
-# server, and the first server's figure divided by each other's.
-print_compare_table() { # CSV LABEL...
-    local csv=$1 row name proto figure better l first v line
-    shift
+# The best of the numbers on stdin: the lowest if $1 is "lower", else the
+# highest (empty when none).
+best() { # lower|higher
+    if [[ $1 == lower ]]; then sort -g | head -1; else sort -g | tail -1; fi
+}
+
+# The side-by-side table: each row's key figure (STAT over rounds: median,
+# or best, the lowest cost or highest rate seen) per server, and the first
+# server's figure divided by each other's.
+print_compare_table() { # STAT CSV LABEL...
+    local stat=$1 csv=$2 row name proto figure better l first v line
+    shift 2
     printf '\n%-16s %-14s' row figure
     for l in "$@"; do printf ' %14s' "$l"; done
     for l in "${@:2}"; do printf ' %14s' "$1/$l"; done
@@ -214,7 +221,11 @@ print_compare_table() { # CSV LABEL...
         first=""
         local vals=()
         for l in "$@"; do
-            v=$(csv_values "$csv" "$l|$name" "$figure" | median)
+            if [[ $stat == best ]]; then
+                v=$(csv_values "$csv" "$l|$name" "$figure" | best "$better")
+            else
+                v=$(csv_values "$csv" "$l|$name" "$figure" | median)
+            fi
             vals+=("${v}")
             line+=$(printf ' %14s' "${v:-skipped}")
         done
