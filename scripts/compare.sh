@@ -6,10 +6,11 @@
 #   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--no-build] [NAME=COMMAND ...]
 #
 # Default: onepoll against the two peers of ../shared/peers (built into
-# /tmp as their README says if missing), 3 rounds, 5 s per row. Each round
-# starts each server afresh (pinned to CPU 0, bench on CPU 1), runs the
-# rows it serves, and stops it; rounds interleave the servers so drift on a
-# noisy machine hits them alike. A COMMAND gets PROTOCOL=PORT appended.
+# /tmp as their README says if missing), 3 rounds, 5 s per row. In each
+# round every row runs against each server in turn (a server started
+# afresh for each row, pinned to CPU 0, bench on CPU 1), so that drift on
+# a noisy machine hits the servers alike. A COMMAND gets PROTOCOL=PORT
+# appended. Prints the median over the rounds and the best round.
 #
 # Examples:
 #   scripts/compare.sh
@@ -74,23 +75,27 @@ for i in "${!NAMES[@]}"; do
     log "${NAMES[$i]} serves: ${AVAIL[$i]:-nothing (see $SERVER_LOG)}"
 done
 
+# Each row is run against every server in turn before the next row, each
+# server started afresh for it: a row's runs on different servers are
+# seconds apart, not minutes, so a drift of the machine hits them alike.
+# The order of the servers rotates from round to round.
+n=${#NAMES[@]}
 for round in $(seq 1 "$ROUNDS"); do
-    for i in "${!NAMES[@]}"; do
-        [[ -n "${AVAIL[$i]}" ]] || continue
-        log "round $round/$ROUNDS: ${NAMES[$i]}"
-        # shellcheck disable=SC2086
-        if ! start_server "${CMDS[$i]}" "$BASE" ${AVAIL[$i]}; then
-            log "${NAMES[$i]} did not start (see $SERVER_LOG)"
-            stop_server
-            continue
-        fi
-        while IFS= read -r row; do
-            IFS='|' read -r name proto _ <<<"$row"
+    log "round $round/$ROUNDS"
+    while IFS= read -r row; do
+        IFS='|' read -r name proto _ <<<"$row"
+        for k in $(seq 0 $((n - 1))); do
+            i=$(((k + round - 1) % n))
             [[ " ${AVAIL[$i]} " == *" $proto "* ]] || continue
+            if ! start_server "${CMDS[$i]}" "$BASE" "$proto"; then
+                log "${NAMES[$i]} did not start (see $SERVER_LOG)"
+                stop_server
+                continue
+            fi
             run_row "$row" "$BASE" "$SERVER_PID" "${NAMES[$i]}" "$CSV" "$DURATION"
-        done < <(matrix_rows)
-        stop_server
-    done
+            stop_server
+        done
+    done < <(matrix_rows)
 done
 
 echo "compare: ${NAMES[*]}; $ROUNDS rounds interleaved, $DURATION s per row; CSV in $CSV"
