@@ -191,8 +191,21 @@ impl Output {
         self.put(&value.to_be_bytes());
     }
 
+    /// Appends `src` with every byte passed through `map` on the way (a
+    /// case change, say): one pass over memory, where copying then
+    /// rewriting the copy would be two (the difference shows once a
+    /// message outgrows the cache: 64 MiB requests).
+    pub fn put_each_mapped(&mut self, src: &[u8], map: impl Fn(u8) -> u8) {
+        if src.is_empty() {
+            return;
+        }
+        self.with_tail(src.len(), |tail| tail.extend(src.iter().map(|&b| map(b))));
+        self.len += src.len();
+    }
+
     /// Appends `src` after passing it through `map`, which rewrites the copy
-    /// in place (a case change, say): one copy, no temporary.
+    /// in place (for maps that carry state from byte to byte): one copy, no
+    /// temporary.
     pub fn put_mapped(&mut self, src: &[u8], map: impl FnOnce(&mut [u8])) {
         if src.is_empty() {
             return;
