@@ -333,9 +333,7 @@ fn answer(greeted: &mut bool, line: &[u8], cx: &mut Cx<'_>) -> ControlFlow<()> {
                 put_error(CmdError::MissingHost, out);
             } else {
                 *greeted = true;
-                out.put(b"Hello ");
-                out.put(host);
-                out.put(b", pleased to meet you.\n");
+                out.put_all(&[b"Hello ", host, b", pleased to meet you.\n"]);
             }
         }
         Verb::Bye => {
@@ -346,10 +344,7 @@ fn answer(greeted: &mut bool, line: &[u8], cx: &mut Cx<'_>) -> ControlFlow<()> {
         _ if !*greeted => put_error(CmdError::SayHeloFirst, out),
         Verb::ReqTime => put_time(cx.shared.cmd.clock.local(cx.now), TIME_FORMAT, out),
         Verb::ReqDate => put_time(cx.shared.cmd.clock.local(cx.now), DATE_FORMAT, out),
-        Verb::Echo => {
-            out.put(request.argument);
-            out.put(b"\n");
-        }
+        Verb::Echo => out.put_all(&[request.argument, b"\n"]),
         Verb::ReqIp => {
             let ip = cx.peer.ip().to_canonical();
             put_small(out, |w| writeln!(w, "{ip}"));

@@ -186,6 +186,21 @@ impl Output {
         self.len += bytes.len();
     }
 
+    /// Appends several pieces of one reply (a prefix, the text, the line
+    /// end): one room check for all of them.
+    pub fn put_all(&mut self, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return;
+        }
+        self.with_tail(total, |tail| {
+            for part in parts {
+                tail.extend_from_slice(part);
+            }
+        });
+        self.len += total;
+    }
+
     /// Appends a big-endian `u32` (network order), as length prefixes are sent.
     pub fn put_u32(&mut self, value: u32) {
         self.put(&value.to_be_bytes());

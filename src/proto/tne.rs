@@ -135,11 +135,36 @@ pub fn parse_message(message: &[u8]) -> Result<&[u8], TneError> {
     if msg.is_empty() {
         return Err(TneError::EmptyMessage);
     }
-    match msg.iter().find(|&&b| b == 0 || b == b'\n' || b > 0x7f) {
-        None => Ok(msg),
+    if !has_refused_byte(msg) {
+        return Ok(msg);
+    }
+    // The rare path: which refused byte comes first names the error.
+    match msg.iter().find(|&&b| is_refused(b)) {
         Some(b'\n') => Err(TneError::LfInside),
         Some(_) => Err(TneError::NotAscii),
+        None => Ok(msg),
     }
+}
+
+/// A byte a message may not hold: NUL, LF (only a datagram can hold one)
+/// or a byte above 0x7F.
+fn is_refused(b: u8) -> bool {
+    b == 0 || b == b'\n' || b > 0x7f
+}
+
+/// Whether `msg` holds a refused byte. Pure arithmetic on every byte, ORed
+/// together, with no early exit: the compiler turns that into vector
+/// instructions, where a search that stops at the first hit stays one
+/// byte at a time (every well-formed message is scanned to its end anyway).
+/// A byte's top bit after the mix below is set exactly when it is refused:
+/// `b - 1` wraps for NUL, `b` itself has it above 0x7F, and `x - 1 & !x`
+/// (with `x = b ^ LF`) has it only for LF.
+fn has_refused_byte(msg: &[u8]) -> bool {
+    let mixed = msg.iter().fold(0u8, |acc, &b| {
+        let x = b ^ b'\n';
+        acc | b.wrapping_sub(1) | b | (x.wrapping_sub(1) & !x)
+    });
+    mixed & 0x80 != 0
 }
 
 /// The reply to a checked message, without a line end, as its two parts:
@@ -153,10 +178,8 @@ pub fn reply_parts(result: Result<&[u8], TneError>) -> [&[u8]; 2] {
 
 /// Appends the TCP reply line for a checked message.
 fn put_line(result: Result<&[u8], TneError>, out: &mut Output) {
-    for part in reply_parts(result) {
-        out.put(part);
-    }
-    out.put(b"\n");
+    let [prefix, text] = reply_parts(result);
+    out.put_all(&[prefix, text, b"\n"]);
 }
 
 /// Appends to `out` the reply datagram to `datagram` (no LF). `max_line`
@@ -234,6 +257,53 @@ mod tests {
 
     fn session(max_line: usize) -> Harness<TneSession> {
         Harness::new(TneSession::new(max_line))
+    }
+
+    /// `parse_message` written the obvious way, byte at a time: the
+    /// reference for the block-wise scan.
+    fn parse_reference(message: &[u8]) -> Result<&[u8], TneError> {
+        let msg = match message.strip_prefix(HEADER) {
+            _ if message.is_empty() => return Err(TneError::EmptyLine),
+            None => return Err(TneError::MissingHeader),
+            Some([]) => return Err(TneError::EmptyMessage),
+            Some(msg) => msg,
+        };
+        match msg.iter().find(|&&b| b == 0 || b == b'\n' || b > 0x7f) {
+            None => Ok(msg),
+            Some(b'\n') => Err(TneError::LfInside),
+            Some(_) => Err(TneError::NotAscii),
+        }
+    }
+
+    #[test]
+    fn a_refused_byte_is_found_in_any_block_and_the_first_names_the_error() {
+        let clean = [b'x'; 70];
+        for at in 0..clean.len() {
+            for (bad, error) in [
+                (0u8, TneError::NotAscii),
+                (0x80, TneError::NotAscii),
+                (0xff, TneError::NotAscii),
+                (b'\n', TneError::LfInside),
+            ] {
+                let mut msg = HEADER.to_vec();
+                msg.extend_from_slice(&clean);
+                msg[HEADER.len() + at] = bad;
+                assert_eq!(parse_message(&msg), Err(error), "{bad:#04x} at {at}");
+                // A second, different refused byte later does not matter.
+                if at + 40 < clean.len() {
+                    msg[HEADER.len() + at + 40] = if bad == b'\n' { 0 } else { b'\n' };
+                    assert_eq!(
+                        parse_message(&msg),
+                        Err(error),
+                        "{bad:#04x} at {at}, then another"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            parse_message(b"TNE20003:\x7f\x01 ok"),
+            Ok(&b"\x7f\x01 ok"[..])
+        );
     }
 
     /// Replies to `chunks` fed one read at a time, then end of stream.
@@ -413,6 +483,19 @@ mod tests {
         }
 
         proptest! {
+            /// The block-wise scan agrees with the byte-at-a-time one.
+            #[test]
+            fn parse_message_matches_the_reference(
+                body in proptest::collection::vec(
+                    prop_oneof![8 => 1u8..0x80, 1 => Just(0u8), 1 => Just(b'\n'), 1 => 0x80u8..=0xff],
+                    0..100,
+                ),
+                with_header in any::<bool>(),
+            ) {
+                let message = if with_header { [HEADER, &body].concat() } else { body };
+                prop_assert_eq!(parse_message(&message), parse_reference(&message));
+            }
+
             /// Any split of any stream, byte by byte included, gives the
             /// same replies as the stream whole, one line per LF.
             #[test]
