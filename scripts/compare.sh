@@ -10,7 +10,8 @@
 # round every row runs against each server in turn (a server started
 # afresh for each row, pinned to CPU 0, bench on CPU 1), so that drift on
 # a noisy machine hits the servers alike. A COMMAND gets PROTOCOL=PORT
-# appended. Prints the median over the rounds and the best round.
+# appended. Prints the median over the rounds, the best round, and the
+# median of the round-by-round ratios.
 #
 # Examples:
 #   scripts/compare.sh
@@ -109,3 +110,6 @@ print_compare_table median "$CSV" "${NAMES[@]}"
 echo
 echo "Best round of each (lowest cost, highest rate):"
 print_compare_table best "$CSV" "${NAMES[@]}"
+echo
+echo "Median of the per-round ratios (each round runs a row on every server within seconds):"
+print_paired_ratios "$CSV" "${NAMES[@]}"

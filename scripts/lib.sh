@@ -237,3 +237,25 @@ print_compare_table() { # STAT CSV LABEL...
         printf '%s  (%s is better)\n' "$line" "$better"
     done < <(matrix_rows)
 }
+
+# Each row's ratio of the first server's figure to each other's, taken
+# round by round (the servers ran that row seconds apart, so in the same
+# state of the machine) and then the median of those ratios.
+print_paired_ratios() { # CSV LABEL...
+    local csv=$1 row name proto figure better l first
+    shift
+    first=$1
+    printf '\n%-16s %-14s' row figure
+    for l in "${@:2}"; do printf ' %14s' "$first/$l"; done
+    printf '\n'
+    while IFS= read -r row; do
+        IFS='|' read -r name proto figure better _ <<<"$row"
+        printf '%-16s %-14s' "$name" "$(figure_name "$figure")"
+        for l in "${@:2}"; do
+            paste -d' ' <(csv_values "$csv" "$first|$name" "$figure") <(csv_values "$csv" "$l|$name" "$figure") |
+                awk '$1 != "" && $2 != "" && $2 + 0 != 0 { print $1 / $2 }' | median |
+                awk '{ found = 1; printf " %14.2f", $1 } END { if (!found) printf " %14s", "-" }'
+        done
+        printf '  (%s is better)\n' "$better"
+    done < <(matrix_rows)
+}
