@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::rc::Rc;
+use std::thread::LocalKey;
 
 use super::budget::Reservation;
 
@@ -49,32 +50,39 @@ thread_local! {
     static SPARE_QUEUES_CACHE: RefCell<Vec<VecDeque<Segment>>> = const { RefCell::new(Vec::new()) };
 }
 
+/// One of the per-thread caches above: a spare, if it holds one.
+fn take_spare<T: 'static>(cache: &'static LocalKey<RefCell<Vec<T>>>) -> Option<T> {
+    cache.with(|spares| spares.borrow_mut().pop())
+}
+
+/// Keeps `item` in a per-thread cache if the cache has fewer than `limit`.
+fn keep_spare<T: 'static>(cache: &'static LocalKey<RefCell<Vec<T>>>, item: T, limit: usize) {
+    cache.with(|spares| {
+        let mut spares = spares.borrow_mut();
+        if spares.len() < limit {
+            spares.push(item);
+        }
+    });
+}
+
 /// An empty segment queue with room for one segment at least, from the
 /// spares if one is there.
 fn fresh_queue() -> VecDeque<Segment> {
-    SPARE_QUEUES_CACHE
-        .with(|spares| spares.borrow_mut().pop())
-        .unwrap_or_else(|| VecDeque::with_capacity(4))
+    take_spare(&SPARE_QUEUES_CACHE).unwrap_or_else(|| VecDeque::with_capacity(4))
 }
 
 /// Keeps a drained, small segment queue for reuse if the cache has room.
 fn give_back_queue(queue: VecDeque<Segment>) {
     debug_assert!(queue.is_empty());
-    if queue.capacity() == 0 || queue.capacity() > SPARE_QUEUE_SLOTS {
-        return;
+    if queue.capacity() > 0 && queue.capacity() <= SPARE_QUEUE_SLOTS {
+        keep_spare(&SPARE_QUEUES_CACHE, queue, SPARE_QUEUES);
     }
-    SPARE_QUEUES_CACHE.with(|spares| {
-        let mut spares = spares.borrow_mut();
-        if spares.len() < SPARE_QUEUES {
-            spares.push(queue);
-        }
-    });
 }
 
 /// An empty buffer with room for `additional` bytes, from the spares if
 /// one is there.
 fn fresh_buffer(additional: usize) -> Vec<u8> {
-    match SPARES.with(|spares| spares.borrow_mut().pop()) {
+    match take_spare(&SPARES) {
         Some(mut buffer) => {
             buffer.reserve(additional);
             buffer
@@ -85,16 +93,10 @@ fn fresh_buffer(additional: usize) -> Vec<u8> {
 
 /// Keeps a drained buffer for reuse if it is small and the cache has room.
 fn give_back(mut buffer: Vec<u8>) {
-    if buffer.capacity() == 0 || buffer.capacity() > SPARE_CAPACITY {
-        return;
+    if buffer.capacity() > 0 && buffer.capacity() <= SPARE_CAPACITY {
+        buffer.clear();
+        keep_spare(&SPARES, buffer, SPARE_BUFFERS);
     }
-    buffer.clear();
-    SPARES.with(|spares| {
-        let mut spares = spares.borrow_mut();
-        if spares.len() < SPARE_BUFFERS {
-            spares.push(buffer);
-        }
-    });
 }
 
 /// Largest owned buffer kept for reuse once fully written, while the
@@ -179,11 +181,7 @@ impl Output {
 
     /// Appends bytes to the queue.
     pub fn put(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        self.with_tail(bytes.len(), |tail| tail.extend_from_slice(bytes));
-        self.len += bytes.len();
+        self.put_all(&[bytes]);
     }
 
     /// Appends several pieces of one reply (a prefix, the text, the line
