@@ -260,7 +260,7 @@ mod tests {
     }
 
     /// `parse_message` written the obvious way, byte at a time: the
-    /// reference for the block-wise scan.
+    /// reference for the vector-friendly scan.
     fn parse_reference(message: &[u8]) -> Result<&[u8], TneError> {
         let msg = match message.strip_prefix(HEADER) {
             _ if message.is_empty() => return Err(TneError::EmptyLine),
@@ -276,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_byte_is_found_in_any_block_and_the_first_names_the_error() {
+    fn a_refused_byte_is_found_at_any_position_and_the_first_names_the_error() {
         let clean = [b'x'; 70];
         for at in 0..clean.len() {
             for (bad, error) in [
@@ -483,7 +483,7 @@ mod tests {
         }
 
         proptest! {
-            /// The block-wise scan agrees with the byte-at-a-time one.
+            /// The vector-friendly scan agrees with the byte-at-a-time one.
             #[test]
             fn parse_message_matches_the_reference(
                 body in proptest::collection::vec(
