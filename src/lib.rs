@@ -36,9 +36,11 @@
 //!    after its input is processed (its drained buffer then serves the next
 //!    connection), a chat connection once every event of the wake-up is
 //!    handled (so deliveries from every sender join one write). Writable
-//!    interest is registered only when bytes are left over, and removed
-//!    when they drain: a request/reply exchange costs one read and one
-//!    write, no `epoll_ctl`.
+//!    interest is registered the first time bytes are left over, and kept
+//!    (edge-triggered, the kernel raises it only after a write found the
+//!    socket full): a request/reply exchange costs one read and one write,
+//!    no `epoll_ctl`. After a short write or `WouldBlock`, nothing is
+//!    written until the socket is reported writable.
 //! 3. **Events are hints.** A spurious event costs one `WouldBlock`. Closes
 //!    are deferred to the end of the wake-up, so a slab key is never reused
 //!    while events for its previous owner may still be in hand.

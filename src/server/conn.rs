@@ -130,8 +130,15 @@ pub struct Conn {
     pub reason: Option<CloseReason>,
     /// The session's `on_close` has run (it runs exactly once).
     session_ended: bool,
-    /// WRITABLE is part of the registered interest.
+    /// WRITABLE is part of the registered interest. Added the first time
+    /// output is left unsent, and kept: edge-triggered, it costs nothing
+    /// while writes fit (the kernel raises it only after a write found the
+    /// socket full), and dropping it would cost an `epoll_ctl` each time.
     writable_interest: bool,
+    /// The last write was short or would block: the socket is full until
+    /// the poll reports it writable, and a write before that would only
+    /// hear `WouldBlock`.
+    write_blocked: bool,
     /// Reading stopped for backpressure.
     backpressured: bool,
     /// The peer shut its write side.
@@ -172,6 +179,7 @@ impl Conn {
             reason: None,
             session_ended: false,
             writable_interest: false,
+            write_blocked: false,
             backpressured: false,
             peer_eof: false,
             fin_reported: false,
@@ -363,7 +371,7 @@ impl Conn {
     /// signal too.
     #[inline(always)]
     fn drained(&mut self, draining: bool) -> ReadStop {
-        if seam::take_pending(&mut self.stream) {
+        if self.take_pending() {
             return ReadStop::Budget;
         }
         if draining {
@@ -374,10 +382,21 @@ impl Conn {
 
     /// Whether the last reads or writes stopped short of what the kernel
     /// holds without an edge to announce it (only ever under fault
-    /// injection): the loop must serve the connection again next wake-up.
+    /// injection): the loop must serve the connection again next wake-up,
+    /// and the next flush must write even if the socket looked full.
     #[inline(always)]
     pub fn take_pending(&mut self) -> bool {
-        seam::take_pending(&mut self.stream)
+        let pending = seam::take_pending(&mut self.stream);
+        if pending {
+            self.write_blocked = false;
+        }
+        pending
+    }
+
+    /// The poll reported the socket writable (or failed, which a write
+    /// will report): the next flush writes again.
+    pub fn note_writable(&mut self) {
+        self.write_blocked = false;
     }
 
     fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
@@ -477,9 +496,15 @@ impl Conn {
 
     /// Writes queued output until it is all sent or the socket is full.
     /// Returns true when everything queued has been sent.
+    ///
+    /// Once a write came back short or would block, nothing is written
+    /// until the poll reports the socket writable again ([`Conn::note_writable`]):
+    /// a streamed reply that fills the socket on the read path, and the
+    /// flush at the end of the wake-up, would otherwise each spend a
+    /// syscall to hear `WouldBlock`.
     pub fn flush(&mut self, clock: &Clock) -> bool {
         while !self.output.is_empty() {
-            if self.phase == Phase::Dead {
+            if self.phase == Phase::Dead || self.write_blocked {
                 return false;
             }
             let result = if self.output.segment_count() == 1 {
@@ -504,10 +529,14 @@ impl Conn {
                     if n < offered {
                         // A short write: the socket buffer is full. The
                         // kernel will raise WRITABLE when it has room.
+                        self.write_blocked = true;
                         return false;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return false;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("write to #{} {}: {e}", self.id, self.peer);
@@ -521,8 +550,8 @@ impl Conn {
     }
 
     /// After a flush: free drained buffers, lift backpressure, move a
-    /// drained closing connection on, and make the registered interest
-    /// match what is pending. Returns true if reading should resume now
+    /// drained closing connection on, and add WRITABLE to the registered
+    /// interest if output is left and it is not there yet. Returns true if reading should resume now
     /// (backpressure was lifted while data may be waiting).
     pub fn settle(&mut self, registry: &Registry, token: Token) -> bool {
         let drained = self.output.is_empty();
@@ -548,21 +577,16 @@ impl Conn {
             self.backpressured = false;
             resume = true;
         }
-        if self.phase != Phase::Dead {
-            let want_writable = !drained;
-            if want_writable != self.writable_interest {
-                let interest = if want_writable {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                match registry.reregister(&mut self.stream, token, interest) {
-                    Ok(()) => self.writable_interest = want_writable,
-                    Err(e) => {
-                        log::warn!("reregister #{}: {e}", self.id);
-                        self.phase = Phase::Dead;
-                        self.reason.get_or_insert(CloseReason::PeerGone);
-                    }
+        if self.phase != Phase::Dead && !drained && !self.writable_interest {
+            // If the socket has room by now, EPOLL_CTL_MOD queues the event
+            // at once: no edge is lost between the short write and here.
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            match registry.reregister(&mut self.stream, token, interest) {
+                Ok(()) => self.writable_interest = true,
+                Err(e) => {
+                    log::warn!("reregister #{}: {e}", self.id);
+                    self.phase = Phase::Dead;
+                    self.reason.get_or_insert(CloseReason::PeerGone);
                 }
             }
         }

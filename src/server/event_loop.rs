@@ -359,6 +359,9 @@ impl Server {
         if event.is_read_closed() || event.is_error() {
             conn.note_fin();
         }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            conn.note_writable();
+        }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
