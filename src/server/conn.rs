@@ -502,7 +502,15 @@ impl Conn {
     /// a streamed reply that fills the socket on the read path, and the
     /// flush at the end of the wake-up, would otherwise each spend a
     /// syscall to hear `WouldBlock`.
+    #[inline(always)]
     pub fn flush(&mut self, clock: &Clock) -> bool {
+        // Inlined: most calls (a drained connection settled again) end here.
+        self.output.is_empty() || self.write_out(clock)
+    }
+
+    /// [`Conn::flush`] when there is output.
+    #[inline(never)]
+    fn write_out(&mut self, clock: &Clock) -> bool {
         while !self.output.is_empty() {
             if self.phase == Phase::Dead || self.write_blocked {
                 return false;
