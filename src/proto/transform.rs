@@ -93,7 +93,7 @@ use std::fmt;
 use super::budget::{Budget, Reservation};
 use super::prefix::{split_at_most, WordReader};
 use super::rng::Rng;
-use super::{Cx, Session};
+use super::{Cx, Output, Session};
 
 /// Largest LENGTH a header can carry (27 bits).
 pub const MAX_LENGTH: u32 = (1 << 27) - 1;
@@ -304,19 +304,34 @@ impl TransformSession {
         TransformSession { state: FRESH }
     }
 
-    /// Starts the request whose header is `header`.
-    fn begin(&mut self, header: [u8; 4], cx: &mut Cx<'_>) {
+    /// Starts the request whose header is `header`; `rest` is the input
+    /// after it. Returns what is left of `rest`: a streamed action answers
+    /// the part of its body already here at once, behind its reply header,
+    /// in one piece of output (for small pipelined requests, the usual
+    /// case, the whole reply).
+    fn begin<'a>(&mut self, header: [u8; 4], rest: &'a [u8], cx: &mut Cx<'_>) -> &'a [u8] {
         let (code, length) = decode_header(header);
+        let mut rest = rest;
         self.state = match Action::from_code(code) {
             Some(action) if action.streams() => {
-                cx.out.put_u32(length);
-                if length == 0 {
+                let (chunk, after) = split_at_most(rest, length as usize);
+                rest = after;
+                let mut prev_letter = false;
+                put_streamed(
+                    cx.out,
+                    action,
+                    &length.to_be_bytes(),
+                    chunk,
+                    &mut prev_letter,
+                );
+                let left = length - chunk.len() as u32;
+                if left == 0 {
                     FRESH
                 } else {
                     State::Stream {
                         action,
-                        left: length,
-                        prev_letter: false,
+                        left,
+                        prev_letter,
                     }
                 }
             }
@@ -349,6 +364,23 @@ impl TransformSession {
                 }
             }
         };
+        rest
+    }
+}
+
+/// Appends `head` (a reply header, or nothing) and then `chunk` as the
+/// streamed `action` transforms it, in one piece of output.
+fn put_streamed(
+    out: &mut Output,
+    action: Action,
+    head: &[u8],
+    chunk: &[u8],
+    prev_letter: &mut bool,
+) {
+    match action {
+        Action::Uppercase => out.put_each_mapped(head, chunk, |b| b.to_ascii_uppercase()),
+        Action::Lowercase => out.put_each_mapped(head, chunk, |b| b.to_ascii_lowercase()),
+        _ => out.put_mapped(head, chunk, |b| title_case(b, prev_letter)),
     }
 }
 
@@ -368,7 +400,7 @@ impl Session for TransformSession {
                     let (word, after) = reader.push(rest);
                     rest = after;
                     if let Some(word) = word {
-                        self.begin(word.to_be_bytes(), cx);
+                        rest = self.begin(word.to_be_bytes(), rest, cx);
                     }
                 }
                 State::Stream {
@@ -378,15 +410,7 @@ impl Session for TransformSession {
                 } => {
                     let (chunk, after) = split_at_most(rest, *left as usize);
                     let n = chunk.len();
-                    match action {
-                        Action::Uppercase => {
-                            cx.out.put_each_mapped(chunk, |b| b.to_ascii_uppercase())
-                        }
-                        Action::Lowercase => {
-                            cx.out.put_each_mapped(chunk, |b| b.to_ascii_lowercase())
-                        }
-                        _ => cx.out.put_mapped(chunk, |b| title_case(b, prev_letter)),
-                    }
+                    put_streamed(cx.out, *action, &[], chunk, prev_letter);
                     rest = after;
                     *left -= n as u32;
                     if *left == 0 {
