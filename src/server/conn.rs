@@ -559,8 +559,9 @@ impl Conn {
 
     /// After a flush: free drained buffers, lift backpressure, move a
     /// drained closing connection on, and add WRITABLE to the registered
-    /// interest if output is left and it is not there yet. Returns true if reading should resume now
-    /// (backpressure was lifted while data may be waiting).
+    /// interest if output is left and it is not there yet. Returns true if
+    /// reading should resume now (backpressure was lifted while data may be
+    /// waiting).
     pub fn settle(&mut self, registry: &Registry, token: Token) -> bool {
         let drained = self.output.is_empty();
         let mut resume = false;
