@@ -309,9 +309,8 @@ impl TransformSession {
     /// the part of its body already here at once, behind its reply header,
     /// in one piece of output (for small pipelined requests, the usual
     /// case, the whole reply).
-    fn begin<'a>(&mut self, header: [u8; 4], rest: &'a [u8], cx: &mut Cx<'_>) -> &'a [u8] {
+    fn begin<'a>(&mut self, header: [u8; 4], mut rest: &'a [u8], cx: &mut Cx<'_>) -> &'a [u8] {
         let (code, length) = decode_header(header);
-        let mut rest = rest;
         self.state = match Action::from_code(code) {
             Some(action) if action.streams() => {
                 let (chunk, after) = split_at_most(rest, length as usize);
