@@ -11,7 +11,9 @@
 //! - held bytes, a whole message still charged to a [`Budget`](super::Budget)
 //!   until the kernel has taken its last byte.
 //!
-//! An empty queue owns no heap memory: a drained connection costs nothing.
+//! One segment, the usual case, is held inline; a queue of segments is taken
+//! (from a per-thread cache of spares) only for a second one. An empty
+//! output owns no heap memory: a drained connection costs nothing.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -34,11 +36,12 @@ const SPARE_BUFFERS: usize = 64;
 /// Largest buffer the spare cache keeps.
 const SPARE_CAPACITY: usize = 16 * 1024;
 
-/// Drained segment queues kept for reuse, so that a broadcast to a
-/// thousand idle receivers does not allocate a thousand queues and free
-/// them again after the flush (glibc's per-thread cache holds seven blocks
-/// of a size; the rest took the slow path, 2-3% of the server's CPU at
-/// 1000 receivers). Enough for a room of [`SPARE_QUEUES`] receivers.
+/// Drained segment queues kept for reuse, so that a burst of broadcasts to
+/// a thousand receivers (two or more messages each before a flush) does
+/// not allocate a thousand queues and free them again after the flush
+/// (glibc's per-thread cache holds seven blocks of a size; the rest took
+/// the slow path, 2-3% of the server's CPU at 1000 receivers). Enough for
+/// a room of [`SPARE_QUEUES`] receivers.
 const SPARE_QUEUES: usize = 1024;
 
 /// Largest queue (in segment slots) the spare cache keeps: 8 slots of
@@ -123,10 +126,43 @@ impl Segment {
 /// What one queued segment costs beyond its bytes: its slot in the queue.
 pub const SEGMENT_COST: usize = std::mem::size_of::<Segment>();
 
+/// Where the unsent segments live. Most connections never hold more than
+/// one segment at a time (a request/reply connection's batch of replies,
+/// a chat receiver's one delivery per wake-up), so one segment is held
+/// inline and a queue is only taken from the spares for a second: no
+/// queue to take and give back per reply. The same size as the queue
+/// alone (32 bytes), so a connection grows by nothing.
+#[derive(Default)]
+enum Store {
+    /// Nothing queued, no memory owned.
+    #[default]
+    Empty,
+    /// One owned buffer: a batch of replies, or (written out, cleared) the
+    /// buffer kept for the next batch while the connection is busy.
+    Owned(Vec<u8>),
+    /// One shared message.
+    Shared(Rc<[u8]>),
+    /// Two segments or more (or a held one), in order; never empty while
+    /// bytes are queued.
+    Queue(VecDeque<Segment>),
+}
+
+impl Store {
+    /// A store of `segment` alone: inline, unless it is held (rare, and
+    /// it needs its reservation kept beside it: a queue).
+    fn holding(segment: Segment) -> Store {
+        match segment {
+            Segment::Owned(v) => Store::Owned(v),
+            Segment::Shared(rc) => Store::Shared(rc),
+            held @ Segment::Held(..) => Store::Queue(queue_of(held, None)),
+        }
+    }
+}
+
 /// The unsent output of one connection, in the order it must reach the peer.
 #[derive(Default)]
 pub struct Output {
-    segments: VecDeque<Segment>,
+    store: Store,
     /// Bytes of the front segment the socket has already taken.
     front_sent: usize,
     /// Unsent bytes in all segments.
@@ -149,7 +185,7 @@ impl Output {
     /// bounds. A queue of short broadcast lines, each its own shared
     /// segment, costs a few times its bytes.
     pub fn footprint(&self) -> usize {
-        self.len + self.segments.len() * SEGMENT_COST
+        self.len + self.segment_count() * SEGMENT_COST
     }
 
     /// True when everything has been sent.
@@ -157,26 +193,53 @@ impl Output {
         self.len == 0
     }
 
-    /// Queues a segment at the back; a queue that owns no memory yet takes
-    /// a spare one.
+    /// Queues a segment at the back. The first segment is held inline; a
+    /// second moves both into a queue, taken from the spares.
     fn push(&mut self, segment: Segment) {
-        if self.segments.capacity() == 0 {
-            self.segments = fresh_queue();
-        }
-        self.segments.push_back(segment);
+        self.store = match std::mem::take(&mut self.store) {
+            Store::Empty => Store::holding(segment),
+            Store::Owned(v) if v.is_empty() => {
+                // The drained buffer kept for the next batch: a segment
+                // that is not an owned buffer takes its place, and it
+                // goes back to the spares.
+                give_back(v);
+                self.front_sent = 0;
+                Store::holding(segment)
+            }
+            Store::Owned(v) => Store::Queue(queue_of(Segment::Owned(v), Some(segment))),
+            Store::Shared(rc) => Store::Queue(queue_of(Segment::Shared(rc), Some(segment))),
+            Store::Queue(mut queue) => {
+                queue.push_back(segment);
+                Store::Queue(queue)
+            }
+        };
     }
 
     /// Runs `append` on the owned tail buffer, which has room for at least
     /// `additional` bytes (a new one is queued if the tail is not owned).
     fn with_tail(&mut self, additional: usize, append: impl FnOnce(&mut Vec<u8>)) {
-        if let Some(Segment::Owned(tail)) = self.segments.back_mut() {
+        let tail = match &mut self.store {
+            Store::Owned(tail) => Some(tail),
+            Store::Queue(queue) => match queue.back_mut() {
+                Some(Segment::Owned(tail)) => Some(tail),
+                _ => None,
+            },
+            Store::Empty | Store::Shared(_) => None,
+        };
+        if let Some(tail) = tail {
             tail.reserve(additional);
             append(tail);
             return;
         }
         let mut tail = fresh_buffer(additional);
         append(&mut tail);
-        self.push(Segment::Owned(tail));
+        if let Store::Empty = self.store {
+            // The usual first reply of a wake-up: stored inline, with
+            // nothing to move or drop.
+            self.store = Store::Owned(tail);
+        } else {
+            self.push(Segment::Owned(tail));
+        }
     }
 
     /// Appends bytes to the queue.
@@ -269,11 +332,30 @@ impl Output {
         self.push(Segment::Held(bytes, reservation));
     }
 
+    /// The whole of the one inline segment, if there is one.
+    fn single(&self) -> Option<&[u8]> {
+        match &self.store {
+            Store::Owned(v) => Some(v),
+            Store::Shared(rc) => Some(rc),
+            Store::Empty | Store::Queue(_) => None,
+        }
+    }
+
     /// Fills `slices` with the unsent bytes, in order, for one `writev`;
     /// returns how many slices were filled.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        let Store::Queue(queue) = &self.store else {
+            let front = self.front();
+            return match slices.first_mut() {
+                Some(slot) if !front.is_empty() => {
+                    *slot = IoSlice::new(front);
+                    1
+                }
+                _ => 0,
+            };
+        };
         let mut filled = 0;
-        for (i, (slot, segment)) in slices.iter_mut().zip(&self.segments).enumerate() {
+        for (i, (slot, segment)) in slices.iter_mut().zip(queue).enumerate() {
             let bytes = segment.bytes();
             let bytes = if i == 0 {
                 bytes.get(self.front_sent..).unwrap_or_default()
@@ -288,15 +370,23 @@ impl Output {
 
     /// The first unsent contiguous run of bytes (for a plain `write`).
     pub fn front(&self) -> &[u8] {
-        match self.segments.front() {
-            Some(segment) => segment.bytes().get(self.front_sent..).unwrap_or_default(),
-            None => &[],
-        }
+        let whole = match &self.store {
+            Store::Queue(queue) => queue.front().map(Segment::bytes),
+            _ => self.single(),
+        };
+        whole
+            .and_then(|bytes| bytes.get(self.front_sent..))
+            .unwrap_or_default()
     }
 
     /// Number of segments, which is how many slices a full `writev` needs.
     pub fn segment_count(&self) -> usize {
-        self.segments.len()
+        match &self.store {
+            Store::Empty => 0,
+            Store::Owned(v) if v.is_empty() => 0,
+            Store::Owned(_) | Store::Shared(_) => 1,
+            Store::Queue(queue) => queue.len(),
+        }
     }
 
     /// Records that the socket took the next `n` bytes. Fully sent segments
@@ -307,8 +397,28 @@ impl Output {
         debug_assert!(n <= self.len, "consumed more than was queued");
         n = n.min(self.len);
         self.len -= n;
+        if self.len > 0 {
+            if let Some(whole) = self.single() {
+                // Part of the one segment went: only the offset moves.
+                debug_assert!(self.front_sent + n < whole.len());
+                self.front_sent += n;
+                return;
+            }
+        }
+        let Store::Queue(queue) = &mut self.store else {
+            // All of the one segment went.
+            self.front_sent = 0;
+            self.store = match std::mem::take(&mut self.store) {
+                Store::Owned(mut v) if v.capacity() <= KEEP_CAPACITY => {
+                    v.clear();
+                    Store::Owned(v)
+                }
+                _ => Store::Empty,
+            };
+            return;
+        };
         while n > 0 {
-            let Some(front) = self.segments.front() else {
+            let Some(front) = queue.front() else {
                 break;
             };
             let left = front.bytes().len() - self.front_sent;
@@ -318,14 +428,20 @@ impl Output {
             }
             n -= left;
             self.front_sent = 0;
-            let done = self.segments.pop_front();
-            if self.segments.is_empty() {
-                if let Some(Segment::Owned(mut v)) = done {
-                    if v.capacity() <= KEEP_CAPACITY {
+            let done = queue.pop_front();
+            if queue.is_empty() {
+                // Drained: the queue goes back to the spares, and the last
+                // owned buffer is kept inline for the next replies.
+                let queue = std::mem::take(queue);
+                give_back_queue(queue);
+                self.store = match done {
+                    Some(Segment::Owned(mut v)) if v.capacity() <= KEEP_CAPACITY => {
                         v.clear();
-                        self.segments.push_back(Segment::Owned(v));
+                        Store::Owned(v)
                     }
-                }
+                    _ => Store::Empty,
+                };
+                return;
             }
         }
     }
@@ -337,7 +453,7 @@ impl Output {
         // Most calls find nothing to release (a drained connection is
         // settled more than once per wake-up): that case costs two loads,
         // inlined.
-        if self.len == 0 && self.segments.capacity() != 0 {
+        if self.len == 0 && !matches!(self.store, Store::Empty) {
             self.release();
         }
     }
@@ -345,27 +461,36 @@ impl Output {
     /// [`Output::release_if_empty`] when there is something to release.
     #[inline(never)]
     fn release(&mut self) {
-        let mut queue = std::mem::take(&mut self.segments);
-        while let Some(segment) = queue.pop_front() {
-            if let Segment::Owned(buffer) = segment {
-                give_back(buffer);
+        match std::mem::take(&mut self.store) {
+            Store::Owned(buffer) => give_back(buffer),
+            Store::Queue(mut queue) => {
+                while let Some(segment) = queue.pop_front() {
+                    if let Segment::Owned(buffer) = segment {
+                        give_back(buffer);
+                    }
+                }
+                give_back_queue(queue);
             }
+            Store::Empty | Store::Shared(_) => {}
         }
-        give_back_queue(queue);
         self.front_sent = 0;
     }
 
     /// Bytes of heap memory owned by the queue (buffers' capacity), for
     /// memory accounting and tests.
     pub fn heap_bytes(&self) -> usize {
-        self.segments
-            .iter()
-            .map(|s| match s {
-                Segment::Owned(v) | Segment::Held(v, _) => v.capacity(),
-                Segment::Shared(_) => 0,
-            })
-            .sum::<usize>()
-            + self.segments.capacity() * std::mem::size_of::<Segment>()
+        let owned = |s: &Segment| match s {
+            Segment::Owned(v) | Segment::Held(v, _) => v.capacity(),
+            Segment::Shared(_) => 0,
+        };
+        match &self.store {
+            Store::Empty | Store::Shared(_) => 0,
+            Store::Owned(v) => v.capacity(),
+            Store::Queue(queue) => {
+                queue.iter().map(owned).sum::<usize>()
+                    + queue.capacity() * std::mem::size_of::<Segment>()
+            }
+        }
     }
 
     /// Removes and returns every unsent byte, concatenated. For tests and
@@ -373,20 +498,30 @@ impl Output {
     pub fn take_all(&mut self) -> Vec<u8> {
         let mut all = Vec::with_capacity(self.len);
         all.extend_from_slice(self.front());
-        for segment in self.segments.iter().skip(1) {
-            all.extend_from_slice(segment.bytes());
+        if let Store::Queue(queue) = &self.store {
+            for segment in queue.iter().skip(1) {
+                all.extend_from_slice(segment.bytes());
+            }
         }
-        self.segments.clear();
+        self.store = Store::Empty;
         self.front_sent = 0;
         self.len = 0;
         all
     }
 }
 
+/// A queue from the spares holding `first`, then `second` if given.
+fn queue_of(first: Segment, second: Option<Segment>) -> VecDeque<Segment> {
+    let mut queue = fresh_queue();
+    queue.push_back(first);
+    queue.extend(second);
+    queue
+}
+
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Output")
-            .field("segments", &self.segments.len())
+            .field("segments", &self.segment_count())
             .field("len", &self.len)
             .finish()
     }
@@ -489,22 +624,117 @@ mod tests {
     }
 
     #[test]
+    fn one_delivery_needs_no_queue() {
+        let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
+        let before = spare_queues();
+        let mut out = Output::new();
+        out.put_shared(Rc::clone(&msg));
+        assert_eq!(spare_queues(), before, "held inline, no queue taken");
+        assert_eq!(out.heap_bytes(), 0, "a shared message is not owned");
+        assert_eq!(out.footprint(), 9 + SEGMENT_COST);
+        out.consume(4);
+        assert_eq!(out.front(), b"a hi\n");
+        out.consume(5);
+        assert_eq!(Rc::strong_count(&msg), 1, "sent, the copy is released");
+        assert_eq!(out.segment_count(), 0);
+    }
+
+    #[test]
     fn drained_segment_queues_are_reused_not_freed() {
         let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
         let mut receivers: Vec<Output> = (0..3).map(|_| Output::new()).collect();
         let before = spare_queues();
         for out in &mut receivers {
+            // Two deliveries: the second moves both into a queue.
             out.put_shared(Rc::clone(&msg));
+            out.put_shared(Rc::clone(&msg));
+            assert_eq!(out.segment_count(), 2);
             out.consume(out.len());
             out.release_if_empty();
             assert_eq!(out.heap_bytes(), 0, "a drained receiver owns nothing");
         }
-        // Each released its queue in turn and the next one took it back.
+        // Each gave its queue back in turn and the next one took it.
         assert_eq!(spare_queues(), before + 1);
         receivers[0].put_shared(Rc::clone(&msg));
-        assert_eq!(spare_queues(), before, "the next delivery takes the spare");
-        assert_eq!(receivers[0].take_all(), b"MSG a hi\n");
+        receivers[0].put_shared(Rc::clone(&msg));
+        assert_eq!(spare_queues(), before, "the next queue is the spare");
+        assert_eq!(receivers[0].take_all(), b"MSG a hi\nMSG a hi\n");
         assert_eq!(Rc::strong_count(&msg), 1, "sent copies are released");
+    }
+
+    /// Every way of queueing, interleaved with partial writes of any size,
+    /// sends the bytes in the order they were queued, whichever of the
+    /// inline and queued forms the output is in at each step.
+    mod random_sequences {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Put(Vec<u8>),
+            PutVec(Vec<u8>),
+            PutShared(Vec<u8>),
+            PutHeld(Vec<u8>),
+            Write(usize),
+            Release,
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let bytes = || proptest::collection::vec(any::<u8>(), 0..12);
+            prop_oneof![
+                bytes().prop_map(Op::Put),
+                bytes().prop_map(Op::PutVec),
+                bytes().prop_map(Op::PutShared),
+                bytes().prop_map(Op::PutHeld),
+                (0usize..40).prop_map(Op::Write),
+                Just(Op::Release),
+            ]
+        }
+
+        /// Takes up to `n` bytes the way a `writev` would.
+        fn write(out: &mut Output, n: usize, sent: &mut Vec<u8>) {
+            let mut slices = [IoSlice::new(&[]); 4];
+            let count = out.io_slices(&mut slices);
+            let mut taken = 0;
+            for slice in &slices[..count] {
+                let take = slice.len().min(n - taken);
+                sent.extend_from_slice(&slice[..take]);
+                taken += take;
+            }
+            out.consume(taken);
+        }
+
+        proptest! {
+            #[test]
+            fn bytes_leave_in_the_order_queued(ops in proptest::collection::vec(op(), 0..40)) {
+                let budget = Budget::new(1 << 20);
+                let mut out = Output::new();
+                let (mut queued, mut sent) = (Vec::new(), Vec::new());
+                for op in ops {
+                    match op {
+                        Op::Put(b) => { queued.extend_from_slice(&b); out.put(&b) }
+                        Op::PutVec(b) => { queued.extend_from_slice(&b); out.put_vec(b) }
+                        Op::PutShared(b) => { queued.extend_from_slice(&b); out.put_shared(Rc::from(b)) }
+                        Op::PutHeld(b) => {
+                            queued.extend_from_slice(&b);
+                            let reservation = budget.try_reserve(b.len()).unwrap();
+                            out.put_held(b, reservation);
+                        }
+                        Op::Write(n) => write(&mut out, n, &mut sent),
+                        Op::Release => out.release_if_empty(),
+                    }
+                    prop_assert_eq!(out.len(), queued.len() - sent.len());
+                    prop_assert_eq!(out.is_empty(), out.segment_count() == 0);
+                }
+                while !out.is_empty() {
+                    write(&mut out, 7, &mut sent);
+                }
+                prop_assert_eq!(&sent, &queued);
+                prop_assert_eq!(budget.held(), 0, "every held byte was given back");
+                out.release_if_empty();
+                prop_assert_eq!(out.heap_bytes(), 0);
+            }
+        }
     }
 
     #[test]
