@@ -137,11 +137,24 @@ impl Verb {
         }
     }
 
-    /// The verb named `word`, ignoring ASCII case.
+    /// The verb named `word`, ignoring ASCII case. The word is folded to
+    /// upper case once and matched as a whole, rather than compared with
+    /// each name in turn.
     pub fn parse(word: &[u8]) -> Option<Verb> {
-        Verb::ALL
-            .into_iter()
-            .find(|v| v.name().as_bytes().eq_ignore_ascii_case(word))
+        let mut folded = [0u8; 7];
+        let folded = folded.get_mut(..word.len())?;
+        for (f, b) in folded.iter_mut().zip(word) {
+            *f = b.to_ascii_uppercase();
+        }
+        Some(match &*folded {
+            b"HELO" => Verb::Helo,
+            b"REQTIME" => Verb::ReqTime,
+            b"REQDATE" => Verb::ReqDate,
+            b"ECHO" => Verb::Echo,
+            b"REQIP" => Verb::ReqIp,
+            b"BYE" => Verb::Bye,
+            _ => return None,
+        })
     }
 
     /// Whether the verb takes an argument.
@@ -470,6 +483,22 @@ mod tests {
             run(&[b"helo x\nReqTime\nrEqDaTe\necho a\nreqip\nbye\n"]),
             b"Hello x, pleased to meet you.\n22:13:20\n2023-11-14\na\n127.0.0.1\nSee ya later\n"
         );
+    }
+
+    #[test]
+    fn every_verb_parses_from_its_name_and_nothing_near_it_does() {
+        for verb in Verb::ALL {
+            let name = verb.name();
+            assert_eq!(Verb::parse(name.as_bytes()), Some(verb));
+            assert_eq!(Verb::parse(name.to_lowercase().as_bytes()), Some(verb));
+            let longer = format!("{name}X");
+            assert_eq!(Verb::parse(longer.as_bytes()), None, "{longer}");
+            let shorter = name.get(..name.len() - 1).unwrap_or_default();
+            assert_eq!(Verb::parse(shorter.as_bytes()), None, "{shorter}");
+        }
+        for word in [&b""[..], b"REQTIMES", b"HELO\0", b"\xc3\x89CHO", b"ECHO "] {
+            assert_eq!(Verb::parse(word), None, "{word:?}");
+        }
     }
 
     #[test]
