@@ -234,9 +234,10 @@ impl Output {
         let mut tail = fresh_buffer(additional);
         append(&mut tail);
         if let Store::Empty = self.store {
-            // The usual first reply of a wake-up: stored inline, with
-            // nothing to move or drop.
-            self.store = Store::Owned(tail);
+            // The usual first reply of a wake-up: stored inline. The Empty
+            // it replaces owns nothing; forgetting it saves the call to a
+            // drop the compiler does not see is empty (one per reply).
+            std::mem::forget(std::mem::replace(&mut self.store, Store::Owned(tail)));
         } else {
             self.push(Segment::Owned(tail));
         }
@@ -406,15 +407,13 @@ impl Output {
             }
         }
         let Store::Queue(queue) = &mut self.store else {
-            // All of the one segment went.
+            // All of the one segment went: a small buffer is kept for the
+            // next replies, anything else is dropped.
             self.front_sent = 0;
-            self.store = match std::mem::take(&mut self.store) {
-                Store::Owned(mut v) if v.capacity() <= KEEP_CAPACITY => {
-                    v.clear();
-                    Store::Owned(v)
-                }
-                _ => Store::Empty,
-            };
+            match &mut self.store {
+                Store::Owned(v) if v.capacity() <= KEEP_CAPACITY => v.clear(),
+                _ => self.store = Store::Empty,
+            }
             return;
         };
         while n > 0 {
