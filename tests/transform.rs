@@ -202,6 +202,42 @@ fn a_client_that_does_not_read_is_held_back_then_gets_everything() {
     sender.join().unwrap();
 }
 
+/// The loop lends its reply buffer to one connection at a time: replies the
+/// kernel could not take must stay with their connection, never reach the
+/// next one served, and arrive whole once their client reads.
+#[test]
+fn unsent_replies_stay_with_their_connection_while_others_are_served() {
+    let server = Server::start(&["transform=0"]);
+    let mut slow = server.connect("transform");
+    // 8 MiB of replies, each request its own letter, none read yet.
+    let letters = b"abcdefgh";
+    let mut writer = slow.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        for &letter in letters {
+            writer
+                .write_all(&request(0x01, &vec![letter; 1 << 20]))
+                .unwrap();
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+    let mut quick = server.connect("transform");
+    for i in 0..200 {
+        let data = format!("quick request {i}").into_bytes();
+        send(&mut quick, &request(0x02, &data));
+        assert_eq!(read_response(&mut quick), data.to_ascii_lowercase());
+    }
+    for &letter in letters {
+        let reply = read_response(&mut slow);
+        let upper = letter.to_ascii_uppercase();
+        assert!(
+            reply.len() == 1 << 20 && reply.iter().all(|&b| b == upper),
+            "the reply to the {} request came back wrong",
+            letter as char
+        );
+    }
+    sender.join().unwrap();
+}
+
 #[test]
 fn reverse_and_shuffle_are_refused_past_max_buffer_and_the_budget_comes_back() {
     let server = Server::start(&["--max-buffer", "1000", "transform=0"]);

@@ -478,19 +478,42 @@ impl Conn {
         })
     }
 
+    /// Lends a request/reply connection the loop's reply output for one
+    /// turn of reading and replying, if it has nothing unsent: replies are
+    /// then written into a buffer the loop keeps warm, and the turn takes
+    /// no buffer from the spares and gives none back. Returns whether it
+    /// was lent; if so, [`Conn::flush_replies`] must be given it back.
+    pub fn borrow_replies(&mut self, replies: &mut Output) -> bool {
+        if !self.protocol.is_request_reply() || !self.output.is_empty() || !replies.is_empty() {
+            return false;
+        }
+        std::mem::swap(&mut self.output, replies);
+        true
+    }
+
     /// Sends a request/reply connection's replies right after its input was
     /// processed: still one write per connection per wake-up, but the
-    /// drained buffer goes straight back to the spares for the next
-    /// connection, so a wake-up that serves hundreds of connections holds
-    /// one reply buffer at a time, not hundreds (whose freed memory the
-    /// allocator would keep resident). Chat waits for the end of the
-    /// wake-up instead, where deliveries from every sender join one write.
-    pub fn flush_replies(&mut self, clock: &Clock) {
+    /// drained buffer goes straight back, to the loop if it was lent
+    /// (`lent`) or to the spares, for the next connection. So a wake-up
+    /// that serves hundreds of connections holds one reply buffer at a
+    /// time, not hundreds (whose freed memory the allocator would keep
+    /// resident). If the kernel did not take everything, the connection
+    /// keeps the output it has, lent or not, and the loop its empty one.
+    /// Chat waits for the end of the wake-up instead, where deliveries
+    /// from every sender join one write.
+    pub fn flush_replies(&mut self, clock: &Clock, lent: Option<&mut Output>) {
         if !self.protocol.is_request_reply() || self.phase == Phase::Dead {
             return;
         }
-        if self.flush(clock) {
-            self.output.release_if_empty();
+        if !self.flush(clock) {
+            return;
+        }
+        match lent {
+            Some(replies) => {
+                std::mem::swap(&mut self.output, replies);
+                replies.release_if_large();
+            }
+            None => self.output.release_if_empty(),
         }
     }
 

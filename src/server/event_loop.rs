@@ -29,7 +29,7 @@ use slab::Slab;
 
 use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
 use crate::proto::output::SEGMENT_COST;
-use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Shared};
+use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Output, Shared};
 
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
@@ -116,6 +116,10 @@ pub struct Server {
     signals: ShutdownSignals,
     reserve: ReserveFd,
     scratch: Box<[u8]>,
+    /// The reply output lent to a request/reply connection for one turn
+    /// (see [`Conn::borrow_replies`]): the write side's scratch. Always
+    /// empty between turns; holds at most a spare-sized buffer.
+    replies: Output,
     /// Connections to flush at the end of this wake-up.
     flush_list: Vec<usize>,
     /// Connections that stopped reading on the read budget, not on
@@ -202,6 +206,7 @@ impl Server {
             signals,
             reserve: ReserveFd::new(),
             scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+            replies: Output::new(),
             flush_list: Vec::new(),
             still_ready: Vec::new(),
             next_id: 1,
@@ -372,9 +377,10 @@ impl Server {
             conn.note_writable();
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
+            let lent = conn.borrow_replies(&mut self.replies);
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.flush_replies(&self.clock);
+                conn.flush_replies(&self.clock, lent.then_some(&mut self.replies));
             }
         }
         self.queue_flush(key);
