@@ -23,6 +23,12 @@ impl WordReader {
     /// Takes bytes from `input` until the word is complete. Returns the word
     /// once complete (the reader is then empty again) and the input left.
     pub fn push<'a>(&mut self, mut input: &'a [u8]) -> (Option<u32>, &'a [u8]) {
+        if self.have == 0 {
+            // The usual case, a whole word at hand: one load.
+            if let Some((word, rest)) = input.split_first_chunk::<4>() {
+                return (Some(u32::from_be_bytes(*word)), rest);
+            }
+        }
         while self.have < 4 {
             let Some((&byte, rest)) = input.split_first() else {
                 return (None, input);
