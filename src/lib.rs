@@ -33,8 +33,9 @@
 //!    without waiting for an event.
 //! 2. **Writes happen once per wake-up.** Cores queue replies; a
 //!    request/reply connection is flushed with one `write`/`writev` right
-//!    after its input is processed (its drained buffer then serves the next
-//!    connection), a chat connection once every event of the wake-up is
+//!    after its input is processed (its replies go into a reply output the
+//!    loop lends it for that turn and takes back once drained, as the read
+//!    buffer is shared), a chat connection once every event of the wake-up is
 //!    handled (so deliveries from every sender join one write). Writable
 //!    interest is registered the first time bytes are left over, and kept
 //!    (edge-triggered, the kernel raises it only after a write found the
