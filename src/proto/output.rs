@@ -469,7 +469,7 @@ impl Output {
     }
 
     /// Frees the buffer of a drained output that holds more than a spare
-    /// may ([`SPARE_CAPACITY`]): a long-lived output (the loop's reply
+    /// may (16 KiB): a long-lived output (the loop's reply
     /// output) keeps a small buffer warm, never a large one.
     pub fn release_if_large(&mut self) {
         if self.len == 0 && self.heap_bytes() > SPARE_CAPACITY {
