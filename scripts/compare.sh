@@ -79,14 +79,23 @@ done
 # Each row is run against every server in turn before the next row, each
 # server started afresh for it: a row's runs on different servers are
 # seconds apart, not minutes, so a drift of the machine hits them alike.
-# The order of the servers rotates from round to round.
+# The order of the servers rotates from round to round, forwards for n
+# rounds and then backwards for n, so that over 2n rounds every server
+# runs right after every other one equally often (with rotation alone,
+# one of three servers always follows the same one, and a row that
+# leaves something behind, churn's TIME_WAIT sockets say, would always
+# burden the same server).
 n=${#NAMES[@]}
 for round in $(seq 1 "$ROUNDS"); do
     log "round $round/$ROUNDS"
     while IFS= read -r row; do
         IFS='|' read -r name proto _ <<<"$row"
         for k in $(seq 0 $((n - 1))); do
-            i=$(((k + round - 1) % n))
+            if (((round - 1) / n % 2 == 0)); then
+                i=$(((k + round - 1) % n))
+            else
+                i=$(((2 * n - 1 - k + round - 1) % n))
+            fi
             [[ " ${AVAIL[$i]} " == *" $proto "* ]] || continue
             if ! start_server "${CMDS[$i]}" "$BASE" "$proto"; then
                 log "${NAMES[$i]} did not start (see $SERVER_LOG)"
