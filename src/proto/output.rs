@@ -284,13 +284,21 @@ impl Output {
     /// say): one room check for both, and one pass over memory, where
     /// copying then rewriting the copy would be two (the difference shows
     /// once a message outgrows the cache: 64 MiB requests).
-    pub fn put_each_mapped(&mut self, head: &[u8], src: &[u8], map: impl Fn(u8) -> u8) {
-        let total = head.len() + src.len();
+    ///
+    /// The head's length is part of its type, so appending it is a store
+    /// of that many bytes, not a call to `memcpy`.
+    pub fn put_each_mapped<const N: usize>(
+        &mut self,
+        head: [u8; N],
+        src: &[u8],
+        map: impl Fn(u8) -> u8,
+    ) {
+        let total = N + src.len();
         if total == 0 {
             return;
         }
         self.with_tail(total, |tail| {
-            tail.extend_from_slice(head);
+            tail.extend_from_slice(&head);
             tail.extend(src.iter().map(|&b| map(b)));
         });
         self.len += total;
@@ -299,13 +307,18 @@ impl Output {
     /// Appends `head` as it is, then `src` after passing it through `map`,
     /// which rewrites the copy in place (for maps that carry state from
     /// byte to byte): one room check, one copy, no temporary.
-    pub fn put_mapped(&mut self, head: &[u8], src: &[u8], map: impl FnOnce(&mut [u8])) {
-        let total = head.len() + src.len();
+    pub fn put_mapped<const N: usize>(
+        &mut self,
+        head: [u8; N],
+        src: &[u8],
+        map: impl FnOnce(&mut [u8]),
+    ) {
+        let total = N + src.len();
         if total == 0 {
             return;
         }
         self.with_tail(total, |tail| {
-            tail.extend_from_slice(head);
+            tail.extend_from_slice(&head);
             let start = tail.len();
             tail.extend_from_slice(src);
             if let Some(copy) = tail.get_mut(start..) {
@@ -620,9 +633,9 @@ mod tests {
     #[test]
     fn mapped_put_copies_once_and_transforms() {
         let mut out = Output::new();
-        out.put_mapped(b"", b"abc", |b| b.make_ascii_uppercase());
-        out.put_each_mapped(b"[", b"def", |b| b.to_ascii_uppercase());
-        out.put_mapped(b"]", b"", |b| b.make_ascii_uppercase());
+        out.put_mapped([], b"abc", |b| b.make_ascii_uppercase());
+        out.put_each_mapped(*b"[", b"def", |b| b.to_ascii_uppercase());
+        out.put_mapped(*b"]", b"", |b| b.make_ascii_uppercase());
         assert_eq!(out.len(), 8);
         assert_eq!(out.segment_count(), 1, "one buffer for all three");
         assert_eq!(out.take_all(), b"ABC[DEF]", "heads are copied unmapped");

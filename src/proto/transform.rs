@@ -319,7 +319,7 @@ impl TransformSession {
                 put_streamed(
                     cx.out,
                     action,
-                    &length.to_be_bytes(),
+                    length.to_be_bytes(),
                     chunk,
                     &mut prev_letter,
                 );
@@ -369,10 +369,10 @@ impl TransformSession {
 
 /// Appends `head` (a reply header, or nothing) and then `chunk` as the
 /// streamed `action` transforms it, in one piece of output.
-fn put_streamed(
+fn put_streamed<const N: usize>(
     out: &mut Output,
     action: Action,
-    head: &[u8],
+    head: [u8; N],
     chunk: &[u8],
     prev_letter: &mut bool,
 ) {
@@ -409,7 +409,7 @@ impl Session for TransformSession {
                 } => {
                     let (chunk, after) = split_at_most(rest, *left as usize);
                     let n = chunk.len();
-                    put_streamed(cx.out, *action, &[], chunk, prev_letter);
+                    put_streamed(cx.out, *action, [], chunk, prev_letter);
                     rest = after;
                     *left -= n as u32;
                     if *left == 0 {
