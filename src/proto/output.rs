@@ -197,7 +197,8 @@ impl Output {
     /// second moves both into a queue, taken from the spares.
     fn push(&mut self, segment: Segment) {
         if let Store::Empty = self.store {
-            // The usual delivery to a receiver with nothing queued.
+            // The usual case: a first reply, or a delivery to a receiver
+            // with nothing queued.
             return self.fill_empty(Store::holding(segment));
         }
         self.store = match std::mem::take(&mut self.store) {
@@ -246,12 +247,7 @@ impl Output {
         }
         let mut tail = fresh_buffer(additional);
         append(&mut tail);
-        if let Store::Empty = self.store {
-            // The usual first reply of a wake-up: stored inline.
-            self.fill_empty(Store::Owned(tail));
-        } else {
-            self.push(Segment::Owned(tail));
-        }
+        self.push(Segment::Owned(tail));
     }
 
     /// Appends bytes to the queue.
