@@ -120,5 +120,5 @@ echo
 echo "Best round of each (lowest cost, highest rate):"
 print_compare_table best "$CSV" "${NAMES[@]}"
 echo
-echo "Median of the per-round ratios (each round runs a row on every server within seconds):"
+echo "Median of the per-round ratios, then the lowest and highest round (each round runs a row on every server within seconds):"
 print_paired_ratios "$CSV" "${NAMES[@]}"

@@ -241,20 +241,27 @@ print_compare_table() { # STAT CSV LABEL...
 # Each row's ratio of the first server's figure to each other's, taken
 # round by round (the servers ran that row seconds apart, so in the same
 # state of the machine) and then the median of those ratios.
+# Each ratio is the median over the rounds, then [lowest-highest]: the
+# spread says how far one round can be trusted on this machine.
 print_paired_ratios() { # CSV LABEL...
-    local csv=$1 row name proto figure better l first
+    local csv=$1 row name proto figure better l first ratios
     shift
     first=$1
     printf '\n%-16s %-14s' row figure
-    for l in "${@:2}"; do printf ' %14s' "$first/$l"; done
+    for l in "${@:2}"; do printf ' %22s' "$first/$l"; done
     printf '\n'
     while IFS= read -r row; do
         IFS='|' read -r name proto figure better _ <<<"$row"
         printf '%-16s %-14s' "$name" "$(figure_name "$figure")"
         for l in "${@:2}"; do
-            paste -d' ' <(csv_values "$csv" "$first|$name" "$figure") <(csv_values "$csv" "$l|$name" "$figure") |
-                awk '$1 != "" && $2 != "" && $2 + 0 != 0 { print $1 / $2 }' | median |
-                awk '{ found = 1; printf " %14.2f", $1 } END { if (!found) printf " %14s", "-" }'
+            ratios=$(paste -d' ' <(csv_values "$csv" "$first|$name" "$figure") <(csv_values "$csv" "$l|$name" "$figure") |
+                awk '$1 != "" && $2 != "" && $2 + 0 != 0 { print $1 / $2 }')
+            if [[ -z $ratios ]]; then
+                printf ' %22s' "-"
+                continue
+            fi
+            printf ' %9.2f %12s' "$(median <<<"$ratios")" \
+                "$(sort -g <<<"$ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "[%.2f-%.2f]", lo, hi }')"
         done
         printf '  (%s is better)\n' "$better"
     done < <(matrix_rows)
