@@ -335,11 +335,18 @@ impl Output {
 
     /// Queues one shared copy of a message (a broadcast): the receiver holds a
     /// reference, not a copy.
+    #[inline]
     pub fn put_shared(&mut self, bytes: Rc<[u8]>) {
         if bytes.is_empty() {
             return;
         }
         self.len += bytes.len();
+        if let Store::Empty = self.store {
+            // A receiver with nothing queued, the usual case: written in
+            // place, not through the general push (one call and its
+            // match on the segment fewer per delivery).
+            return self.fill_empty(Store::Shared(bytes));
+        }
         self.push(Segment::Shared(bytes));
     }
 
@@ -400,6 +407,19 @@ impl Output {
             .unwrap_or_default()
     }
 
+    /// The unsent bytes if they are one contiguous run (one segment), for
+    /// a plain `write`; `None` if they span segments (or there are none).
+    #[inline]
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        let whole = match &self.store {
+            Store::Owned(v) => v,
+            Store::Shared(rc) => &rc[..],
+            Store::Queue(queue) if queue.len() == 1 => queue.front().map(Segment::bytes)?,
+            Store::Empty | Store::Queue(_) => return None,
+        };
+        whole.get(self.front_sent..).filter(|rest| !rest.is_empty())
+    }
+
     /// Number of segments, which is how many slices a full `writev` needs.
     pub fn segment_count(&self) -> usize {
         match &self.store {
@@ -432,6 +452,14 @@ impl Output {
             self.front_sent = 0;
             match &mut self.store {
                 Store::Owned(v) if v.capacity() <= KEEP_CAPACITY => v.clear(),
+                Store::Shared(_) => {
+                    // A delivery sent whole, the usual case for a chat
+                    // receiver: only the reference goes, inline (the
+                    // general drop below is a call and a match).
+                    if let Store::Shared(rc) = std::mem::take(&mut self.store) {
+                        drop(rc);
+                    }
+                }
                 _ => self.store = Store::Empty,
             }
             return;
@@ -719,10 +747,16 @@ mod tests {
             ]
         }
 
-        /// Takes up to `n` bytes the way a `writev` would.
+        /// Takes up to `n` bytes the way a `writev` would, checking that
+        /// the plain `write` the loop makes of one contiguous run would
+        /// offer the same bytes.
         fn write(out: &mut Output, n: usize, sent: &mut Vec<u8>) {
             let mut slices = [IoSlice::new(&[]); 4];
             let count = out.io_slices(&mut slices);
+            match out.contiguous() {
+                Some(run) => assert!(count == 1 && run == &*slices[0], "one run, the writev's"),
+                None => assert_ne!(count, 1, "a single slice is a contiguous run"),
+            }
             let mut taken = 0;
             for slice in &slices[..count] {
                 let take = slice.len().min(n - taken);

@@ -538,15 +538,15 @@ impl Conn {
             if self.phase == Phase::Dead || self.write_blocked {
                 return false;
             }
-            let result = if self.output.segment_count() == 1 {
-                let front = self.output.front();
-                self.stream.write(front).map(|n| (n, front.len()))
-            } else {
-                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                let count = self.output.io_slices(&mut slices);
-                let slices = slices.get(..count).unwrap_or_default();
-                let offered: usize = slices.iter().map(|s| s.len()).sum();
-                self.stream.write_vectored(slices).map(|n| (n, offered))
+            let result = match self.output.contiguous() {
+                Some(run) => self.stream.write(run).map(|n| (n, run.len())),
+                None => {
+                    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                    let count = self.output.io_slices(&mut slices);
+                    let slices = slices.get(..count).unwrap_or_default();
+                    let offered: usize = slices.iter().map(|s| s.len()).sum();
+                    self.stream.write_vectored(slices).map(|n| (n, offered))
+                }
             };
             match result {
                 Ok((0, _)) => {
