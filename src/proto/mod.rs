@@ -70,8 +70,12 @@ impl Shared {
     /// it, queuing any notice the others are owed into `effects`. The loop
     /// calls this after every `on_close`; it does something only when a
     /// session failed to clean up (its core panicked), so that a chat nick
-    /// never outlives its connection.
-    pub fn release(&mut self, conn_id: u64, effects: &mut Vec<Effect>) {
+    /// never outlives its connection. Only chat keeps connections by id in
+    /// shared state, so for any other `protocol` there is nothing to do.
+    pub fn release(&mut self, protocol: Protocol, conn_id: u64, effects: &mut Vec<Effect>) {
+        if protocol != Protocol::Chat {
+            return;
+        }
         if let Some(msg) = self.chat.forget(conn_id) {
             effects.push(Effect::Broadcast {
                 msg,

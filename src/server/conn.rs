@@ -444,7 +444,7 @@ impl Conn {
         if !self.session_ended {
             self.session_ended = true;
             self.with_session(io, |session, _, cx| session.on_close(cx, reason));
-            io.shared.release(self.id, io.effects);
+            io.shared.release(self.protocol, self.id, io.effects);
         }
         if self.phase == Phase::Open {
             self.phase = Phase::Flushing;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use super::*;
+use crate::config::Protocol;
 use crate::proto::effects::{self, Deliver, Effect};
 use crate::proto::output::SEGMENT_COST;
 use crate::proto::transform;
@@ -648,7 +649,7 @@ fn a_member_left_behind_by_a_failed_session_is_forgotten_and_announced() {
     assert_eq!(&*leave, b"LEAVE guest1 connection lost\n");
     assert_eq!(sim.shared.chat.forget(ids[0]), None, "only once");
     let mut effects = Vec::new();
-    sim.shared.release(ids[1], &mut effects);
+    sim.shared.release(Protocol::Chat, ids[1], &mut effects);
     assert!(effects.is_empty(), "the last member has nobody to tell");
     assert!(sim.shared.chat.room.is_empty());
 }
