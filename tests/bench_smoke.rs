@@ -153,6 +153,56 @@ fn a_correct_server_gets_a_clean_report_and_a_csv_row() {
     assert!(ops > 0, "{text}");
 }
 
+/// `--probe-cpu`: the cross-CPU round trip is timed around the run and
+/// lands in the quiet line and the CSV; a CPU the machine cannot have is
+/// a clear error, not a hang.
+#[test]
+fn a_probed_run_records_the_cross_cpu_round_trip() {
+    let server = Server::start(0);
+    let csv = csv_path("probe");
+    let port = server.port.to_string();
+    // A CPU this process may run on (CI may not allow every CPU).
+    // SAFETY: sched_getcpu has no preconditions.
+    let cpu = unsafe { libc::sched_getcpu() }.max(0).to_string();
+    let out = bench(&[
+        "transform",
+        "-p",
+        &port,
+        "-c",
+        "2",
+        "-n",
+        "100",
+        "--probe-cpu",
+        &cpu,
+        "-q",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("cross-CPU round trip"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    std::fs::remove_file(&csv).unwrap();
+    for column in ["probe_before_us", "probe_after_us"] {
+        let us: f64 = csv_field(&text, column).parse().unwrap();
+        assert!(us > 0.0 && us < 100_000.0, "{column} {us}: {text}");
+    }
+
+    let out = bench(&[
+        "transform",
+        "-p",
+        &port,
+        "-n",
+        "10",
+        "--probe-cpu",
+        "100000",
+        "-q",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cross-CPU probe on CPU 100000"), "{stderr}");
+}
+
 #[test]
 fn a_wrong_byte_is_counted_and_fails_the_run() {
     let server = Server::start(5);

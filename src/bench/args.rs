@@ -153,6 +153,9 @@ pub struct BenchConfig {
     pub hang_limit: Duration,
     /// The server's process, for CPU time and memory.
     pub server_pid: Option<u32>,
+    /// Time the machine's cross-CPU wake-up cost against this CPU (the
+    /// server's) before and after the run (see `bench::probe`).
+    pub probe_cpu: Option<usize>,
     /// One line of output.
     pub quiet: bool,
     /// Append a CSV row here.
@@ -187,6 +190,7 @@ impl BenchConfig {
             pause: Duration::from_secs(2),
             hang_limit: Duration::from_secs(10),
             server_pid: None,
+            probe_cpu: None,
             quiet: false,
             csv: None,
             label: String::new(),
@@ -358,6 +362,12 @@ fn options() -> Options {
         "server process: report its CPU time per operation and memory",
         "PID",
     );
+    o.optopt(
+        "",
+        "probe-cpu",
+        "before and after the run, time loopback round trips to a thread on this CPU (the server's): tells a slow spell of the machine from a slow server",
+        "CPU",
+    );
     o.optflag("q", "quiet", "print one line");
     o.optopt(
         "",
@@ -418,6 +428,7 @@ fn option_name(long: &str) -> &'static str {
         "senders" => "--senders",
         "lines" => "--lines",
         "server-pid" => "--server-pid",
+        "probe-cpu" => "--probe-cpu",
         "misbehave" => "--misbehave",
         "pause" => "--pause",
         "hang-limit" => "--hang-limit",
@@ -552,6 +563,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
     }
     parse_chaos(&m, &mut c)?;
     c.server_pid = number(&m, "server-pid", "a process id")?;
+    c.probe_cpu = number(&m, "probe-cpu", "a CPU number")?;
     c.quiet = m.opt_present("quiet");
     c.csv = m.opt_str("csv").map(PathBuf::from);
     c.label = m.opt_str("label").unwrap_or_default();

@@ -421,6 +421,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
         conns: nr,
         server: usage(before, after),
         bench_cpu: procfs::own_cpu().saturating_sub(bench_before),
+        probe: None,
     })
 }
 

@@ -11,6 +11,7 @@
 //! - [`tcp`] and [`reqrep`] — request/reply connections (transform, tne,
 //!   cmd, upload) and the steady, idle and churn modes; [`udp`] — tne over
 //!   UDP; [`chat`] — fan-out with delivery latency timed at the receivers.
+//! - [`probe`] — the machine's cross-CPU wake-up cost, timed around a run.
 //! - [`rate`] — the fixed-rate schedule (latency from the intended send
 //!   time); [`stats`] — counters and the HdrHistogram; [`report`] — the
 //!   redis-benchmark-style output, one-line and CSV forms; [`procfs`] — the
@@ -26,6 +27,7 @@ pub mod args;
 pub mod chaos;
 pub mod chat;
 pub mod check;
+pub mod probe;
 pub mod procfs;
 pub mod progress;
 pub mod rate;
@@ -51,6 +53,8 @@ pub enum BenchError {
     Io(io::Error),
     /// Connections could not be opened or made ready.
     Setup(String),
+    /// The cross-CPU probe (`--probe-cpu`) failed on this CPU.
+    Probe(usize, io::Error),
 }
 
 impl fmt::Display for BenchError {
@@ -59,6 +63,7 @@ impl fmt::Display for BenchError {
             BenchError::Args(e) => e.fmt(f),
             BenchError::Io(e) => write!(f, "i/o error: {e}"),
             BenchError::Setup(why) => f.write_str(why),
+            BenchError::Probe(cpu, e) => write!(f, "cross-CPU probe on CPU {cpu}: {e}"),
         }
     }
 }
@@ -74,12 +79,21 @@ impl From<args::ArgError> for BenchError {
 /// Runs the workload `config` describes and returns what it measured.
 pub fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let target = config.target()?;
-    match config.workload {
+    let probe = |cpu| probe::round_trip_us(cpu).map_err(|e| BenchError::Probe(cpu, e));
+    let before = config.probe_cpu.map(probe).transpose()?;
+    let mut report = match config.workload {
         Workload::Chat => chat::run(config, target),
         Workload::TneUdp => udp::run(config, target),
         Workload::Chaos => chaos::run(config, target),
         _ => reqrep::run(config, target),
+    }?;
+    if let (Some(cpu), Some(before_us)) = (config.probe_cpu, before) {
+        report.probe = Some(probe::WakeProbe {
+            before_us,
+            after_us: probe(cpu)?,
+        });
     }
+    Ok(report)
 }
 
 /// The whole program: parses `args` (without the program name), runs,

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::args::{BenchConfig, Workload};
+use super::probe::WakeProbe;
 use super::stats::Stats;
 
 /// What the server process cost during the measured phase.
@@ -40,6 +41,9 @@ pub struct Report {
     pub server: Option<ServerUsage>,
     /// The bench's own CPU time over the run.
     pub bench_cpu: Duration,
+    /// The machine's cross-CPU round trip around the run, with
+    /// `--probe-cpu`.
+    pub probe: Option<WakeProbe>,
 }
 
 /// The percentiles in the latency table.
@@ -186,6 +190,13 @@ impl Report {
                 );
             }
         }
+        if let Some(p) = self.probe {
+            let _ = writeln!(
+                o,
+                "  machine      cross-CPU round trip {:.1} µs before the run, {:.1} µs after",
+                p.before_us, p.after_us
+            );
+        }
         let _ = writeln!(o);
         let _ = write!(o, "  latency (µs)");
         for (name, _) in PERCENTILES {
@@ -281,6 +292,13 @@ impl Report {
                 self.stats.hung, self.stats.dropped
             );
         }
+        if let Some(p) = self.probe {
+            let _ = write!(
+                o,
+                ", cross-CPU round trip {:.1}/{:.1} µs",
+                p.before_us, p.after_us
+            );
+        }
         o
     }
 
@@ -289,7 +307,7 @@ impl Report {
         "label,workload,proto,target,conns,pipeline,size,action,rate,duration_s,ops,ops_per_s,\
          mb_out_per_s,mb_in_per_s,p50_us,p90_us,p99_us,p999_us,max_us,errors,disconnects,\
          connect_errors,lost,server_cpu_s,server_us_per_op,server_rss_before,server_rss_after,\
-         server_bytes_per_conn,bench_cpu_s,dropped,hung"
+         server_bytes_per_conn,bench_cpu_s,dropped,hung,probe_before_us,probe_after_us"
     }
 
     /// This run as one CSV row, without newline.
@@ -338,6 +356,8 @@ impl Report {
             format!("{:.3}", self.bench_cpu.as_secs_f64()),
             s.dropped.to_string(),
             s.hung.to_string(),
+            opt(self.probe.map(|p| p.before_us), 2),
+            opt(self.probe.map(|p| p.after_us), 2),
         ]
         .join(",")
     }
@@ -424,6 +444,7 @@ mod tests {
                 rss_after: 1_005_200,
             }),
             bench_cpu: Duration::from_millis(1500),
+            probe: None,
         }
     }
 

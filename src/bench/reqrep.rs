@@ -484,6 +484,7 @@ impl Driver<'_> {
             conns: self.live,
             server,
             bench_cpu: procfs::own_cpu().saturating_sub(bench_before),
+            probe: None,
         }
     }
 }

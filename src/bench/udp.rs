@@ -187,6 +187,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
         conns: socks.iter().filter(|s| s.alive).count(),
         server: usage(before, after),
         bench_cpu: procfs::own_cpu().saturating_sub(bench_before),
+        probe: None,
     })
 }
 

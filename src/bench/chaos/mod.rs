@@ -288,6 +288,7 @@ impl Driver<'_> {
             conns: self.cfg.conns,
             server: usage(before, after),
             bench_cpu: procfs::own_cpu().saturating_sub(bench_before),
+            probe: None,
         })
     }
 
