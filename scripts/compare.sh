@@ -122,3 +122,7 @@ print_compare_table best "$CSV" "${NAMES[@]}"
 echo
 echo "Median of the per-round ratios, then the lowest and highest round (each round runs a row on every server within seconds):"
 print_paired_ratios "$CSV" "${NAMES[@]}"
+echo
+echo "The same over the rounds in which both servers ran in the machine's fast mode (cross-CPU round trip"
+echo "within ${FAST_FACTOR}x the lowest seen, before and after each run), then how many rounds that was:"
+print_paired_ratios_fast "$CSV" "${NAMES[@]}"

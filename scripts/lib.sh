@@ -150,9 +150,13 @@ run_row() { # ROW BASE PID LABEL CSV DURATION
         args=${args/-c 10000/-c $IDLE_CONNS}
         dur=$(awk -v d="$dur" 'BEGIN { print (d > 3 ? 3 : d) }')
     fi
+    # With the server pinned, the bench times the machine's cross-CPU
+    # round trip before and after the run (see print_paired_ratios_fast).
+    local probe=""
+    [[ -n $PIN_SERVER ]] && probe="--probe-cpu 0"
     # shellcheck disable=SC2086
     timeout --kill-after=5 $((${dur%.*} + 90)) ${PIN_BENCH} "$BENCH" $args -p "$port" -d "$dur" \
-        --server-pid "$pid" -q --csv "$csv" --label "$label|$name" >&2 || true
+        --server-pid "$pid" $probe -q --csv "$csv" --label "$label|$name" >&2 || true
 }
 
 # Median of the numbers on stdin (empty when none).
@@ -262,6 +266,62 @@ print_paired_ratios() { # CSV LABEL...
             fi
             printf ' %9.2f %12s' "$(median <<<"$ratios")" \
                 "$(sort -g <<<"$ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "[%.2f-%.2f]", lo, hi }')"
+        done
+        printf '  (%s is better)\n' "$better"
+    done < <(matrix_rows)
+}
+
+# The lowest cross-CPU round trip (µs) any run of CSV saw, before or
+# after it; empty if the runs were not probed.
+probe_floor() { # CSV
+    awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i == "probe_before_us") b = i; if ($i == "probe_after_us") a = i } next }
+        b && $b != "" { print $b; print $a }' "$1" | sort -g | head -1
+}
+
+# One line per run of LABEL, in order: its COLUMN if the machine was in
+# its fast mode all through the run (both probes within FAST_FACTOR of
+# FLOOR), else "-", so that the lines of two labels still pair by round.
+FAST_FACTOR=1.5
+fast_values() { # CSV LABEL COLUMN FLOOR
+    awk -F, -v label="$2" -v col="$3" -v limit="$(awk -v f="$4" -v k="$FAST_FACTOR" 'BEGIN { print f * k }')" '
+        NR == 1 { for (i = 1; i <= NF; i++) { if ($i == col) c = i; if ($i == "probe_before_us") b = i; if ($i == "probe_after_us") a = i } next }
+        c && $1 == label && $c != "" { print (($b + 0 <= limit && $a + 0 <= limit) ? $c : "-") }' "$1"
+}
+
+# print_paired_ratios over the rounds in which both servers of a pair ran
+# in the machine's fast mode only. This VM flips, for seconds to minutes,
+# between two costs of a cross-CPU wake-up (~7 and ~20 µs per loopback
+# round trip), and every request a server answers is one; a pair of runs
+# that straddles a flip compares the machine, not the servers. Each ratio
+# is followed by how many rounds qualified.
+print_paired_ratios_fast() { # CSV LABEL...
+    local csv=$1 floor row name proto figure better l first ratios total
+    shift
+    first=$1
+    floor=$(probe_floor "$csv")
+    if [[ -z $floor ]]; then
+        echo "(no cross-CPU probes in $csv: runs were not pinned)"
+        return 0
+    fi
+    printf '\n%-16s %-14s' row figure
+    for l in "${@:2}"; do printf ' %28s' "$first/$l"; done
+    printf '\n'
+    while IFS= read -r row; do
+        IFS='|' read -r name proto figure better _ <<<"$row"
+        printf '%-16s %-14s' "$name" "$(figure_name "$figure")"
+        for l in "${@:2}"; do
+            total=$(paste -d' ' <(csv_values "$csv" "$first|$name" "$figure") <(csv_values "$csv" "$l|$name" "$figure") |
+                awk '$1 != "" && $2 != ""' | wc -l)
+            ratios=$(paste -d' ' <(fast_values "$csv" "$first|$name" "$figure" "$floor") \
+                <(fast_values "$csv" "$l|$name" "$figure" "$floor") |
+                awk '$1 != "-" && $2 != "-" && $1 != "" && $2 != "" && $2 + 0 != 0 { print $1 / $2 }')
+            if [[ -z $ratios ]]; then
+                printf ' %28s' "- (0 of $total)"
+                continue
+            fi
+            printf ' %9.2f %12s %5s' "$(median <<<"$ratios")" \
+                "$(sort -g <<<"$ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "[%.2f-%.2f]", lo, hi }')" \
+                "$(wc -l <<<"$ratios")/$total"
         done
         printf '  (%s is better)\n' "$better"
     done < <(matrix_rows)
