@@ -88,6 +88,9 @@ pub fn run(config: &BenchConfig) -> Result<Report, BenchError> {
         _ => reqrep::run(config, target),
     }?;
     if let (Some(cpu), Some(before_us)) = (config.probe_cpu, before) {
+        if let Some(pid) = config.server_pid {
+            probe::wait_for_quiet(pid);
+        }
         report.probe = Some(probe::WakeProbe {
             before_us,
             after_us: probe(cpu)?,

@@ -14,12 +14,14 @@
 //! over a loopback TCP connection to the calling thread (which stays on
 //! the load generator's CPU); the figure is the median over a few batches
 //! of the microseconds per round trip. It takes 20-60 ms, while the server
-//! is idle.
+//! is idle: after the run, once the server has gone quiet.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::procfs;
 
 /// Bytes per probe message.
 const MESSAGE: usize = 64;
@@ -85,6 +87,35 @@ fn time_trips(near: &mut TcpStream) -> io::Result<f64> {
     }
     batches.sort_by(f64::total_cmp);
     Ok(batches[BATCHES / 2])
+}
+
+/// How long the server may take to settle after a run before the second
+/// probe runs anyway.
+const QUIET_MAX: Duration = Duration::from_secs(3);
+
+/// The window over which the server must be nearly idle.
+const QUIET_WINDOW: Duration = Duration::from_millis(20);
+
+/// Waits, at most [`QUIET_MAX`], until process `pid` has used less than a
+/// tenth of a CPU over [`QUIET_WINDOW`]: a probe pinned to the server's
+/// CPU then times the machine, not the server's teardown competing with
+/// it (a chat room's thousand LEAVE broadcasts, ten thousand idle
+/// connections closing). Returns at once if the process cannot be read.
+pub fn wait_for_quiet(pid: u32) {
+    let start = Instant::now();
+    let Some(mut last) = procfs::process_cpu_clock(pid) else {
+        return;
+    };
+    while start.elapsed() < QUIET_MAX {
+        thread::sleep(QUIET_WINDOW);
+        let Some(now) = procfs::process_cpu_clock(pid) else {
+            return;
+        };
+        if now.saturating_sub(last) < QUIET_WINDOW / 10 {
+            return;
+        }
+        last = now;
+    }
 }
 
 /// The far end: pinned to `cpu`, echoes every message until EOF.
