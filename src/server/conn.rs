@@ -540,13 +540,7 @@ impl Conn {
             }
             let result = match self.output.contiguous() {
                 Some(run) => self.stream.write(run).map(|n| (n, run.len())),
-                None => {
-                    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-                    let count = self.output.io_slices(&mut slices);
-                    let slices = slices.get(..count).unwrap_or_default();
-                    let offered: usize = slices.iter().map(|s| s.len()).sum();
-                    self.stream.write_vectored(slices).map(|n| (n, offered))
-                }
+                None => write_segments(&mut self.stream, &self.output),
             };
             match result {
                 Ok((0, _)) => {
@@ -635,6 +629,19 @@ impl Conn {
         // destroy the reply: take what has arrived.
         let _ = stream.read(scratch);
     }
+}
+
+/// One `writev` of the unsent segments of `output`: what the kernel took,
+/// and what was offered. Out of line: its 4 KiB of slices would otherwise
+/// sit in the frame of every write, most of which (a batch of replies, a
+/// chat delivery) is one contiguous run.
+#[inline(never)]
+fn write_segments(stream: &mut seam::Stream, output: &Output) -> io::Result<(usize, usize)> {
+    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+    let count = output.io_slices(&mut slices);
+    let slices = slices.get(..count).unwrap_or_default();
+    let offered: usize = slices.iter().map(|s| s.len()).sum();
+    stream.write_vectored(slices).map(|n| (n, offered))
 }
 
 #[cfg(test)]
