@@ -96,8 +96,8 @@ const QUIET_MAX: Duration = Duration::from_secs(3);
 /// The window over which the server must be nearly idle.
 const QUIET_WINDOW: Duration = Duration::from_millis(20);
 
-/// Waits, at most [`QUIET_MAX`], until process `pid` has used less than a
-/// tenth of a CPU over [`QUIET_WINDOW`]: a probe pinned to the server's
+/// Waits, at most 3 s, until process `pid` has used less than a
+/// tenth of a CPU over 20 ms: a probe pinned to the server's
 /// CPU then times the machine, not the server's teardown competing with
 /// it (a chat room's thousand LEAVE broadcasts, ten thousand idle
 /// connections closing). Returns at once if the process cannot be read.
