@@ -125,4 +125,4 @@ print_paired_ratios "$CSV" "${NAMES[@]}"
 echo
 echo "The same over the rounds in which both servers ran in the machine's fast mode (cross-CPU round trip"
 echo "within ${FAST_FACTOR}x the lowest seen, before and after each run), then how many rounds that was:"
-print_paired_ratios_fast "$CSV" "${NAMES[@]}"
+print_paired_ratios --fast "$CSV" "${NAMES[@]}"

@@ -151,7 +151,7 @@ run_row() { # ROW BASE PID LABEL CSV DURATION
         dur=$(awk -v d="$dur" 'BEGIN { print (d > 3 ? 3 : d) }')
     fi
     # With the server pinned, the bench times the machine's cross-CPU
-    # round trip before and after the run (see print_paired_ratios_fast).
+    # round trip before and after the run (see print_paired_ratios --fast).
     local probe=""
     [[ -n $PIN_SERVER ]] && probe="--probe-cpu 0"
     # shellcheck disable=SC2086
@@ -242,35 +242,6 @@ print_compare_table() { # STAT CSV LABEL...
     done < <(matrix_rows)
 }
 
-# Each row's ratio of the first server's figure to each other's, taken
-# round by round (the servers ran that row seconds apart, so in the same
-# state of the machine) and then the median of those ratios.
-# Each ratio is the median over the rounds, then [lowest-highest]: the
-# spread says how far one round can be trusted on this machine.
-print_paired_ratios() { # CSV LABEL...
-    local csv=$1 row name proto figure better l first ratios
-    shift
-    first=$1
-    printf '\n%-16s %-14s' row figure
-    for l in "${@:2}"; do printf ' %22s' "$first/$l"; done
-    printf '\n'
-    while IFS= read -r row; do
-        IFS='|' read -r name proto figure better _ <<<"$row"
-        printf '%-16s %-14s' "$name" "$(figure_name "$figure")"
-        for l in "${@:2}"; do
-            ratios=$(paste -d' ' <(csv_values "$csv" "$first|$name" "$figure") <(csv_values "$csv" "$l|$name" "$figure") |
-                awk '$1 != "" && $2 != "" && $2 + 0 != 0 { print $1 / $2 }')
-            if [[ -z $ratios ]]; then
-                printf ' %22s' "-"
-                continue
-            fi
-            printf ' %9.2f %12s' "$(median <<<"$ratios")" \
-                "$(sort -g <<<"$ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "[%.2f-%.2f]", lo, hi }')"
-        done
-        printf '  (%s is better)\n' "$better"
-    done < <(matrix_rows)
-}
-
 # The lowest cross-CPU round trip (µs) any run of CSV saw, before or
 # after it; empty if the runs were not probed.
 probe_floor() { # CSV
@@ -278,50 +249,64 @@ probe_floor() { # CSV
         b && $b != "" { print $b; print $a }' "$1" | sort -g | head -1
 }
 
-# One line per run of LABEL, in order: its COLUMN if the machine was in
-# its fast mode all through the run (both probes within FAST_FACTOR of
-# FLOOR), else "-", so that the lines of two labels still pair by round.
+# One line per run of LABEL, in order: its COLUMN, or "-" if FLOOR is
+# given and the machine was not in its fast mode all through the run
+# (both probes within FAST_FACTOR of FLOOR), so that the lines of two
+# labels still pair by round.
 FAST_FACTOR=1.5
-fast_values() { # CSV LABEL COLUMN FLOOR
-    awk -F, -v label="$2" -v col="$3" -v limit="$(awk -v f="$4" -v k="$FAST_FACTOR" 'BEGIN { print f * k }')" '
+round_values() { # CSV LABEL COLUMN [FLOOR]
+    awk -F, -v label="$2" -v col="$3" -v limit="$(awk -v f="${4:-}" -v k="$FAST_FACTOR" 'BEGIN { print (f == "" ? "" : f * k) }')" '
         NR == 1 { for (i = 1; i <= NF; i++) { if ($i == col) c = i; if ($i == "probe_before_us") b = i; if ($i == "probe_after_us") a = i } next }
-        c && $1 == label && $c != "" { print (($b + 0 <= limit && $a + 0 <= limit) ? $c : "-") }' "$1"
+        c && $1 == label && $c != "" { print ((limit == "" || ($b + 0 <= limit && $a + 0 <= limit)) ? $c : "-") }' "$1"
 }
 
-# print_paired_ratios over the rounds in which both servers of a pair ran
-# in the machine's fast mode only. This VM flips, for seconds to minutes,
-# between two costs of a cross-CPU wake-up (~7 and ~20 µs per loopback
-# round trip), and every request a server answers is one; a pair of runs
-# that straddles a flip compares the machine, not the servers. Each ratio
-# is followed by how many rounds qualified.
-print_paired_ratios_fast() { # CSV LABEL...
-    local csv=$1 floor row name proto figure better l first ratios total
+# Each row's ratio of the first server's figure to each other's, taken
+# round by round (the servers ran that row seconds apart, so in the same
+# state of the machine): the median of those ratios, then
+# [lowest-highest], the spread saying how far one round can be trusted on
+# this machine.
+#
+# With --fast, only over the rounds in which both runs of a pair saw the
+# machine's fast mode, followed by how many rounds that was. This VM
+# flips, for seconds to minutes, between two costs of a cross-CPU wake-up
+# (~7 and ~20 µs per loopback round trip), and every request a server
+# answers is one; a pair of runs that straddles a flip compares the
+# machine, not the servers.
+print_paired_ratios() { # [--fast] CSV LABEL...
+    local fast=0 floor="" csv row name proto figure better l first ratios total width=22
+    if [[ $1 == --fast ]]; then
+        fast=1 width=28
+        shift
+    fi
+    csv=$1
     shift
     first=$1
-    floor=$(probe_floor "$csv")
-    if [[ -z $floor ]]; then
-        echo "(no cross-CPU probes in $csv: runs were not pinned)"
-        return 0
+    if ((fast)); then
+        floor=$(probe_floor "$csv")
+        if [[ -z $floor ]]; then
+            echo "(no cross-CPU probes in $csv: runs not pinned, or made before --probe-cpu)"
+            return 0
+        fi
     fi
     printf '\n%-16s %-14s' row figure
-    for l in "${@:2}"; do printf ' %28s' "$first/$l"; done
+    for l in "${@:2}"; do printf " %${width}s" "$first/$l"; done
     printf '\n'
     while IFS= read -r row; do
         IFS='|' read -r name proto figure better _ <<<"$row"
         printf '%-16s %-14s' "$name" "$(figure_name "$figure")"
         for l in "${@:2}"; do
-            total=$(paste -d' ' <(csv_values "$csv" "$first|$name" "$figure") <(csv_values "$csv" "$l|$name" "$figure") |
+            total=$(paste -d' ' <(round_values "$csv" "$first|$name" "$figure") <(round_values "$csv" "$l|$name" "$figure") |
                 awk '$1 != "" && $2 != ""' | wc -l)
-            ratios=$(paste -d' ' <(fast_values "$csv" "$first|$name" "$figure" "$floor") \
-                <(fast_values "$csv" "$l|$name" "$figure" "$floor") |
+            ratios=$(paste -d' ' <(round_values "$csv" "$first|$name" "$figure" "$floor") \
+                <(round_values "$csv" "$l|$name" "$figure" "$floor") |
                 awk '$1 != "-" && $2 != "-" && $1 != "" && $2 != "" && $2 + 0 != 0 { print $1 / $2 }')
             if [[ -z $ratios ]]; then
-                printf ' %28s' "- (0 of $total)"
+                if ((fast)); then printf " %${width}s" "- (0 of $total)"; else printf " %${width}s" "-"; fi
                 continue
             fi
-            printf ' %9.2f %12s %5s' "$(median <<<"$ratios")" \
-                "$(sort -g <<<"$ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "[%.2f-%.2f]", lo, hi }')" \
-                "$(wc -l <<<"$ratios")/$total"
+            printf ' %9.2f %12s' "$(median <<<"$ratios")" \
+                "$(sort -g <<<"$ratios" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "[%.2f-%.2f]", lo, hi }')"
+            if ((fast)); then printf ' %5s' "$(wc -l <<<"$ratios")/$total"; fi
         done
         printf '  (%s is better)\n' "$better"
     done < <(matrix_rows)
