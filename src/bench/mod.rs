@@ -79,8 +79,8 @@ impl From<args::ArgError> for BenchError {
 /// Runs the workload `config` describes and returns what it measured.
 pub fn run(config: &BenchConfig) -> Result<Report, BenchError> {
     let target = config.target()?;
-    let probe = |cpu| probe::round_trip_us(cpu).map_err(|e| BenchError::Probe(cpu, e));
-    let before = config.probe_cpu.map(probe).transpose()?;
+    let round_trip = |cpu| probe::round_trip_us(cpu).map_err(|e| BenchError::Probe(cpu, e));
+    let before = config.probe_cpu.map(round_trip).transpose()?;
     let mut report = match config.workload {
         Workload::Chat => chat::run(config, target),
         Workload::TneUdp => udp::run(config, target),
@@ -93,7 +93,7 @@ pub fn run(config: &BenchConfig) -> Result<Report, BenchError> {
         }
         report.probe = Some(probe::WakeProbe {
             before_us,
-            after_us: probe(cpu)?,
+            after_us: round_trip(cpu)?,
         });
     }
     Ok(report)
