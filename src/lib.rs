@@ -36,15 +36,21 @@
 //!    after its input is processed (its replies go into a reply output the
 //!    loop lends it for that turn and takes back once drained, as the read
 //!    buffer is shared), a chat connection once every event of the wake-up is
-//!    handled (so deliveries from every sender join one write). Writable
+//!    handled (so deliveries from every sender join one write). A long flush
+//!    (a room's fan-out) polls again every 64 connections and handles what
+//!    arrived, so new input joins the writes not yet made; a connection
+//!    already flushed that it touches is written once more at the end of
+//!    the wake-up, no more. Writable
 //!    interest is registered the first time bytes are left over, and kept
 //!    (edge-triggered, the kernel raises it only after a write found the
 //!    socket full): a request/reply exchange costs one read and one write,
 //!    no `epoll_ctl`. After a short write or `WouldBlock`, nothing is
 //!    written until the socket is reported writable.
 //! 3. **Events are hints.** A spurious event costs one `WouldBlock`. Closes
-//!    are deferred to the end of the wake-up, so a slab key is never reused
-//!    while events for its previous owner may still be in hand.
+//!    are deferred to the flush at the end of the wake-up, and a poll's
+//!    events (the flush's own polls too) are all handled before the flush
+//!    goes on, so a slab key is never reused while events for its previous
+//!    owner may still be in hand.
 //! 4. **Every byte of buffering is bounded**: carried input by the cores'
 //!    limits (`--max-line`), output by backpressure (1 MiB) or the
 //!    slow-consumer limit (`--max-sendq`), held messages by `--max-buffer`,

@@ -413,6 +413,88 @@ fn a_burst_from_one_sender_does_not_drop_receivers_that_read() {
     pusher.join().unwrap();
 }
 
+/// A reader thread for a room with `senders` senders (`guest1..`), each
+/// sending numbered lines and then `end`: checks that every sender's lines
+/// come once each, in order, and all of them before its `end`; returns
+/// the other lines.
+fn spawn_room_reader(
+    mut client: Client,
+    senders: usize,
+    lines: usize,
+) -> thread::JoinHandle<Vec<String>> {
+    thread::spawn(move || {
+        let mut next = vec![0; senders];
+        let mut ended = 0;
+        let mut other = Vec::new();
+        while ended < senders {
+            let line = client.line();
+            let parsed = line.strip_prefix("MSG guest").and_then(|rest| {
+                let (nick, text) = rest.split_once(' ')?;
+                Some((nick.parse::<usize>().ok()?.checked_sub(1)?, text))
+            });
+            match parsed {
+                Some((s, "end")) if s < senders => {
+                    assert_eq!(next[s], lines, "guest{} ended early", s + 1);
+                    ended += 1;
+                }
+                Some((s, text)) if s < senders => {
+                    assert_eq!(text, format!("{:08}", next[s]), "guest{}", s + 1);
+                    next[s] += 1;
+                }
+                _ => other.push(line),
+            }
+        }
+        other
+    })
+}
+
+#[test]
+fn lines_that_arrive_while_a_large_room_is_flushed_all_arrive_in_order() {
+    // More receivers than one slice of the loop's flush: the loop polls
+    // between slices and reads the senders whose lines arrived meanwhile.
+    // Each sender writes its lines one by one, so many land while the room
+    // is being flushed, its `end` line among them; a poll that lost such an
+    // edge would leave the line unread and the readers waiting.
+    const SENDERS: usize = 3;
+    const RECEIVERS: usize = 300;
+    const LINES: usize = 1000;
+    let server = Server::start(&["chat=0"]);
+    let mut c = room(&server, SENDERS + RECEIVERS);
+    let senders: Vec<Client> = c.drain(..SENDERS).collect();
+    let readers: Vec<_> = c
+        .into_iter()
+        .map(|r| spawn_room_reader(r, SENDERS, LINES))
+        .collect();
+    let pushers: Vec<_> = senders
+        .into_iter()
+        .map(|sender| {
+            thread::spawn(move || {
+                let mut writer = sender.writer;
+                writer.set_nodelay(true).expect("nodelay");
+                for i in 0..LINES {
+                    writer
+                        .write_all(format!("{i:08}\n").as_bytes())
+                        .expect("line");
+                }
+                writer.write_all(b"end\n").expect("end");
+                // Kept open until the readers are done: a sender's LEAVE
+                // is not part of what they expect.
+                (writer, sender.reader)
+            })
+        })
+        .collect();
+    for (r, reader) in readers.into_iter().enumerate() {
+        assert_eq!(
+            reader.join().expect("reader"),
+            Vec::<String>::new(),
+            "receiver {r}"
+        );
+    }
+    for pusher in pushers {
+        drop(pusher.join().expect("pusher"));
+    }
+}
+
 #[test]
 fn server_memory_stays_bounded_with_receivers_that_never_read() {
     const SLEEPERS: usize = 8;

@@ -154,6 +154,9 @@ pub struct Conn {
     pub grace_armed: bool,
     /// Marked as a slow consumer: the loop ends it after routing.
     pub kill_pending: bool,
+    /// Bytes read from this chat connection in the current wake-up,
+    /// against the loop's per-wake-up allowance (the loop resets it).
+    pub chat_read: u32,
 }
 
 impl Conn {
@@ -187,6 +190,7 @@ impl Conn {
             still_ready: false,
             grace_armed: false,
             kill_pending: false,
+            chat_read: 0,
         }
     }
 
@@ -335,6 +339,11 @@ impl Conn {
             }
         };
         self.last_active = io.clock.now;
+        if !self.protocol.is_request_reply() {
+            self.chat_read = self
+                .chat_read
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+        }
         if n == 0 {
             self.on_peer_eof(io);
             return ReadStep::Stop(ReadStop::Drained);
