@@ -282,6 +282,14 @@ macro_rules! sessions {
                 match self { $(AnySession::$variant(s) => s.mid_message(),)+ }
             }
         }
+
+        impl AnySession {
+            /// The protocol this session speaks.
+            #[inline]
+            pub fn protocol(&self) -> Protocol {
+                match self { $(AnySession::$variant(_) => Protocol::$variant,)+ }
+            }
+        }
     };
 }
 

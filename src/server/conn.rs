@@ -116,8 +116,6 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// Unique for the server's lifetime.
     pub id: u64,
-    /// The protocol spoken.
-    pub protocol: Protocol,
     session: AnySession,
     /// An incomplete message carried to the next read.
     carry: Vec<u8>,
@@ -165,7 +163,6 @@ impl Conn {
         stream: TcpStream,
         peer: SocketAddr,
         id: u64,
-        protocol: Protocol,
         session: AnySession,
         now: u64,
     ) -> Conn {
@@ -173,7 +170,6 @@ impl Conn {
             stream: seam::wrap(stream, id),
             peer,
             id,
-            protocol,
             session,
             carry: Vec::new(),
             output: Output::new(),
@@ -197,6 +193,12 @@ impl Conn {
     /// Registers the socket with the poll, readable only.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(&mut self.stream, token, Interest::READABLE)
+    }
+
+    /// The protocol spoken (the session's kind: not stored twice).
+    #[inline]
+    pub fn protocol(&self) -> Protocol {
+        self.session.protocol()
     }
 
     /// Unsent output bytes.
@@ -272,7 +274,7 @@ impl Conn {
                     .unwrap_or("(no message)");
                 log::error!(
                     "{} core panicked on connection #{} from {}: {what}; closing that connection",
-                    self.protocol,
+                    self.protocol(),
                     self.id,
                     self.peer
                 );
@@ -339,7 +341,7 @@ impl Conn {
             }
         };
         self.last_active = io.clock.now;
-        if !self.protocol.is_request_reply() {
+        if !self.protocol().is_request_reply() {
             self.chat_read = self
                 .chat_read
                 .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
@@ -352,10 +354,10 @@ impl Conn {
             self.feed(io, scratch.get(..n).unwrap_or_default());
             // Not chat: the loop checks a chat client's unsent output
             // against --max-sendq right after this read (proto::effects).
-            if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol.is_request_reply() {
+            if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol().is_request_reply() {
                 self.flush(io.clock);
             }
-            if self.output.len() > BACKPRESSURE_BYTES && self.protocol.is_request_reply() {
+            if self.output.len() > BACKPRESSURE_BYTES && self.protocol().is_request_reply() {
                 self.backpressured = true;
                 return ReadStep::Stop(ReadStop::Paused);
             }
@@ -453,7 +455,7 @@ impl Conn {
         if !self.session_ended {
             self.session_ended = true;
             self.with_session(io, |session, _, cx| session.on_close(cx, reason));
-            io.shared.release(self.protocol, self.id, io.effects);
+            io.shared.release(self.protocol(), self.id, io.effects);
         }
         if self.phase == Phase::Open {
             self.phase = Phase::Flushing;
@@ -493,7 +495,7 @@ impl Conn {
     /// no buffer from the spares and gives none back. Returns whether it
     /// was lent; if so, [`Conn::flush_replies`] must be given it back.
     pub fn borrow_replies(&mut self, replies: &mut Output) -> bool {
-        if !self.protocol.is_request_reply() || !self.output.is_empty() || !replies.is_empty() {
+        if !self.protocol().is_request_reply() || !self.output.is_empty() || !replies.is_empty() {
             return false;
         }
         std::mem::swap(&mut self.output, replies);
@@ -511,7 +513,7 @@ impl Conn {
     /// Chat waits for the end of the wake-up instead, where deliveries
     /// from every sender join one write.
     pub fn flush_replies(&mut self, clock: &Clock, lent: Option<&mut Output>) {
-        if !self.protocol.is_request_reply() || self.phase == Phase::Dead {
+        if !self.protocol().is_request_reply() || self.phase == Phase::Dead {
             return;
         }
         if !self.flush(clock) {
@@ -669,14 +671,7 @@ mod tests {
         let (server, peer) = listener.accept().unwrap();
         server.set_nonblocking(true).unwrap();
         let session = AnySession::new(Protocol::Transform, shared);
-        let conn = Conn::new(
-            TcpStream::from_std(server),
-            peer,
-            1,
-            Protocol::Transform,
-            session,
-            0,
-        );
+        let conn = Conn::new(TcpStream::from_std(server), peer, 1, session, 0);
         (conn, client)
     }
 
@@ -724,7 +719,10 @@ mod tests {
     #[test]
     #[cfg(not(feature = "fault-injection"))]
     fn a_connection_stays_small() {
-        assert!(std::mem::size_of::<Conn>() <= 208);
+        // A debug build's mio stream also carries the id of its selector
+        // (8 bytes with padding); the release build is what runs.
+        let limit = if cfg!(debug_assertions) { 208 } else { 200 };
+        assert!(std::mem::size_of::<Conn>() <= limit);
         assert_eq!(std::mem::size_of::<super::super::timers::Due>(), 24);
     }
 }

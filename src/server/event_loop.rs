@@ -365,7 +365,7 @@ impl Server {
                 if let Some(conn) = conns.get_mut(key) {
                     log::info!(
                         "{} #{} from {}: unsent output passed --max-sendq {}; disconnecting",
-                        conn.protocol,
+                        conn.protocol(),
                         conn.id,
                         conn.peer,
                         max_sendq
@@ -415,7 +415,7 @@ impl Server {
     fn pump(&mut self, key: usize) {
         let max_sendq = self.config.max_sendq;
         let (reads, read_len) = match self.conns.get(key) {
-            Some(conn) if !conn.protocol.is_request_reply() => {
+            Some(conn) if !conn.protocol().is_request_reply() => {
                 let allowance = chat_read_bytes(max_sendq);
                 let left = allowance.saturating_sub(conn.chat_read as usize);
                 if left == 0 {
@@ -437,7 +437,8 @@ impl Server {
             let read_before = conn.chat_read;
             let step = conn.read_once(scratch, &mut io);
             let first_read = read_before == 0 && conn.chat_read > 0;
-            if !conn.protocol.is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending {
+            if !conn.protocol().is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending
+            {
                 // Its own replies (a client that asks and never reads).
                 conn.kill_pending = true;
                 self.slow.push(key);
@@ -603,7 +604,7 @@ impl Server {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let session = AnySession::new(protocol, &mut self.shared);
-        let mut conn = Conn::new(stream, peer, id, protocol, session, self.clock.now);
+        let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
             return;
@@ -811,7 +812,7 @@ impl Server {
         // removes it from the epoll set, one syscall fewer per connection.
         log::info!(
             "close {} #{} from {} ({})",
-            conn.protocol,
+            conn.protocol(),
             conn.id,
             conn.peer,
             conn.final_reason()
