@@ -496,6 +496,56 @@ fn lines_that_arrive_while_a_large_room_is_flushed_all_arrive_in_order() {
 }
 
 #[test]
+fn a_chat_sender_is_read_once_per_wake_up_however_its_input_arrives() {
+    // A chat sender's read allowance is per wake-up, not per event: its
+    // input arrives a chunk at a time, so it is reported again while the
+    // room (more than one flush slice) is being written, and it may be
+    // both reported and left with unread input in the same wake-up. The
+    // loop's smallest read is 512 bytes, here 256 lines "a", relayed as one
+    // message of 256 x 13 bytes to each receiver: `--max-sendq 6144` holds
+    // one such read, and not two before a receiver's flush. Every
+    // receiver's socket can hold all that is sent, so a drop can only come
+    // from the server reading a sender twice between two flushes.
+    const RECEIVERS: usize = 100;
+    const CHUNKS: usize = 24;
+    const LINES_PER_CHUNK: usize = 256;
+    let server = Server::start(&["chat=0", "--max-sendq", "6144"]);
+    let mut c = room(&server, 1 + RECEIVERS);
+    let sender = c.remove(0);
+    let readers: Vec<_> = c
+        .into_iter()
+        .map(|mut client| {
+            thread::spawn(move || {
+                let mut lines = 0;
+                loop {
+                    match client.line().as_str() {
+                        "MSG guest1 a" => lines += 1,
+                        "MSG guest1 end" => return lines,
+                        other => panic!("unexpected {other:?} after {lines} lines"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut writer = sender.writer;
+    writer.set_nodelay(true).expect("nodelay");
+    let chunk = b"a\n".repeat(LINES_PER_CHUNK);
+    for _ in 0..CHUNKS {
+        writer.write_all(&chunk).expect("chunk");
+        thread::sleep(std::time::Duration::from_micros(100));
+    }
+    writer.write_all(b"end\n").expect("end");
+    for (r, reader) in readers.into_iter().enumerate() {
+        assert_eq!(
+            reader.join().expect("reader"),
+            CHUNKS * LINES_PER_CHUNK,
+            "receiver {r}"
+        );
+    }
+    drop((writer, sender.reader));
+}
+
+#[test]
 fn server_memory_stays_bounded_with_receivers_that_never_read() {
     const SLEEPERS: usize = 8;
     let server = Server::start(&["chat=0", "--max-sendq", "1048576"]);
