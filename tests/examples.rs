@@ -2,9 +2,9 @@
 //! 127.0.0.1 with an OS-chosen port, checked over real sockets for what its
 //! opening comment promises. Every wait is bounded.
 //!
-//! `cargo test` builds the examples into `target/<profile>/examples/`; when
-//! a narrower run did not (`cargo test --test examples`), the test builds
-//! the one it needs.
+//! `cargo test` builds the examples into `target/<profile>/examples/`; a
+//! narrower run (`cargo test --test examples`) does not, so the first test
+//! to start one runs `cargo build --examples` (quick when up to date).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver};
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -34,26 +34,27 @@ impl Drop for Example {
     }
 }
 
-/// The example binary `name`, built if this run did not build it.
+/// The example binary `name`, brought up to date first: `cargo test`
+/// builds the examples, but a narrower run (`cargo test --test examples`)
+/// does not, and would run stale binaries.
 fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory")
-        .join("examples");
-    let path = dir.join(name);
-    if !path.exists() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let status = Command::new(cargo)
-            .args(["build", "--example", name])
+            .args(["build", "--quiet", "--examples"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
-            .expect("run cargo build --example");
-        assert!(status.success(), "cargo build --example {name} failed");
-    }
-    path
+            .expect("run cargo build --examples");
+        assert!(status.success(), "cargo build --examples failed");
+    });
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory")
+        .join("examples")
+        .join(name)
 }
 
 /// Starts example `name` on port 0 with `args`; waits for its
@@ -285,21 +286,40 @@ fn writable_answers_pipelined_requests_in_order_and_huge_ones_whole() {
         .all(|(a, b)| a == b));
 }
 
+/// A client that made one request and read its reply, so that the
+/// example's event handler ran (and set the interest) at least once.
+fn answered_then_idle(server: &Example) -> TcpStream {
+    let mut stream = server.connect();
+    stream.write_all(b"3\n").unwrap();
+    let mut reply = [0u8; 3];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"abc");
+    stream
+}
+
 #[test]
 fn writable_interest_only_while_bytes_are_left_does_not_spin() {
     let server = start("writable", &[]);
-    let _idle = server.connect();
-    wakeups(&server); // the second of the accept
+    let mut idle = answered_then_idle(&server);
+    wakeups(&server); // the second of the request
     let calm = (0..2).map(|_| wakeups(&server)).max().unwrap();
     assert!(calm <= 2, "{calm} wake-ups a second with nothing to do");
+    idle.write_all(b"1\n").unwrap();
+    let mut reply = [0u8; 1];
+    idle.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"a", "the idle client is still served");
 }
 
 #[test]
 fn always_writable_spins_and_the_counter_shows_it() {
     let server = start("writable", &["--always-writable"]);
-    let _idle = server.connect();
+    let mut idle = answered_then_idle(&server);
     let spin = (0..3).map(|_| wakeups(&server)).max().unwrap();
     assert!(spin >= 1000, "only {spin} wake-ups a second");
+    idle.write_all(b"2\n").unwrap();
+    let mut reply = [0u8; 2];
+    idle.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"ab", "served all the same");
 }
 
 /// A transform request: ACTION in the top 5 bits, LENGTH in the low 27.
