@@ -38,23 +38,26 @@ impl Drop for Example {
 /// builds the examples, but a narrower run (`cargo test --test examples`)
 /// does not, and would run stale binaries.
 fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/examples-<hash> -> target/<profile>/
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
     static BUILD: Once = Once::new();
     BUILD.call_once(|| {
-        let cargo = option_env!("CARGO").unwrap_or("cargo");
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--examples"])
+        let mut cargo = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        cargo.args(["build", "--quiet", "--examples"]);
+        if profile_dir.ends_with("release") {
+            cargo.arg("--release");
+        }
+        let status = cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build --examples");
         assert!(status.success(), "cargo build --examples failed");
     });
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory")
-        .join("examples")
-        .join(name)
+    profile_dir.join("examples").join(name)
 }
 
 /// Starts example `name` on port 0 with `args`; waits for its
