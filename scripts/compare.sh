@@ -5,8 +5,10 @@
 #
 #   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--no-build] [NAME=COMMAND ...]
 #
-# Default: onepoll against the two peers of ../shared/peers (built into
-# /tmp as their README says if missing), 3 rounds, 5 s per row. In each
+# Default: onepoll against the two reference servers whose sources the
+# PEERS directory holds (c-epoll/ and tokio-tuned/; they are not part of
+# this repository, so PEERS must be set), built into /tmp if missing;
+# or give the servers as NAME=COMMAND. 3 rounds, 5 s per row. In each
 # round every row runs against each server in turn (a server started
 # afresh for each row, pinned to CPU 0, bench on CPU 1), so that drift on
 # a noisy machine hits the servers alike. A COMMAND gets PROTOCOL=PORT
@@ -14,8 +16,8 @@
 # median of the round-by-round ratios.
 #
 # Examples:
-#   scripts/compare.sh
-#   scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
+#   PEERS=/path/to/peers scripts/compare.sh
+#   PEERS=/path/to/peers scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
 #   scripts/compare.sh onepoll='target/release/onepoll -q -b 127.0.0.1' c-epoll='/tmp/onepoll-c -q -b 127.0.0.1'
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +37,7 @@ while (($#)); do
         *) break ;;
     esac
 done
-PEERS=${PEERS:-../shared/peers}
+PEERS=${PEERS:-}
 NAMES=() CMDS=()
 if (($#)); then
     for spec in "$@"; do
@@ -43,6 +45,10 @@ if (($#)); then
         NAMES+=("${spec%%=*}") CMDS+=("${spec#*=}")
     done
 else
+    [[ -n $PEERS ]] || {
+        log "no servers to compare: set PEERS=DIR (the reference servers' sources) or give NAME=COMMAND (see --help)"
+        exit 2
+    }
     NAMES=(onepoll c-epoll tokio-tuned)
     CMDS=("target/release/onepoll -q -b 127.0.0.1"
         "/tmp/onepoll-c -q -b 127.0.0.1"

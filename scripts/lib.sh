@@ -3,8 +3,8 @@
 # item 4), and starting, probing and stopping a server under test.
 #
 # A server command is any command line that accepts PROTOCOL=PORT
-# arguments appended to it and logs to stderr: onepoll, and the peers in
-# ../shared/peers, e.g. "/tmp/onepoll-c -q -b 127.0.0.1".
+# arguments appended to it and logs to stderr: onepoll, or a reference
+# server built by compare.sh from PEERS, e.g. "/tmp/onepoll-c -q -b 127.0.0.1".
 
 # One row per line: name | protocol | figure (CSV column) | better | bench arguments.
 # idle and churn speak transform, which every server serves. idle runs

@@ -1,6 +1,6 @@
-//! The server's command line (spec section 2): parsed with getopts into a
-//! [`Config`], every value validated, errors as a type the binary turns into
-//! one line, the usage and exit code 2.
+//! The server's command line (`docs/PROTOCOLS.md`, "The server"): parsed
+//! with getopts into a [`Config`], every value validated, errors as a type
+//! the binary turns into one line, the usage and exit code 2.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -2,8 +2,9 @@
 //!
 //! One `mio::Poll` loop on one thread serving five socket protocols — tne,
 //! cmd, chat, upload and transform — plus the clients and the load generator
-//! that go with them. The wire contract is `SPEC.md` (shipped beside the
-//! project); this crate documents each protocol in its module.
+//! that go with them. `docs/PROTOCOLS.md` describes every protocol for
+//! users; this crate documents each protocol for implementers, in its
+//! module.
 //!
 //! ## The layers
 //!

@@ -1,4 +1,4 @@
-//! `onepoll-bench`, the load generator (spec section 4): one `mio::Poll`
+//! `onepoll-bench`, the load generator (`docs/PROTOCOLS.md`): one `mio::Poll`
 //! loop on one thread drives many nonblocking connections, checks every
 //! reply byte for byte, and reports throughput, latency percentiles,
 //! errors, disconnects and — given the server's pid — its CPU time per

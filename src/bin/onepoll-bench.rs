@@ -1,4 +1,4 @@
-//! `onepoll-bench`: the load generator (spec section 4). All the work is in
+//! `onepoll-bench`: the load generator (`docs/PROTOCOLS.md`). All the work is in
 //! `onepoll::bench`; this parses nothing itself and only sets the exit code.
 
 fn main() {

@@ -66,7 +66,7 @@
 //! `ERR invalid nick` (NAME breaks the rules of section 3), `ERR nick in use`
 //! (another member holds NAME ignoring case), `ERR no such nick`,
 //! `ERR empty message` (`/msg NICK` without text; this reason is onepoll's
-//! addition to the table of SPEC 1.3), `ERR unknown command`,
+//! addition to the contract's table), `ERR unknown command`,
 //! `ERR invalid text`, `ERR line too long`. Checks run in this order:
 //! framing, text, command, then the command's own checks (a `/nick` name's
 //! rules before its uniqueness; a `/msg` receiver before its text).
