@@ -22,7 +22,7 @@
 //! Try:  echo 100000000 | nc -N 127.0.0.1 9002 | wc -c    100000000
 //!       printf '5\n3\n' | nc -N 127.0.0.1 9002   two in one read: abcdeabc
 //!       nc 127.0.0.1 9002, idle: 0 wake-ups a second; with
-//!       --always-writable, tens of thousands.
+//!       --always-writable, hundreds of thousands.
 //!
 //! Questions learners ask (mio issues #1076, #1337, #1611):
 //! - Must I read until WouldBlock? Yes, or remember you stopped: `pump`
