@@ -179,11 +179,31 @@ fn echo_stops_reading_a_client_that_does_not_read_and_serves_others() {
 fn echo_answers_a_half_closed_client_then_closes() {
     let echo = start("echo", &[]);
     let mut stream = echo.connect();
-    stream.write_all(b"half-closed\n").unwrap();
-    stream.shutdown(Shutdown::Write).unwrap();
-    let mut back = String::new();
-    stream.read_to_string(&mut back).unwrap();
-    assert_eq!(back, "half-closed\n");
+    // The client shuts its write side while most of its echo is still on
+    // the way back (it reads slowly): all of it must arrive, then the close.
+    let data: Vec<u8> = (0..1u32 << 20).map(|i| (i % 253) as u8).collect();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let writing = thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let (mut back, mut chunk) = (Vec::new(), [0u8; 4096]);
+    loop {
+        let n = stream.read(&mut chunk).expect("read");
+        if n == 0 {
+            break;
+        }
+        back.extend_from_slice(&chunk[..n]);
+        thread::sleep(Duration::from_millis(1));
+    }
+    writing.join().unwrap();
+    assert!(
+        back == data,
+        "{} of {} bytes came back",
+        back.len(),
+        data.len()
+    );
 }
 
 #[test]
