@@ -36,10 +36,12 @@ use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
 use crate::proto::output::SEGMENT_COST;
 use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Output, Shared};
 
+use super::admission::{self, Admission, Refusal};
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
@@ -149,6 +151,10 @@ pub struct Server {
     /// Chat connections read in this wake-up: their read allowance
     /// ([`Conn::chat_read`]) is reset when it ends.
     chat_readers: Vec<usize>,
+    /// The per-address limits, consulted at accept and told at close.
+    admission: Admission,
+    /// Connections refused at accept: counters, and their log line.
+    refusals: RefusalLog,
 }
 
 impl Server {
@@ -204,6 +210,16 @@ impl Server {
                 .map_err(bind_error)?;
             log::info!("listening {} udp {}", endpoint.protocol, endpoint.addr);
         }
+        let admission = Admission::new(
+            config.exempt.clone(),
+            config.max_conns_per_ip,
+            config.conn_rate_per_ip,
+        );
+        let refusals = RefusalLog::new(RefusalLimits {
+            max_conns: config.max_conns,
+            max_conns_per_ip: config.max_conns_per_ip,
+            conn_rate_per_ip: config.conn_rate_per_ip,
+        });
         Ok(Server {
             poll,
             listeners,
@@ -228,6 +244,8 @@ impl Server {
             effects: Vec::new(),
             index: ConnIndex::default(),
             slow: Vec::new(),
+            admission,
+            refusals,
             chat_readers: Vec::new(),
         })
     }
@@ -267,6 +285,7 @@ impl Server {
             self.resume_datagrams();
             self.resume_accepting();
             self.fire_timers();
+            self.report_refusals();
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
             if let Some(deadline) = self.shutdown_at {
@@ -297,6 +316,7 @@ impl Server {
             self.timers.next_at(),
             self.shutdown_at,
             self.accept_paused_until,
+            self.refusals.next_report(),
         ]
         .into_iter()
         .flatten()
@@ -543,13 +563,12 @@ impl Server {
                     AcceptError::OutOfDescriptors => {
                         match self.reserve.shed_one(&listener.socket) {
                             Shed::Refused => {
-                                if self.reserve.shed.is_power_of_two() {
-                                    log::warn!(
-                                    "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
-                                    self.reserve.shed,
-                                    self.conns.len()
+                                self.refusals.note(
+                                    RefusalReason::Descriptors,
+                                    None,
+                                    self.clock.now,
                                 );
-                                }
+                                self.report_refusals();
                             }
                             Shed::BacklogEmpty => return,
                             Shed::NoSpare => {
@@ -585,14 +604,24 @@ impl Server {
 
     /// Takes in an accepted connection (`nodelay`: the socket already has
     /// TCP_NODELAY from its listener).
+    ///
+    /// Refused at once, with the protocol's line where it has text:
+    /// `--max-conns` open in all (`server full`), then the per-address
+    /// limits ([`Admission`]: one hash lookup, none for an exempt
+    /// address). An admitted connection is counted against its address
+    /// until [`close`](Server::close).
     fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr, nodelay: bool) {
         if self.conns.len() >= self.config.max_conns {
-            log::warn!(
-                "refused {protocol} connection from {peer}: --max-conns {} reached",
-                self.config.max_conns
-            );
-            Conn::refuse(stream, protocol.server_full_reply(), &mut self.scratch);
-            return;
+            let reply = protocol.server_full_reply();
+            return self.refuse(RefusalReason::ServerFull, stream, peer, reply);
+        }
+        if let Err(why) = self.admission.admit(peer.ip(), self.clock.now) {
+            let reason = match why {
+                Refusal::PerAddress => RefusalReason::PerIp,
+                Refusal::Rate => RefusalReason::Rate,
+            };
+            let reply = protocol.too_many_from_address_reply();
+            return self.refuse(reason, stream, peer, reply);
         }
         if !nodelay {
             if let Err(e) = stream.set_nodelay(true) {
@@ -607,6 +636,7 @@ impl Server {
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
+            self.admission.release(peer.ip(), self.clock.now);
             return;
         }
         entry.insert(conn);
@@ -623,6 +653,23 @@ impl Server {
         if let Some(idle) = self.config.idle_timeout {
             self.timers
                 .arm(self.clock.after(idle), key, id, TimerKind::Idle);
+        }
+    }
+
+    /// Closes a connection refused at accept (after `reply`, if any) and
+    /// counts it; the count is logged once a second at most.
+    fn refuse(&mut self, reason: RefusalReason, stream: TcpStream, peer: SocketAddr, reply: &[u8]) {
+        Conn::refuse(stream, reply, &mut self.scratch);
+        let ip = admission::canonical(peer.ip());
+        self.refusals.note(reason, Some(ip), self.clock.now);
+        self.report_refusals();
+    }
+
+    /// Logs the refusals not yet reported, if their line is due (see
+    /// [`RefusalLog`]): a warning, so `-q` still shows it.
+    fn report_refusals(&mut self) {
+        if let Some(report) = self.refusals.report(self.clock.now, self.conns.len()) {
+            log::warn!("{report}");
         }
     }
 
@@ -803,6 +850,7 @@ impl Server {
         self.route();
         let conn = self.conns.remove(key);
         self.index.remove(conn.id);
+        self.admission.release(conn.peer.ip(), self.clock.now);
         if self.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
             self.timers
