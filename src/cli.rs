@@ -10,6 +10,7 @@ use std::time::Duration;
 use getopts::Options;
 
 use crate::config::{Config, Protocol, UploadLayout};
+use crate::server::admission;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -153,6 +154,24 @@ fn options() -> Options {
         "transform: bytes reverse/shuffle hold, all connections (default 268435456)",
         "BYTES",
     );
+    o.optopt(
+        "",
+        "max-conns-per-ip",
+        "TCP connections open at once from one IPv4 address or IPv6 /64 (default 32)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "conn-rate-per-ip",
+        "new TCP connections a second from one address, burst 2N (default 20)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "exempt",
+        "addresses the per-address limits skip, or none (default 127.0.0.0/8,::1/128)",
+        "CIDR,..",
+    );
     o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
     o.optflag("q", "quiet", "log warnings and errors only");
     o.optflag("", "help", "print this help and exit");
@@ -212,6 +231,9 @@ fn option_name(long: &str) -> &'static str {
         "max-buffer" => "--max-buffer",
         "bind" => "--bind",
         "upload-layout" => "--upload-layout",
+        "max-conns-per-ip" => "--max-conns-per-ip",
+        "conn-rate-per-ip" => "--conn-rate-per-ip",
+        "exempt" => "--exempt",
         _ => "option",
     }
 }
@@ -295,6 +317,21 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
     if let Some(n) = number::<usize>(&m, "max-buffer", COUNT)? {
         config.max_buffer = n;
+    }
+    let per_ip = number::<u32>(&m, "max-conns-per-ip", COUNT)?;
+    if let Some(n) = positive(per_ip, "max-conns-per-ip", || "0".into())? {
+        config.max_conns_per_ip = n;
+    }
+    let rate = number::<u32>(&m, "conn-rate-per-ip", COUNT)?;
+    if let Some(n) = positive(rate, "conn-rate-per-ip", || "0".into())? {
+        config.conn_rate_per_ip = n;
+    }
+    if let Some(text) = m.opt_str("exempt") {
+        config.exempt = admission::parse_exempt(&text).map_err(|_| UsageError::BadValue {
+            option: "--exempt",
+            value: text,
+            expected: "CIDR blocks (ADDR[/PREFIX]) separated by commas, or none",
+        })?;
     }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
@@ -451,5 +488,39 @@ mod tests {
         assert!(matches!(parse(&["--help", "gopher"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
         assert!(usage().contains("--max-buffer"));
+    }
+
+    #[test]
+    fn per_address_limits_are_parsed_and_validated() {
+        let c = config(&[]);
+        assert_eq!((c.max_conns_per_ip, c.conn_rate_per_ip), (32, 20));
+        assert_eq!(c.exempt, admission::default_exempt());
+        let c = config(&[
+            "--max-conns-per-ip",
+            "3",
+            "--conn-rate-per-ip",
+            "7",
+            "--exempt",
+            "10.0.0.0/8,2001:db8::/32",
+        ]);
+        assert_eq!((c.max_conns_per_ip, c.conn_rate_per_ip), (3, 7));
+        assert_eq!(
+            c.exempt,
+            admission::parse_exempt("10.0.0.0/8,2001:db8::/32").unwrap()
+        );
+        assert!(config(&["--exempt", "none"]).exempt.is_empty());
+        for bad in [
+            &["--exempt", "10.0.0.0/33"][..],
+            &["--exempt", "localhost"],
+            &["--exempt", ""],
+            &["--max-conns-per-ip", "0"],
+            &["--conn-rate-per-ip", "0"],
+            &["--conn-rate-per-ip", "many"],
+        ] {
+            assert!(matches!(error(bad), UsageError::BadValue { .. }), "{bad:?}");
+        }
+        for option in ["--max-conns-per-ip", "--conn-rate-per-ip", "--exempt"] {
+            assert!(usage().contains(option), "{option}");
+        }
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::server::admission::{self, Cidr};
+
 /// Unsent output above which a request/reply connection is no longer read
 /// (backpressure); reading resumes once it drains below.
 pub const BACKPRESSURE_BYTES: usize = 1024 * 1024;
@@ -71,6 +73,16 @@ impl Protocol {
         match self {
             Protocol::Tne => b"TNE20003:E:server full\n",
             Protocol::Cmd | Protocol::Chat => b"ERR server full\n",
+            Protocol::Upload | Protocol::Transform => b"",
+        }
+    }
+
+    /// What a connection refused by the per-address limits is told, for
+    /// protocols that have text (SPEC section 5).
+    pub fn too_many_from_address_reply(self) -> &'static [u8] {
+        match self {
+            Protocol::Tne => b"TNE20003:E:too many connections from your address\n",
+            Protocol::Cmd | Protocol::Chat => b"ERR too many connections from your address\n",
             Protocol::Upload | Protocol::Transform => b"",
         }
     }
@@ -154,6 +166,14 @@ pub struct Config {
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,
+    /// TCP connections open at once from one IPv4 address or IPv6 /64
+    /// (`--max-conns-per-ip`); see [`crate::server::admission`].
+    pub max_conns_per_ip: u32,
+    /// New TCP connections a second from one IPv4 address or IPv6 /64,
+    /// with a burst of twice as many (`--conn-rate-per-ip`).
+    pub conn_rate_per_ip: u32,
+    /// Addresses the per-address limits do not apply to (`--exempt`).
+    pub exempt: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -175,6 +195,9 @@ impl Default for Config {
             max_upload: 1 << 30,
             max_buffer: 256 * 1024 * 1024,
             log_level: log::LevelFilter::Info,
+            max_conns_per_ip: 32,
+            conn_rate_per_ip: 20,
+            exempt: admission::default_exempt(),
         }
     }
 }

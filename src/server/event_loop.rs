@@ -7,12 +7,16 @@
 //!    an event; zero if a connection still has input it was not allowed to
 //!    read last time);
 //! 2. read the clock once;
-//! 3. handle each event: accept on a listener until `WouldBlock`; answer
-//!    the datagrams of a UDP socket; read a connection and feed its
-//!    session; a signal starts the shutdown;
-//! 4. resume connections and UDP sockets left with unread input by the
-//!    per-wake-up read budget (fairness);
-//! 5. fire due deadlines (idle timeouts, close grace);
+//! 3. handle each event: accept on a listener until `WouldBlock` or
+//!    `ACCEPTS_PER_WAKE` (each new peer admitted or refused by the
+//!    per-address limits, see [`super::admission`]); answer the datagrams
+//!    of a UDP socket; read a connection and feed its session; a signal
+//!    starts the shutdown;
+//! 4. resume connections, UDP sockets and listeners left with work by the
+//!    per-wake-up budgets (fairness);
+//! 5. fire due deadlines (idle timeouts, close grace), and log the
+//!    refusals due to be reported (once a second at most, see
+//!    [`super::refusals`]);
 //! 6. flush every connection touched in this wake-up, once, then settle
 //!    its interest, and remove the connections that finished. A long flush
 //!    (a chat room's fan-out) polls again without waiting every
@@ -36,10 +40,12 @@ use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
 use crate::proto::output::SEGMENT_COST;
 use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Output, Shared};
 
+use super::admission::{self, Admission, Refusal};
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
@@ -58,6 +64,13 @@ const SCRATCH_BYTES: usize = 256 * 1024;
 /// How long accepting pauses after an accept error the reserve descriptor
 /// cannot cure.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Connections a listener accepts (or refuses) per wake-up. A flood of
+/// connects keeps the backlog full: accepting until `WouldBlock` kept a
+/// bystander's ECHO waiting 1.3 s while 87,000 refused connects came in
+/// (debug build). The rest wait for the next wake-up, after every other
+/// connection's turn.
+const ACCEPTS_PER_WAKE: usize = 64;
 
 /// UDP socket `j` has token `FIRST_DATAGRAM + j`: far above any slab key,
 /// far below the listeners.
@@ -118,6 +131,9 @@ pub struct Server {
     /// UDP sockets that stopped on their per-wake-up budget: served again
     /// next wake-up without waiting for an event.
     datagrams_ready: Vec<usize>,
+    /// Listeners that stopped on [`ACCEPTS_PER_WAKE`]: accepted from again
+    /// next wake-up without waiting for an event.
+    listeners_ready: Vec<usize>,
     conns: Slab<Conn>,
     shared: Shared,
     config: Config,
@@ -149,6 +165,10 @@ pub struct Server {
     /// Chat connections read in this wake-up: their read allowance
     /// ([`Conn::chat_read`]) is reset when it ends.
     chat_readers: Vec<usize>,
+    /// The per-address limits, consulted at accept and told at close.
+    admission: Admission,
+    /// Connections refused at accept: counters, and their log line.
+    refusals: RefusalLog,
 }
 
 impl Server {
@@ -204,11 +224,22 @@ impl Server {
                 .map_err(bind_error)?;
             log::info!("listening {} udp {}", endpoint.protocol, endpoint.addr);
         }
+        let admission = Admission::new(
+            config.exempt.clone(),
+            config.max_conns_per_ip,
+            config.conn_rate_per_ip,
+        );
+        let refusals = RefusalLog::new(RefusalLimits {
+            max_conns: config.max_conns,
+            max_conns_per_ip: config.max_conns_per_ip,
+            conn_rate_per_ip: config.conn_rate_per_ip,
+        });
         Ok(Server {
             poll,
             listeners,
             datagrams,
             datagrams_ready: Vec::new(),
+            listeners_ready: Vec::new(),
             // Sized once: growing by reallocation leaves the old blocks
             // resident, which idle connections would pay for.
             conns: Slab::with_capacity(config.max_conns),
@@ -228,6 +259,8 @@ impl Server {
             effects: Vec::new(),
             index: ConnIndex::default(),
             slow: Vec::new(),
+            admission,
+            refusals,
             chat_readers: Vec::new(),
         })
     }
@@ -265,8 +298,10 @@ impl Server {
             }
             self.resume_still_ready();
             self.resume_datagrams();
+            self.resume_listeners();
             self.resume_accepting();
             self.fire_timers();
+            self.report_refusals();
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
             if let Some(deadline) = self.shutdown_at {
@@ -290,13 +325,17 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.still_ready.is_empty() || !self.datagrams_ready.is_empty() {
+        if !self.still_ready.is_empty()
+            || !self.datagrams_ready.is_empty()
+            || !self.listeners_ready.is_empty()
+        {
             return Some(Duration::ZERO);
         }
         [
             self.timers.next_at(),
             self.shutdown_at,
             self.accept_paused_until,
+            self.refusals.next_report(),
         ]
         .into_iter()
         .flatten()
@@ -526,11 +565,14 @@ impl Server {
         }
     }
 
+    /// Accepts on listener `index` until `WouldBlock`, or until
+    /// [`ACCEPTS_PER_WAKE`] connections were taken (or shed): then it is
+    /// listed to go on next wake-up.
     fn accept_all(&mut self, index: usize) {
         if self.shutdown_at.is_some() || self.accept_paused_until.is_some() {
             return;
         }
-        loop {
+        for _ in 0..ACCEPTS_PER_WAKE {
             let Some(listener) = self.listeners.get(index) else {
                 return;
             };
@@ -543,13 +585,12 @@ impl Server {
                     AcceptError::OutOfDescriptors => {
                         match self.reserve.shed_one(&listener.socket) {
                             Shed::Refused => {
-                                if self.reserve.shed.is_power_of_two() {
-                                    log::warn!(
-                                    "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
-                                    self.reserve.shed,
-                                    self.conns.len()
+                                self.refusals.note(
+                                    RefusalReason::Descriptors,
+                                    None,
+                                    self.clock.now,
                                 );
-                                }
+                                self.report_refusals();
                             }
                             Shed::BacklogEmpty => return,
                             Shed::NoSpare => {
@@ -564,6 +605,20 @@ impl Server {
                     }
                 },
             }
+        }
+        if !self.listeners_ready.contains(&index) {
+            self.listeners_ready.push(index);
+        }
+    }
+
+    /// Accepts again on the listeners that stopped on their budget last
+    /// wake-up.
+    fn resume_listeners(&mut self) {
+        if self.listeners_ready.is_empty() {
+            return;
+        }
+        for index in std::mem::take(&mut self.listeners_ready) {
+            self.accept_all(index);
         }
     }
 
@@ -585,14 +640,24 @@ impl Server {
 
     /// Takes in an accepted connection (`nodelay`: the socket already has
     /// TCP_NODELAY from its listener).
+    ///
+    /// Refused at once, with the protocol's line where it has text:
+    /// `--max-conns` open in all (`server full`), then the per-address
+    /// limits ([`Admission`]: one hash lookup, none for an exempt
+    /// address). An admitted connection is counted against its address
+    /// until [`close`](Server::close).
     fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr, nodelay: bool) {
         if self.conns.len() >= self.config.max_conns {
-            log::warn!(
-                "refused {protocol} connection from {peer}: --max-conns {} reached",
-                self.config.max_conns
-            );
-            Conn::refuse(stream, protocol.server_full_reply(), &mut self.scratch);
-            return;
+            let reply = protocol.server_full_reply();
+            return self.refuse(RefusalReason::ServerFull, stream, peer, reply);
+        }
+        if let Err(why) = self.admission.admit(peer.ip(), self.clock.now) {
+            let reason = match why {
+                Refusal::PerAddress => RefusalReason::PerIp,
+                Refusal::Rate => RefusalReason::Rate,
+            };
+            let reply = protocol.too_many_from_address_reply();
+            return self.refuse(reason, stream, peer, reply);
         }
         if !nodelay {
             if let Err(e) = stream.set_nodelay(true) {
@@ -607,6 +672,7 @@ impl Server {
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
+            self.admission.release(peer.ip(), self.clock.now);
             return;
         }
         entry.insert(conn);
@@ -623,6 +689,23 @@ impl Server {
         if let Some(idle) = self.config.idle_timeout {
             self.timers
                 .arm(self.clock.after(idle), key, id, TimerKind::Idle);
+        }
+    }
+
+    /// Closes a connection refused at accept (after `reply`, if any) and
+    /// counts it; the count is logged once a second at most.
+    fn refuse(&mut self, reason: RefusalReason, stream: TcpStream, peer: SocketAddr, reply: &[u8]) {
+        Conn::refuse(stream, reply, &mut self.scratch);
+        let ip = admission::canonical(peer.ip());
+        self.refusals.note(reason, Some(ip), self.clock.now);
+        self.report_refusals();
+    }
+
+    /// Logs the refusals not yet reported, if their line is due (see
+    /// [`RefusalLog`]): a warning, so `-q` still shows it.
+    fn report_refusals(&mut self) {
+        if let Some(report) = self.refusals.report(self.clock.now, self.conns.len()) {
+            log::warn!("{report}");
         }
     }
 
@@ -683,6 +766,7 @@ impl Server {
         // A UDP socket has no connection to drain: it sends the replies it
         // holds if the kernel takes them now, and closes.
         self.datagrams_ready.clear();
+        self.listeners_ready.clear();
         for mut endpoint in self.datagrams.drain(..) {
             endpoint.flush();
             let dropped = endpoint.discard_pending();
@@ -803,6 +887,7 @@ impl Server {
         self.route();
         let conn = self.conns.remove(key);
         self.index.remove(conn.id);
+        self.admission.release(conn.peer.ip(), self.clock.now);
         if self.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
             self.timers

@@ -163,8 +163,6 @@ pub enum Shed {
 /// run out.
 pub struct ReserveFd {
     spare: Option<File>,
-    /// Connections shed since the last report, for a rate-limited log line.
-    pub shed: u64,
 }
 
 impl ReserveFd {
@@ -172,7 +170,6 @@ impl ReserveFd {
     pub fn new() -> ReserveFd {
         ReserveFd {
             spare: File::open("/dev/null").ok(),
-            shed: 0,
         }
     }
 
@@ -192,7 +189,6 @@ impl ReserveFd {
         let outcome = match listener.accept() {
             Ok((stream, _)) => {
                 drop(stream);
-                self.shed += 1;
                 Shed::Refused
             }
             Err(e) if AcceptError::classify(&e) == AcceptError::WouldBlock => Shed::BacklogEmpty,

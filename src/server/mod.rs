@@ -2,6 +2,8 @@
 //! connections, deadlines and signals. The only part of onepoll that does
 //! I/O; the protocol cores in [`crate::proto`] are driven from here.
 //!
+//! - [`admission`]: the per-address limits (`--max-conns-per-ip`,
+//!   `--conn-rate-per-ip`, `--exempt`), consulted at accept;
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
 //! - [`datagram`]: UDP sockets (tne), answered datagram by datagram;
@@ -9,10 +11,13 @@
 //!   injects I/O faults and panics on a seeded schedule, for tests;
 //! - [`limits`]: fitting `--max-conns` to the descriptor limit;
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
+//! - [`refusals`]: connections refused at accept, counted by reason and
+//!   logged once a second;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
+pub mod admission;
 pub mod conn;
 pub mod datagram;
 pub mod event_loop;
@@ -20,6 +25,7 @@ pub mod event_loop;
 pub mod faults;
 pub mod limits;
 pub mod listener;
+pub mod refusals;
 pub mod rooms;
 pub mod signals;
 pub mod timers;
