@@ -153,6 +153,12 @@ fn options() -> Options {
         "transform: bytes reverse/shuffle hold, all connections (default 268435456)",
         "BYTES",
     );
+    o.optopt(
+        "",
+        "transform-table",
+        "transform's action table: 2021 (0x04 title-case, 0x08 reverse, 0x10 shuffle) or 2023 (0x04 reverse, 0x08 shuffle, 0x10 random); default 2021",
+        "2021|2023",
+    );
     o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
     o.optflag("q", "quiet", "log warnings and errors only");
     o.optflag("", "help", "print this help and exit");
@@ -295,6 +301,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
     if let Some(n) = number::<usize>(&m, "max-buffer", COUNT)? {
         config.max_buffer = n;
+    }
+    if let Some(table) = m.opt_str("transform-table") {
+        config.transform_table = table.parse().map_err(|_| UsageError::BadValue {
+            option: "--transform-table",
+            value: table,
+            expected: "2021 or 2023",
+        })?;
     }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,

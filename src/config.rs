@@ -154,6 +154,9 @@ pub struct Config {
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,
+    /// transform: which action each ACTION code names (`--transform-table`,
+    /// spec 1.5; default 2021).
+    pub transform_table: crate::proto::transform::Table,
 }
 
 impl Default for Config {
@@ -175,6 +178,7 @@ impl Default for Config {
             max_upload: 1 << 30,
             max_buffer: 256 * 1024 * 1024,
             log_level: log::LevelFilter::Info,
+            transform_table: crate::proto::transform::Table::Y2021,
         }
     }
 }

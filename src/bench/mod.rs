@@ -108,6 +108,10 @@ pub fn main(args: &[String]) -> i32 {
             print!("{}", args::usage());
             return 0;
         }
+        Ok(args::Command::Version) => {
+            println!("onepoll-bench {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
         Ok(args::Command::Run(config)) => config,
         Err(e) => {
             eprintln!("onepoll-bench: {e}");

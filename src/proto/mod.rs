@@ -91,7 +91,8 @@ impl Shared {
         Shared {
             tne: tne::Shared::new(config.max_line),
             cmd: cmd::Shared::new(config.max_line, cmd::LocalClock::system()),
-            transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
+            transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy())
+                .with_table(config.transform_table),
             upload: upload::Shared::from_config(config),
             chat: chat::Shared::new(config.max_line, config.max_sendq),
         }
