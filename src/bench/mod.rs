@@ -55,6 +55,9 @@ pub enum BenchError {
     Setup(String),
     /// The cross-CPU probe (`--probe-cpu`) failed on this CPU.
     Probe(usize, io::Error),
+    /// The server did not answer as the protocol does: what was waited
+    /// for and what came instead.
+    NoReply(String),
 }
 
 impl fmt::Display for BenchError {
@@ -64,6 +67,7 @@ impl fmt::Display for BenchError {
             BenchError::Io(e) => write!(f, "i/o error: {e}"),
             BenchError::Setup(why) => f.write_str(why),
             BenchError::Probe(cpu, e) => write!(f, "cross-CPU probe on CPU {cpu}: {e}"),
+            BenchError::NoReply(why) => f.write_str(why),
         }
     }
 }

@@ -231,7 +231,21 @@ pub fn check(table: Table, request: &Request, response: &[u8]) -> Result<(), Str
             "{action} of {} bytes refused (server over its --max-buffer?)",
             request.data.len()
         )),
-        Some(action) => Err(format!("{action}: wrong response")),
+        Some(action) => {
+            // A server speaking the other table answers this code with
+            // another action: say so, it is the likely mistake.
+            let other = Table::ALL.into_iter().find(|&t| {
+                t != table
+                    && t.action(request.code)
+                        .is_some_and(|a| a.is_valid_response(&request.data, response))
+            });
+            Err(match other {
+                Some(t) => format!(
+                    "{action}: wrong response, but a right one for the {t} action table (try --table {t})"
+                ),
+                None => format!("{action}: wrong response"),
+            })
+        }
         None if response == ERROR_REPLY => Err(format!("unknown action {:#04x}", request.code)),
         None => Err(format!("action {:#04x}: unexpected response", request.code)),
     }
