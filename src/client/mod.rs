@@ -153,25 +153,29 @@ impl ClientError {
         }))
     }
 
-    /// Names, in a timeout, the server (`options`, or `default_port`) and
-    /// the `protocol` whose reply was awaited; other errors pass as they
-    /// are.
+    /// Names, in a timeout or a reply the protocol does not allow, the
+    /// server (`options`, or `default_port`) and the `protocol` whose reply
+    /// was awaited; other errors pass as they are.
     pub fn waiting_on(
         self,
         options: &ClientOptions,
         default_port: u16,
         protocol: &str,
     ) -> ClientError {
+        let port = options.port.unwrap_or(default_port);
+        let from = match options.host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("[{}]:{port}", options.host),
+            Err(_) => format!("{}:{port}", options.host),
+        };
         match self {
             ClientError::Timeout(mut no_reply) => {
-                let port = options.port.unwrap_or(default_port);
-                no_reply.from = match options.host.parse::<std::net::Ipv6Addr>() {
-                    Ok(_) => format!("[{}]:{port}", options.host),
-                    Err(_) => format!("{}:{port}", options.host),
-                };
+                no_reply.from = from;
                 no_reply.protocol = protocol.to_string();
                 no_reply.after = options.timeout;
                 ClientError::Timeout(no_reply)
+            }
+            ClientError::BadReply(why) => {
+                ClientError::BadReply(format!("{why} \u{2014} is {from} serving {protocol}?"))
             }
             other => other,
         }
