@@ -145,6 +145,18 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     }
+    if report.stats.ops == 0 {
+        let st = &report.stats;
+        eprintln!(
+            "onepoll-bench: nothing succeeded ({} wrong replies, {} disconnects, {} connect errors) \u{2014} is {}:{} serving {}?",
+            st.errors,
+            st.disconnects,
+            st.connect_errors,
+            config.host,
+            report.target.port(),
+            config.protocol()
+        );
+    }
     match (report.stats.failures(), report.stats.ops) {
         (0, ops) if ops > 0 => 0,
         _ => 1,

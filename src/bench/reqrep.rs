@@ -284,16 +284,25 @@ impl Driver<'_> {
     fn open_all(&mut self, ready: impl Fn(&Conn) -> bool) -> Result<(), BenchError> {
         let limit = Instant::now() + SETUP_LIMIT;
         let mut events = Events::with_capacity(1024);
+        // Connections that became ready, and when the last one did: no
+        // progress for --timeout ends the wait as surely as SETUP_LIMIT.
+        let (mut readied, mut moved) = (usize::MAX, Instant::now());
         loop {
             self.start_pending(Instant::now());
             if self.unstarted.is_empty() && self.all_live(&ready) {
                 break;
             }
-            if Instant::now() >= limit {
+            let now_ready = self.slots.iter().flatten().filter(|c| ready(c)).count();
+            if now_ready != readied {
+                (readied, moved) = (now_ready, Instant::now());
+            }
+            if Instant::now() >= limit || moved.elapsed() >= self.cfg.reply_timeout {
                 let (from, protocol) = self.awaited();
-                return Err(BenchError::Setup(format!(
-                    "connections to {from} not ready after {} s \u{2014} is it serving {protocol}? ({})",
-                    SETUP_LIMIT.as_secs(),
+                return Err(BenchError::NoReply(format!(
+                    "no reply from {from} in {:.0} s \u{2014} is it serving {protocol}? ({} of {} connections ready; {})",
+                    moved.elapsed().as_secs_f64(),
+                    readied,
+                    self.cfg.conns,
                     self.instead()
                 )));
             }
