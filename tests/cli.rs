@@ -228,3 +228,41 @@ fn the_transform_client_speaks_either_table() {
     let (code, _, err) = ask(&old, &["random", "hello"]);
     assert_eq!(code, Some(2), "random is not in the 2021 table: {err}");
 }
+
+#[test]
+fn the_bench_checks_random_edits_against_a_2023_server() {
+    let server = Server::start(&["--transform-table", "2023", "transform=0"]);
+    let port = server.addr("transform").port().to_string();
+    let args = [
+        "transform",
+        "-p",
+        &port,
+        "--table",
+        "2023",
+        "-a",
+        "random",
+        "-c",
+        "2",
+        "-P",
+        "4",
+        "-n",
+        "400",
+        "-s",
+        "300",
+        "-q",
+    ];
+    let (code, out, err, _) = run_tool(BENCH, &args);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(" 0 errors"), "{out}");
+    // The same bench against the 2021 table sees shuffles: wrong replies.
+    let old = Server::start(&["transform=0"]);
+    let port = old.addr("transform").port().to_string();
+    let mut args = args;
+    args[2] = &port;
+    let (code, out, err, _) = run_tool(BENCH, &args);
+    assert_eq!(code, Some(1), "{out}{err}");
+    // random is not in the 2021 table.
+    let (code, _, err, _) = run_tool(BENCH, &["transform", "-a", "random", "-n", "1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--table 2023"), "{err}");
+}
