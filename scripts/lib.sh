@@ -25,6 +25,11 @@ churn           |transform|server_us_per_op     |lower |churn --proto transform 
 
 PROTOCOLS=(transform tne cmd chat upload)
 
+# Where cargo puts the builds: $CARGO_TARGET_DIR if set (relative to the
+# repository, where every script runs), else target/.
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+RELEASE=$TARGET_DIR/release
+
 log() { printf '%s\n' "$*" >&2; }
 
 # The matrix rows, whitespace trimmed, filtered by $ONLY (a regex) if set.

@@ -172,6 +172,9 @@ pub struct BenchConfig {
     /// How long the run waits for a reply (any reply, on any connection)
     /// before it stops and says what it waited for (`--timeout`).
     pub reply_timeout: Duration,
+    /// Write the latency distribution here, in HdrHistogram's percentile
+    /// form (`--hgrm`).
+    pub hgrm: Option<PathBuf>,
 }
 
 impl BenchConfig {
@@ -205,6 +208,7 @@ impl BenchConfig {
             progress: false,
             table: Table::Y2021,
             reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            hgrm: None,
         }
     }
 
@@ -412,6 +416,12 @@ fn options() -> Options {
         "SECS",
     );
     o.optflag("V", "version", "print the version and exit");
+    o.optopt(
+        "",
+        "hgrm",
+        "write the latency distribution to FILE in HdrHistogram's percentile form (for scripts/plot-latency.sh)",
+        "FILE",
+    );
     o
 }
 
@@ -628,6 +638,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
     c.probe_cpu = number(&m, "probe-cpu", "a CPU number")?;
     c.quiet = m.opt_present("quiet");
     c.csv = m.opt_str("csv").map(PathBuf::from);
+    c.hgrm = m.opt_str("hgrm").map(PathBuf::from);
     c.label = m.opt_str("label").unwrap_or_default();
     c.progress = m.opt_present("progress");
     Ok(Command::Run(Box::new(c)))

@@ -145,6 +145,12 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     }
+    if let Some(path) = &config.hgrm {
+        if let Err(e) = std::fs::write(path, report.stats.percentile_distribution()) {
+            eprintln!("onepoll-bench: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
     if report.stats.ops == 0 {
         let st = &report.stats;
         eprintln!(
