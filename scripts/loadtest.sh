@@ -40,7 +40,7 @@ LABEL=$(basename "${CMD%% *}")
 BENCH=$RELEASE/onepoll-bench
 OUT=${OUT:-$TARGET_DIR/loadtest/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log
+CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log HGRM_DIR=$OUT/hgrm
 
 if ((BUILD)); then
     log "building the release..."
@@ -72,3 +72,4 @@ stop_server
 
 echo "load matrix: $LABEL (pid pinned to CPU 0, bench on CPU 1), $DURATION s per row; CSV in $CSV"
 print_single_table "$CSV" "$LABEL"
+plot_rows "$OUT"
