@@ -160,13 +160,14 @@ run_row() { # ROW BASE PID LABEL CSV DURATION
     local probe=""
     [[ -n $PIN_SERVER ]] && probe="--probe-cpu 0"
     # With HGRM_DIR set, the run's latency distribution goes to
-    # HGRM_DIR/ROW/LABEL.N.hgrm (N counts the runs), for plot-latency.sh.
+    # HGRM_DIR/ROW/LABEL.N.hgrm (N counts the runs), for plot-latency.sh;
+    # a / in a row's name (chat-1000/s) is written as a division slash.
     local hgrm=""
     if [[ -n ${HGRM_DIR:-} ]]; then
-        mkdir -p "$HGRM_DIR/$name"
-        local n=1
-        while [[ -e $HGRM_DIR/$name/$label.$n.hgrm ]]; do n=$((n + 1)); done
-        hgrm="--hgrm $HGRM_DIR/$name/$label.$n.hgrm"
+        local dir=$HGRM_DIR/${name//\//∕} n=1
+        mkdir -p "$dir"
+        while [[ -e $dir/$label.$n.hgrm ]]; do n=$((n + 1)); done
+        hgrm="--hgrm $dir/$label.$n.hgrm"
     fi
     # shellcheck disable=SC2086
     timeout --kill-after=5 $((${dur%.*} + 90)) ${PIN_BENCH} "$BENCH" $args -p "$port" -d "$dur" \

@@ -68,6 +68,7 @@ elif [[ $first == *.csv ]]; then
             label = $col["label"]; gsub(/"/, "", label)
             if (label ~ /\|/) { server = label; sub(/\|.*/, "", server); row = label; sub(/^[^|]*\|/, "", row) }
             else { server = (label != "" ? label : "onepoll"); row = $col["workload"] }
+            gsub(/\//, "∕", row)
             n[row "/" server]++
             dir = work "/" row
             system("mkdir -p \"" dir "\"")
@@ -105,7 +106,7 @@ NROWS=$(((${#ROWS[@]} + COLS - 1) / COLS))
     echo "set multiplot layout $NROWS,$COLS title 'latency by percentile (HdrHistogram style): $(basename "$(dirname "$OUT")")'"
     echo "set logscale x"
     echo "set grid xtics ytics"
-    echo "set xtics ('0%' 1, '90%' 10, '99%' 100, '99.9%' 1000, '99.99%' 10000, '99.999%' 100000, '99.9999%' 1000000)"
+    echo "set xtics ('0%%' 1, '90%%' 10, '99%%' 100, '99.9%%' 1000, '99.99%%' 10000, '99.999%%' 100000, '99.9999%%' 1000000)"
     echo "set key top left"
     echo "set yrange [0:*]"
     echo "set xlabel 'percentile'"
@@ -135,7 +136,13 @@ NROWS=$(((${#ROWS[@]} + COLS - 1) / COLS))
                 sep=", "
             done
         done
-        if [[ $plot == plot ]]; then echo "set label 1 'no data' at graph 0.4,0.5"; echo "plot 1/0 notitle"; echo "unset label 1"; else echo "$plot"; fi
+        if [[ $plot == plot ]]; then
+            echo "set label 1 'no data' at graph 0.45,0.5"
+            echo "plot 0 notitle lc rgb 'white'"
+            echo "unset label 1"
+        else
+            echo "$plot"
+        fi
     done
     echo "unset multiplot"
 } >"$WORK/plot.gp"
