@@ -325,47 +325,94 @@ impl std::error::Error for OverBudget {}
 /// empty result. So the result is at most 16 times as long as `input`.
 ///
 /// Stops with [`OverBudget`] once the result would pass `max_out` bytes
-/// (what is already in `out` is left there for the caller to drop).
+/// (what is already in `out` is left there for the caller to drop). The
+/// whole message at once; [`RandomEdit`] does the same in pieces.
 pub fn random_edit(
     input: &[u8],
     rng: &mut Rng,
     out: &mut Vec<u8>,
     max_out: usize,
 ) -> Result<(), OverBudget> {
-    // One draw of 36 outcomes decides a byte: 6 drop it (1/6); of the 30
-    // that keep it, 5 repeat it (1/6 of the kept) and 25 write it once.
-    const DROP: u64 = 6;
-    const REPEAT: u64 = DROP + 5;
-    let start = out.len();
-    // Checked every so many input bytes, not per byte.
-    const CHECK_EVERY: usize = 4096;
-    for chunk in input.chunks(CHECK_EVERY) {
-        for &b in chunk {
-            match rng.below(36) {
-                0..DROP => {}
-                DROP..REPEAT => {
-                    // U = (k + 1) / 2^53 is uniform in (0, 1], and
-                    // ⌊1/U⌋ = ⌊2^53 / (k + 1)⌋ exactly, without floats.
-                    let k = rng.next_u64() >> 11;
-                    let r = ((1u64 << 53) / (k + 1)).min(MAX_REPEAT as u64) as usize;
-                    out.resize(out.len() + r, b);
-                }
-                _ => out.push(b),
-            }
-        }
-        if out.len() - start > max_out {
-            return Err(OverBudget);
-        }
+    let mut edit = RandomEdit::new();
+    edit.feed(input, rng, out, max_out)?;
+    edit.finish(out, max_out)
+}
+
+/// A [`random_edit`] made in pieces, so that a large message can be
+/// edited a slice per turn of the loop: [`RandomEdit::feed`] each piece of
+/// the message in order, then [`RandomEdit::finish`]. The result is the
+/// same as the whole message's for the same generator, however the message
+/// is cut.
+#[derive(Clone, Debug, Default)]
+pub struct RandomEdit {
+    /// The message's first byte, once seen.
+    first: Option<u8>,
+    /// Bytes written so far.
+    written: usize,
+}
+
+impl RandomEdit {
+    /// An edit at the start of a message.
+    pub fn new() -> RandomEdit {
+        RandomEdit::default()
     }
-    if out.len() == start {
-        if let Some(&first) = input.first() {
-            if max_out == 0 {
+
+    /// Edits the next `piece` of the message onto `out`; [`OverBudget`]
+    /// once the result so far passes `max_out` bytes (checked every few
+    /// KiB of input, not per byte).
+    pub fn feed(
+        &mut self,
+        piece: &[u8],
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+        max_out: usize,
+    ) -> Result<(), OverBudget> {
+        // One draw of 36 outcomes decides a byte: 6 drop it (1/6); of the
+        // 30 that keep it, 5 repeat it (1/6 of the kept) and 25 write it
+        // once.
+        const DROP: u64 = 6;
+        const REPEAT: u64 = DROP + 5;
+        const CHECK_EVERY: usize = 4096;
+        if self.first.is_none() {
+            self.first = piece.first().copied();
+        }
+        for chunk in piece.chunks(CHECK_EVERY) {
+            let before = out.len();
+            for &b in chunk {
+                match rng.below(36) {
+                    0..DROP => {}
+                    DROP..REPEAT => {
+                        // U = (k + 1) / 2^53 is uniform in (0, 1], and
+                        // ⌊1/U⌋ = ⌊2^53 / (k + 1)⌋ exactly, without floats.
+                        let k = rng.next_u64() >> 11;
+                        let r = ((1u64 << 53) / (k + 1)).min(MAX_REPEAT as u64) as usize;
+                        out.resize(out.len() + r, b);
+                    }
+                    _ => out.push(b),
+                }
+            }
+            self.written += out.len() - before;
+            if self.written > max_out {
                 return Err(OverBudget);
             }
-            out.push(first);
+        }
+        Ok(())
+    }
+
+    /// Ends the message: if no byte was kept, the result is the first byte
+    /// (nothing, for an empty message).
+    pub fn finish(self, out: &mut Vec<u8>, max_out: usize) -> Result<(), OverBudget> {
+        match self.first {
+            Some(first) if self.written == 0 => {
+                if max_out == 0 {
+                    return Err(OverBudget);
+                }
+                out.push(first);
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
-    Ok(())
 }
 
 /// Whether `output` is a result [`random_edit`] can give for `input`: each
@@ -1112,6 +1159,26 @@ mod tests {
                 prop_assert!(is_possible_edit(&input, &out), "{:?} -> {:?}", input, out);
                 prop_assert!(out.len() <= input.len() * MAX_REPEAT);
                 prop_assert_eq!(out.is_empty(), input.is_empty());
+            }
+
+            /// Edited in pieces, a message gives what it gives whole.
+            #[test]
+            fn random_in_pieces_is_random_whole(
+                input in proptest::collection::vec(any::<u8>(), 0..300),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+                seed in any::<u64>(),
+            ) {
+                let mut whole = Vec::new();
+                random_edit(&input, &mut Rng::from_seed(seed), &mut whole, usize::MAX).unwrap();
+                let cuts: Vec<usize> = cuts.iter().map(|c| c.index(input.len() + 1)).collect();
+                let mut rng = Rng::from_seed(seed);
+                let mut edit = RandomEdit::new();
+                let mut pieces = Vec::new();
+                for piece in crate::proto::testing::split_at(&input, &cuts) {
+                    edit.feed(piece, &mut rng, &mut pieces, usize::MAX).unwrap();
+                }
+                edit.finish(&mut pieces, usize::MAX).unwrap();
+                prop_assert_eq!(pieces, whole);
             }
 
             /// When every byte is dropped, the result is the first byte:
