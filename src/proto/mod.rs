@@ -31,6 +31,7 @@ pub mod effects;
 pub mod framing;
 pub mod output;
 pub mod prefix;
+pub mod random_edit;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
