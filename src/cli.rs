@@ -153,16 +153,16 @@ fn options() -> Options {
         "transform: bytes reverse/shuffle hold, all connections (default 268435456)",
         "BYTES",
     );
+    o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
+    o.optflag("q", "quiet", "log warnings and errors only");
+    o.optflag("", "help", "print this help and exit");
+    o.optflag("V", "version", "print the version and exit");
     o.optopt(
         "",
         "transform-table",
         "transform's action table: 2021 (0x04 title-case, 0x08 reverse, 0x10 shuffle) or 2023 (0x04 reverse, 0x08 shuffle, 0x10 random); default 2021",
         "2021|2023",
     );
-    o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
-    o.optflag("q", "quiet", "log warnings and errors only");
-    o.optflag("", "help", "print this help and exit");
-    o.optflag("V", "version", "print the version and exit");
     o
 }
 
@@ -322,13 +322,6 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     if let Some(n) = number::<usize>(&m, "max-buffer", COUNT)? {
         config.max_buffer = n;
     }
-    if let Some(table) = m.opt_str("transform-table") {
-        config.transform_table = table.parse().map_err(|_| UsageError::BadValue {
-            option: "--transform-table",
-            value: table,
-            expected: "2021 or 2023",
-        })?;
-    }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
         (0, true) => log::LevelFilter::Warn,
@@ -336,6 +329,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         (_, false) => log::LevelFilter::Trace,
         (_, true) => return Err(UsageError::VerboseAndQuiet),
     };
+    if let Some(table) = m.opt_str("transform-table") {
+        config.transform_table = table.parse().map_err(|_| UsageError::BadValue {
+            option: "--transform-table",
+            value: table,
+            expected: "2021 or 2023",
+        })?;
+    }
 
     let mut listeners: Vec<(Protocol, Option<u16>)> = Vec::new();
     for word in &m.free {
