@@ -174,6 +174,14 @@ impl ClientError {
                 no_reply.after = options.timeout;
                 ClientError::Timeout(no_reply)
             }
+            // Over UDP a port nobody serves shows only when a reply is
+            // awaited (ICMP port unreachable): it is a failed connect.
+            ClientError::Io(source) if source.kind() == io::ErrorKind::ConnectionRefused => {
+                ClientError::Connect {
+                    target: from,
+                    source,
+                }
+            }
             ClientError::BadReply(why) => {
                 ClientError::BadReply(format!("{why} \u{2014} is {from} serving {protocol}?"))
             }
