@@ -21,7 +21,7 @@ use std::time::SystemTime;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use onepoll::config::Config;
-use onepoll::proto::transform::{encode_header, Action, TransformSession};
+use onepoll::proto::transform::{encode_header, Action, Table, TransformSession};
 use onepoll::proto::{Cx, Output, Session, Shared};
 
 /// Feeds `input` to `session` as one read, then drains the replies as a
@@ -40,12 +40,13 @@ fn feed(session: &mut impl Session, shared: &mut Shared, out: &mut Output, input
 
 /// `count` pipelined transform requests of `action` with `size` bytes of
 /// mixed-case text each.
-fn transform_requests(action: Action, size: usize, count: usize) -> Vec<u8> {
+fn transform_requests(table: Table, action: Action, size: usize, count: usize) -> Vec<u8> {
+    let code = table.code(action).unwrap_or(0);
     const TEXT: &[u8] = b"the Quick bROWN fox jumps OVER the lazy DOG 0123 ";
     let data: Vec<u8> = TEXT.iter().copied().cycle().take(size).collect();
     let mut input = Vec::with_capacity((4 + size) * count);
     for _ in 0..count {
-        input.extend_from_slice(&encode_header(action.code(), size as u32));
+        input.extend_from_slice(&encode_header(code, size as u32));
         input.extend_from_slice(&data);
     }
     input
@@ -57,7 +58,7 @@ fn transform_requests(action: Action, size: usize, count: usize) -> Vec<u8> {
 /// response header out).
 fn transform_header(c: &mut Criterion) {
     const COUNT: usize = 4096;
-    let input = transform_requests(Action::Uppercase, 0, COUNT);
+    let input = transform_requests(Table::Y2021, Action::Uppercase, 0, COUNT);
     let mut shared = Shared::new(&Config::default());
     let mut out = Output::new();
     let mut session = TransformSession::new();
@@ -77,13 +78,23 @@ fn transform_actions(c: &mut Criterion) {
         ("transform/64KiB", 64 * 1024, 4, false),
     ] {
         let mut group = c.benchmark_group(name);
-        for action in Action::ALL {
-            let input = transform_requests(action, size, count);
+        // Every action of the 2021 table, and random from the 2023 one.
+        let actions = Table::Y2021
+            .actions()
+            .map(|a| (Table::Y2021, a))
+            .into_iter()
+            .chain([(Table::Y2023, Action::Random)]);
+        for (table, action) in actions {
+            let input = transform_requests(table, action, size, count);
             group.throughput(match per_message {
                 true => Throughput::Elements(count as u64),
                 false => Throughput::Bytes(input.len() as u64),
             });
-            let mut shared = Shared::new(&Config::default());
+            let config = Config {
+                transform_table: table,
+                ..Config::default()
+            };
+            let mut shared = Shared::new(&config);
             let mut out = Output::new();
             let mut session = TransformSession::new();
             group.bench_with_input(BenchmarkId::from_parameter(action), &input, |b, input| {

@@ -1,43 +1,47 @@
 #!/usr/bin/env bash
 # Runs the standard load matrix against several servers, interleaved over
 # rounds, and prints each row's median key figure per server and the ratio
-# of the first server's figure to each other's.
+# of the first server's figure to each other's; then draws each row's
+# latency distribution, onepoll beside the peers (DIR/latency.png).
 #
-#   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--no-build] [NAME=COMMAND ...]
+#   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--only-onepoll] [--no-build] [NAME=COMMAND ...]
 #
-# Default: onepoll against the two reference servers whose sources the
-# PEERS directory holds (c-epoll/ and tokio-tuned/; they are not part of
-# this repository, so PEERS must be set), built into /tmp if missing;
-# or give the servers as NAME=COMMAND. 3 rounds, 5 s per row. In each
+# Default: onepoll against the two peers of ../shared/peers (PEERS=DIR to
+# look elsewhere; built into /tmp as their README says if missing), 3
+# rounds, 5 s per row. Without the peers (a plain clone has none) it says
+# so in one line and runs onepoll alone, as --only-onepoll does. In each
 # round every row runs against each server in turn (a server started
 # afresh for each row, pinned to CPU 0, bench on CPU 1), so that drift on
 # a noisy machine hits the servers alike. A COMMAND gets PROTOCOL=PORT
 # appended. Prints the median over the rounds, the best round, and the
-# median of the round-by-round ratios.
+# median of the round-by-round ratios. The builds are looked for in
+# $CARGO_TARGET_DIR/release when it is set.
 #
 # Examples:
-#   PEERS=/path/to/peers scripts/compare.sh
-#   PEERS=/path/to/peers scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
+#   scripts/compare.sh
+#   scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
+#   scripts/compare.sh --only-onepoll -r 1 -d 2
 #   scripts/compare.sh onepoll='target/release/onepoll -q -b 127.0.0.1' c-epoll='/tmp/onepoll-c -q -b 127.0.0.1'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-ROUNDS=3 DURATION=5 OUT="" BUILD=1 ONLY=""
+ROUNDS=3 DURATION=5 OUT="" BUILD=1 ONLY="" ALONE=0
 while (($#)); do
     case $1 in
         -r) ROUNDS=$2; shift 2 ;;
         -d) DURATION=$2; shift 2 ;;
         -o) OUT=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
+        --only-onepoll) ALONE=1; shift ;;
         --no-build) BUILD=0; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         -*) log "unknown option $1 (see --help)"; exit 2 ;;
         *) break ;;
     esac
 done
-PEERS=${PEERS:-}
+PEERS=${PEERS:-../shared/peers}
 NAMES=() CMDS=()
 if (($#)); then
     for spec in "$@"; do
@@ -45,27 +49,39 @@ if (($#)); then
         NAMES+=("${spec%%=*}") CMDS+=("${spec#*=}")
     done
 else
-    [[ -n $PEERS ]] || {
-        log "no servers to compare: set PEERS=DIR (the reference servers' sources) or give NAME=COMMAND (see --help)"
-        exit 2
-    }
-    NAMES=(onepoll c-epoll tokio-tuned)
-    CMDS=("target/release/onepoll -q -b 127.0.0.1"
-        "/tmp/onepoll-c -q -b 127.0.0.1"
-        "/tmp/peer-target/release/onepoll-tokio-tuned -q -b 127.0.0.1")
+    if ((!ALONE)) && [[ ! -d $PEERS ]]; then
+        log "no peers at $PEERS (set PEERS=DIR to compare with them): running onepoll alone, as --only-onepoll does"
+        ALONE=1
+    fi
+    NAMES=(onepoll) CMDS=("$RELEASE/onepoll -q -b 127.0.0.1")
+    if ((!ALONE)); then
+        NAMES+=(c-epoll tokio-tuned)
+        CMDS+=("/tmp/onepoll-c -q -b 127.0.0.1"
+            "/tmp/peer-target/release/onepoll-tokio-tuned -q -b 127.0.0.1")
+    fi
 fi
-BENCH=target/release/onepoll-bench
-OUT=${OUT:-target/compare/$(date +%Y%m%d-%H%M%S)}
+BENCH=$RELEASE/onepoll-bench
+OUT=${OUT:-$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log
+CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log HGRM_DIR=$OUT/hgrm
+
+# Drops the server at index $1 from NAMES and CMDS, saying why ($2).
+drop_server() {
+    log "${NAMES[$1]}: $2; compared without it"
+    unset 'NAMES[$1]' 'CMDS[$1]'
+    NAMES=("${NAMES[@]}") CMDS=("${CMDS[@]}")
+}
 
 if ((BUILD)); then
     log "building the release..."
     cargo build --release --bins --quiet
-    if (($# == 0)); then
-        [[ -x /tmp/onepoll-c ]] || cc -O2 -o /tmp/onepoll-c "$PEERS/c-epoll/server.c"
-        [[ -x /tmp/peer-target/release/onepoll-tokio-tuned ]] ||
-            cargo build --release --quiet --manifest-path "$PEERS/tokio-tuned/Cargo.toml" --target-dir /tmp/peer-target
+    if (($# == 0)) && ((!ALONE)); then
+        [[ -x /tmp/onepoll-c ]] || cc -O2 -o /tmp/onepoll-c "$PEERS/c-epoll/server.c" ||
+            drop_server 1 "$PEERS/c-epoll/server.c did not build"
+        if [[ ! -x /tmp/peer-target/release/onepoll-tokio-tuned ]] &&
+            ! cargo build --release --quiet --manifest-path "$PEERS/tokio-tuned/Cargo.toml" --target-dir /tmp/peer-target; then
+            drop_server $((${#NAMES[@]} - 1)) "$PEERS/tokio-tuned did not build"
+        fi
     fi
 fi
 [[ -x $BENCH ]] || { log "no $BENCH: build first"; exit 1; }
@@ -115,6 +131,11 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 echo "compare: ${NAMES[*]}; $ROUNDS rounds interleaved, $DURATION s per row; CSV in $CSV"
+if ((${#NAMES[@]} == 1)); then
+    print_single_table "$CSV" "${NAMES[0]}"
+    plot_rows "$OUT"
+    exit 0
+fi
 echo
 echo "Medians over the rounds:"
 print_compare_table median "$CSV" "${NAMES[@]}"
@@ -132,3 +153,4 @@ echo
 echo "The same over the rounds in which both servers ran in the machine's fast mode (cross-CPU round trip"
 echo "within ${FAST_FACTOR}x the lowest seen, before and after each run), then how many rounds that was:"
 print_paired_ratios --fast "$CSV" "${NAMES[@]}"
+plot_rows "$OUT"

@@ -25,6 +25,11 @@ churn           |transform|server_us_per_op     |lower |churn --proto transform 
 
 PROTOCOLS=(transform tne cmd chat upload)
 
+# Where cargo puts the builds: $CARGO_TARGET_DIR if set (relative to the
+# repository, where every script runs), else target/.
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+RELEASE=$TARGET_DIR/release
+
 log() { printf '%s\n' "$*" >&2; }
 
 # The matrix rows, whitespace trimmed, filtered by $ONLY (a regex) if set.
@@ -154,9 +159,19 @@ run_row() { # ROW BASE PID LABEL CSV DURATION
     # round trip before and after the run (see print_paired_ratios --fast).
     local probe=""
     [[ -n $PIN_SERVER ]] && probe="--probe-cpu 0"
+    # With HGRM_DIR set, the run's latency distribution goes to
+    # HGRM_DIR/ROW/LABEL.N.hgrm (N counts the runs), for plot-latency.sh;
+    # a / in a row's name (chat-1000/s) is written as a division slash.
+    local hgrm=""
+    if [[ -n ${HGRM_DIR:-} ]]; then
+        local dir=$HGRM_DIR/${name//\//∕} n=1
+        mkdir -p "$dir"
+        while [[ -e $dir/$label.$n.hgrm ]]; do n=$((n + 1)); done
+        hgrm="--hgrm $dir/$label.$n.hgrm"
+    fi
     # shellcheck disable=SC2086
     timeout --kill-after=5 $((${dur%.*} + 90)) ${PIN_BENCH} "$BENCH" $args -p "$port" -d "$dur" \
-        --server-pid "$pid" $probe -q --csv "$csv" --label "$label|$name" >&2 || true
+        --server-pid "$pid" $probe $hgrm -q --csv "$csv" --label "$label|$name" >&2 || true
 }
 
 # Median of the numbers on stdin (empty when none).
@@ -310,4 +325,18 @@ print_paired_ratios() { # [--fast] CSV LABEL...
         done
         printf '  (%s is better)\n' "$better"
     done < <(matrix_rows)
+}
+
+# Draws each row's latency distribution (every server of the run in its
+# own colour) into DIR/latency.png when gnuplot is there; otherwise says
+# the one command that would.
+plot_rows() { # DIR
+    [[ -d $1/hgrm ]] || return 0
+    if command -v gnuplot >/dev/null; then
+        echo
+        echo "latency distributions per row: $(scripts/plot-latency.sh -o "$1/latency.png" "$1/hgrm")"
+    else
+        echo
+        echo "to draw the latency distributions: apt-get install gnuplot-nox, then scripts/plot-latency.sh $1/hgrm"
+    fi
 }

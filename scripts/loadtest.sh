@@ -17,6 +17,7 @@
 #
 # Results: DIR/results.csv (one row per run, see onepoll-bench --csv) and
 # DIR/server.log; DIR defaults to a fresh directory under target/loadtest.
+# The builds are looked for in $CARGO_TARGET_DIR/release when it is set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -34,12 +35,12 @@ while (($#)); do
         *) log "unknown option $1 (see --help)"; exit 2 ;;
     esac
 done
-CMD=${*:-target/release/onepoll -q -b 127.0.0.1}
+CMD=${*:-$RELEASE/onepoll -q -b 127.0.0.1}
 LABEL=$(basename "${CMD%% *}")
-BENCH=target/release/onepoll-bench
-OUT=${OUT:-target/loadtest/$(date +%Y%m%d-%H%M%S)}
+BENCH=$RELEASE/onepoll-bench
+OUT=${OUT:-$TARGET_DIR/loadtest/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
-CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log
+CSV=$OUT/results.csv SERVER_LOG=$OUT/server.log HGRM_DIR=$OUT/hgrm
 
 if ((BUILD)); then
     log "building the release..."
@@ -71,3 +72,4 @@ stop_server
 
 echo "load matrix: $LABEL (pid pinned to CPU 0, bench on CPU 1), $DURATION s per row; CSV in $CSV"
 print_single_table "$CSV" "$LABEL"
+plot_rows "$OUT"

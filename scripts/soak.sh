@@ -48,8 +48,8 @@ done
 [[ $MINUTES =~ ^[0-9]+$ && $MINUTES -ge 1 ]] || { log "--minutes: a whole number, at least 1"; exit 2; }
 [[ $INTERVAL =~ ^[0-9]+$ && $INTERVAL -ge 1 ]] || { log "--interval: whole seconds, at least 1"; exit 2; }
 
-SERVER=target/release/onepoll BENCH=target/release/onepoll-bench CLIENT=target/release/onepoll-client
-OUT=${OUT:-target/soak/$(date +%Y%m%d-%H%M%S)}
+SERVER=$RELEASE/onepoll BENCH=$RELEASE/onepoll-bench CLIENT=$RELEASE/onepoll-client
+OUT=${OUT:-$TARGET_DIR/soak/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 SERVER_LOG=$OUT/server.log SAMPLES=$OUT/samples.csv

@@ -82,7 +82,8 @@ def percentile(values, p):
 def main():
     size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    server_bin = os.path.join(root, "target", "release", "onepoll")
+    target_dir = os.path.join(root, os.environ.get("CARGO_TARGET_DIR") or "target")
+    server_bin = os.path.join(target_dir, "release", "onepoll")
     if not os.access(server_bin, os.X_OK):
         sys.exit(f"{server_bin} not found: run `cargo build --release` first")
     own_dir = len(sys.argv) <= 2

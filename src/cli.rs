@@ -3,7 +3,7 @@
 //! the binary turns into one line, the usage and exit code 2.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ fn options() -> Options {
     o.optopt(
         "b",
         "bind",
-        "address to listen on, IPv4 or IPv6 (default 0.0.0.0)",
+        "address to listen on, IPv4 or IPv6, or a host name resolved at start (default 0.0.0.0)",
         "ADDR",
     );
     o.optopt(
@@ -176,6 +176,12 @@ fn options() -> Options {
     o.optflag("q", "quiet", "log warnings and errors only");
     o.optflag("", "help", "print this help and exit");
     o.optflag("V", "version", "print the version and exit");
+    o.optopt(
+        "",
+        "transform-table",
+        "transform's action table: 2021 (0x04 title-case, 0x08 reverse, 0x10 shuffle) or 2023 (0x04 reverse, 0x08 shuffle, 0x10 random); default 2021",
+        "2021|2023",
+    );
     o
 }
 
@@ -253,6 +259,21 @@ fn positive<T: PartialOrd + Default>(
     }
 }
 
+/// `--bind`'s address: an IP address as written, or a host name resolved
+/// once, here, at start (its first IPv4 address if it has one, so that
+/// `localhost` means 127.0.0.1 as the clients' default does).
+fn resolve_bind(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let addrs: Vec<IpAddr> = (text, 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();
+    addrs
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+}
+
 fn parse_port(text: &str) -> Result<u16, UsageError> {
     text.parse()
         .map_err(|_| UsageError::BadPort(text.to_string()))
@@ -261,9 +282,14 @@ fn parse_port(text: &str) -> Result<u16, UsageError> {
 /// Parses the arguments after the program name.
 pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
-    let m = options()
-        .parse(&args)
-        .map_err(|e| UsageError::Options(e.to_string()))?;
+    let m = options().parse(&args).map_err(|e| match e {
+        // The clients and the bench take -h for the host: a hand used to
+        // them types it here too.
+        getopts::Fail::UnrecognizedOption(ref opt) if opt == "h" => UsageError::Options(format!(
+            "{e} (for help use --help; -h is the clients' --host)"
+        )),
+        e => UsageError::Options(e.to_string()),
+    })?;
     if m.opt_present("help") {
         return Ok(Command::Help);
     }
@@ -273,10 +299,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
 
     let mut config = Config::default();
     if let Some(bind) = m.opt_str("bind") {
-        config.bind = bind.parse::<IpAddr>().map_err(|_| UsageError::BadValue {
+        config.bind = resolve_bind(&bind).ok_or(UsageError::BadValue {
             option: "--bind",
             value: bind,
-            expected: "an IPv4 or IPv6 address",
+            expected: "an IPv4 or IPv6 address, or a host name that resolves to one",
         })?;
     }
     if let Some(dir) = m.opt_str("upload-dir") {
@@ -340,6 +366,13 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
         (_, false) => log::LevelFilter::Trace,
         (_, true) => return Err(UsageError::VerboseAndQuiet),
     };
+    if let Some(table) = m.opt_str("transform-table") {
+        config.transform_table = table.parse().map_err(|_| UsageError::BadValue {
+            option: "--transform-table",
+            value: table,
+            expected: "2021 or 2023",
+        })?;
+    }
 
     let mut listeners: Vec<(Protocol, Option<u16>)> = Vec::new();
     for word in &m.free {
@@ -439,9 +472,13 @@ mod tests {
             UsageError::BadValue { .. }
         ));
         assert!(matches!(
-            error(&["-b", "nowhere"]),
+            error(&["-b", "nowhere.invalid"]),
             UsageError::BadValue { .. }
         ));
+        let UsageError::Options(why) = error(&["-h"]) else {
+            panic!("-h is not an option of the server");
+        };
+        assert!(why.contains("--help"), "{why}");
         assert!(matches!(
             error(&["--upload-layout", "tree"]),
             UsageError::BadValue { .. }
@@ -475,6 +512,19 @@ mod tests {
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.bind, "::1".parse::<IpAddr>().unwrap());
         assert_eq!(c.upload_layout, UploadLayout::PerConnection);
+        assert_eq!(config(&["-b", "localhost"]).bind.to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn the_transform_table_is_2021_unless_told() {
+        use crate::proto::transform::Table;
+        assert_eq!(config(&[]).transform_table, Table::Y2021);
+        let c = config(&["--transform-table", "2023"]);
+        assert_eq!(c.transform_table, Table::Y2023);
+        assert!(matches!(
+            error(&["--transform-table", "2022"]),
+            UsageError::BadValue { .. }
+        ));
     }
 
     #[test]

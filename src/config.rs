@@ -174,6 +174,9 @@ pub struct Config {
     pub conn_rate_per_ip: u32,
     /// Addresses the per-address limits do not apply to (`--exempt`).
     pub exempt: Vec<Cidr>,
+    /// transform: which action each ACTION code names (`--transform-table`,
+    /// spec 1.5; default 2021).
+    pub transform_table: crate::proto::transform::Table,
 }
 
 impl Default for Config {
@@ -198,6 +201,7 @@ impl Default for Config {
             max_conns_per_ip: 32,
             conn_rate_per_ip: 20,
             exempt: admission::default_exempt(),
+            transform_table: crate::proto::transform::Table::Y2021,
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{read_exact, read_to_end, send, Server};
 use onepoll::proto::rng::Rng;
-use onepoll::proto::transform::{encode_header, Action};
+use onepoll::proto::transform::{encode_header, Action, Table};
 
 fn request(code: u8, data: &[u8]) -> Vec<u8> {
     let mut v = encode_header(code, data.len() as u32).to_vec();
@@ -34,7 +34,7 @@ fn read_response(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 fn expected(code: u8, data: &[u8]) -> Vec<u8> {
-    match Action::from_code(code) {
+    match Table::Y2021.action(code) {
         Some(action) => {
             let mut d = data.to_vec();
             action.apply(&mut d, &mut Rng::from_seed(0));

@@ -11,7 +11,10 @@ use std::time::Duration;
 use getopts::Options;
 
 use crate::config::Protocol;
-use crate::proto::transform::Action;
+use crate::proto::transform::{Action, Table};
+
+/// How long a run waits for a reply unless `--timeout` says otherwise.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 use super::chaos::{self, Misbehave};
 
@@ -164,6 +167,14 @@ pub struct BenchConfig {
     pub label: String,
     /// Print a progress line on stderr every second.
     pub progress: bool,
+    /// transform: the action table the server speaks (`--table`).
+    pub table: Table,
+    /// How long the run waits for a reply (any reply, on any connection)
+    /// before it stops and says what it waited for (`--timeout`).
+    pub reply_timeout: Duration,
+    /// Write the latency distribution here, in HdrHistogram's percentile
+    /// form (`--hgrm`).
+    pub hgrm: Option<PathBuf>,
 }
 
 impl BenchConfig {
@@ -195,6 +206,9 @@ impl BenchConfig {
             csv: None,
             label: String::new(),
             progress: false,
+            table: Table::Y2021,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            hgrm: None,
         }
     }
 
@@ -233,6 +247,8 @@ pub enum Command {
     Run(Box<BenchConfig>),
     /// Print the help and exit 0.
     Help,
+    /// Print the version and exit 0.
+    Version,
 }
 
 /// A command line that cannot be run (exit code 2).
@@ -313,7 +329,7 @@ fn options() -> Options {
     o.optopt(
         "a",
         "action",
-        "transform action: uppercase, lowercase, title-case, reverse, shuffle (default uppercase)",
+        "transform action: uppercase, lowercase, title-case, reverse, shuffle, random (2023 table) (default uppercase)",
         "NAME",
     );
     o.optopt(
@@ -387,6 +403,25 @@ fn options() -> Options {
         "a progress line on stderr every second (default: when stderr is a terminal)",
     );
     o.optflag("", "help", "print this help");
+    o.optopt(
+        "",
+        "table",
+        "transform: the server's action table, 2021 or 2023 (see onepoll --transform-table; default 2021)",
+        "YEAR",
+    );
+    o.optopt(
+        "",
+        "timeout",
+        "seconds to wait for a reply before giving up and saying why (default 10)",
+        "SECS",
+    );
+    o.optflag("V", "version", "print the version and exit");
+    o.optopt(
+        "",
+        "hgrm",
+        "write the latency distribution to FILE in HdrHistogram's percentile form (for scripts/plot-latency.sh)",
+        "FILE",
+    );
     o
 }
 
@@ -432,6 +467,7 @@ fn option_name(long: &str) -> &'static str {
         "misbehave" => "--misbehave",
         "pause" => "--pause",
         "hang-limit" => "--hang-limit",
+        "timeout" => "--timeout",
         _ => "an option",
     }
 }
@@ -461,6 +497,9 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
         .map_err(|e| ArgError::Options(e.to_string()))?;
     if m.opt_present("help") {
         return Ok(Command::Help);
+    }
+    if m.opt_present("version") {
+        return Ok(Command::Version);
     }
     if m.free.len() != 1 {
         return Err(ArgError::WorkloadCount(m.free.len()));
@@ -522,8 +561,41 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
                 .ok_or(ArgError::BadValue {
                     option: "--action",
                     value: action,
-                    expected: "uppercase, lowercase, title-case, reverse or shuffle",
+                    expected: "uppercase, lowercase, title-case, reverse, shuffle or random",
                 })?;
+    }
+    if let Some(table) = m.opt_str("table") {
+        if workload != Workload::Transform {
+            return Err(ArgError::NotFor {
+                option: "--table",
+                workload,
+            });
+        }
+        c.table = table.parse().map_err(|_| ArgError::BadValue {
+            option: "--table",
+            value: table,
+            expected: "2021 or 2023",
+        })?;
+    }
+    if c.table.code(c.action).is_none() {
+        return Err(ArgError::BadValue {
+            option: "--action",
+            value: c.action.name().to_string(),
+            expected: match c.table {
+                Table::Y2021 => "uppercase, lowercase, title-case, reverse or shuffle with --table 2021 (random needs --table 2023)",
+                Table::Y2023 => "uppercase, lowercase, reverse, shuffle or random with --table 2023",
+            },
+        });
+    }
+    if let Some(secs) = number::<f64>(&m, "timeout", "seconds, more than 0 and at most 3600")? {
+        if !(secs > 0.0 && secs <= 3600.0) {
+            return Err(ArgError::BadValue {
+                option: "--timeout",
+                value: secs.to_string(),
+                expected: "seconds, more than 0 and at most 3600",
+            });
+        }
+        c.reply_timeout = Duration::from_secs_f64(secs);
     }
     if let Some(secs) = number::<f64>(&m, "duration", "seconds, more than 0 and at most 3600")? {
         if !(secs > 0.0 && secs <= 3600.0) {
@@ -566,6 +638,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, ArgError> {
     c.probe_cpu = number(&m, "probe-cpu", "a CPU number")?;
     c.quiet = m.opt_present("quiet");
     c.csv = m.opt_str("csv").map(PathBuf::from);
+    c.hgrm = m.opt_str("hgrm").map(PathBuf::from);
     c.label = m.opt_str("label").unwrap_or_default();
     c.progress = m.opt_present("progress");
     Ok(Command::Run(Box::new(c)))

@@ -174,15 +174,60 @@ struct Sender {
 }
 
 /// Opens a connection with a blocking connect and reads its `WELCOME`
-/// line; returns the nonblocking stream, the nick and bytes read past the
-/// line.
-fn open(target: SocketAddr) -> io::Result<(TcpStream, Vec<u8>, Vec<u8>)> {
-    let sock = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
-    sock.set_nodelay(true)?;
-    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+/// line, each within `timeout`; returns the nonblocking stream, the nick
+/// and bytes read past the line. A greeting that does not come, or is not
+/// `WELCOME`, is [`BenchError::NoReply`], saying what came instead.
+fn open(
+    target: SocketAddr,
+    timeout: Duration,
+) -> Result<(TcpStream, Vec<u8>, Vec<u8>), BenchError> {
+    let setup =
+        |e: io::Error| BenchError::Setup(format!("cannot open a chat connection to {target}: {e}"));
+    let sock = std::net::TcpStream::connect_timeout(&target, timeout).map_err(setup)?;
+    sock.set_nodelay(true).map_err(setup)?;
+    sock.set_read_timeout(Some(timeout)).map_err(setup)?;
     let mut got = Vec::new();
+    match greeting(&sock, &mut got) {
+        Ok(opened) => Ok(opened),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(BenchError::NoReply(format!(
+                "no greeting from {target} in {} s \u{2014} is it serving chat? ({})",
+                timeout.as_secs_f64(),
+                shown(&got)
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(BenchError::NoReply(format!(
+            "the first line from {target} is not WELCOME \u{2014} is it serving chat? ({})",
+            shown(&got)
+        ))),
+        Err(e) => Err(setup(e)),
+    }
+}
+
+/// What came instead of a greeting, for the messages.
+fn shown(got: &[u8]) -> String {
+    match got {
+        [] => "nothing came back".to_string(),
+        _ => format!(
+            "the first bytes back were \"{}\"",
+            got.get(..48).unwrap_or(got).escape_ascii()
+        ),
+    }
+}
+
+/// Reads the `WELCOME` line from `sock` into `got`, then makes the
+/// stream nonblocking.
+fn greeting(
+    sock: &std::net::TcpStream,
+    got: &mut Vec<u8>,
+) -> io::Result<(TcpStream, Vec<u8>, Vec<u8>)> {
     let mut chunk = [0u8; 512];
-    let mut reader = &sock;
+    let mut reader = sock;
     let line_end = loop {
         if let Some(i) = got.iter().position(|&b| b == b'\n') {
             break i;
@@ -200,7 +245,7 @@ fn open(target: SocketAddr) -> io::Result<(TcpStream, Vec<u8>, Vec<u8>)> {
         .to_vec();
     let rest = got.get(line_end + 1..).unwrap_or_default().to_vec();
     sock.set_nonblocking(true)?;
-    Ok((TcpStream::from_std(sock), nick, rest))
+    Ok((TcpStream::from_std(sock.try_clone()?), nick, rest))
 }
 
 /// Drops the complete lines at the front of `carry`, keeping a partial one.
@@ -262,11 +307,9 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
     let mut stats = Stats::new();
     let pad = payload(cfg.size.saturating_sub(HEADER_LEN));
     let (nr, ns) = (cfg.receivers, cfg.senders);
-    let setup =
-        |e: io::Error| BenchError::Setup(format!("cannot open a chat connection to {target}: {e}"));
     let mut receivers = Vec::with_capacity(nr);
     for i in 0..nr {
-        let (mut sock, _, carry) = open(target).map_err(setup)?;
+        let (mut sock, _, carry) = open(target, cfg.reply_timeout)?;
         poll.registry()
             .register(&mut sock, Token(i), Interest::READABLE)
             .map_err(BenchError::Io)?;
@@ -281,7 +324,7 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
     let mut nicks = Vec::with_capacity(ns);
     let mut sender_socks = Vec::with_capacity(ns);
     for _ in 0..ns {
-        let (sock, nick, _) = open(target).map_err(setup)?;
+        let (sock, nick, _) = open(target, cfg.reply_timeout)?;
         sender_socks.push(sock);
         nicks.push(nick);
     }

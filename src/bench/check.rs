@@ -5,6 +5,7 @@
 use std::fmt;
 
 use super::script::Expect;
+use crate::proto::transform::{is_possible_edit, MAX_REPEAT};
 
 /// The server sent a byte the spec does not allow here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +29,8 @@ impl std::error::Error for Mismatch {}
 pub struct Checker {
     pos: usize,
     counts: Option<Box<[u32; 256]>>,
+    /// A random edit's reply: its header, then its data as it arrives.
+    edit: Vec<u8>,
 }
 
 impl Checker {
@@ -72,6 +75,7 @@ impl Checker {
                     counts,
                     len,
                 } => self.step_permutation(header, counts, *len, rest)?,
+                Expect::Edit { data } => self.step_edit(data, rest)?,
             };
             used += n;
             done += usize::from(complete);
@@ -146,6 +150,51 @@ impl Checker {
     }
 }
 
+impl Checker {
+    /// Consumes bytes of a random edit's reply: a length that the edit of
+    /// `data` can have, then that many bytes, checked once all are here.
+    fn step_edit(&mut self, data: &[u8], input: &[u8]) -> Result<(usize, bool), Mismatch> {
+        let mut used = 0;
+        if self.pos < 4 {
+            let n = (4 - self.pos).min(input.len());
+            self.edit
+                .extend_from_slice(input.get(..n).unwrap_or_default());
+            self.pos += n;
+            used = n;
+            if self.pos < 4 {
+                return Ok((used, false));
+            }
+        }
+        let len = match self.edit.get(..4) {
+            Some(&[a, b, c, d]) => u32::from_be_bytes([a, b, c, d]) as usize,
+            _ => 0,
+        };
+        if len > data.len() * MAX_REPEAT || (len == 0) != data.is_empty() {
+            self.reset_edit();
+            return Err(Mismatch { offset: 0 });
+        }
+        let n = (4 + len - self.pos).min(input.len() - used);
+        self.edit
+            .extend_from_slice(input.get(used..used + n).unwrap_or_default());
+        self.pos += n;
+        used += n;
+        if self.pos < 4 + len {
+            return Ok((used, false));
+        }
+        let ok = is_possible_edit(data, self.edit.get(4..).unwrap_or_default());
+        self.reset_edit();
+        match ok {
+            true => Ok((used, true)),
+            false => Err(Mismatch { offset: 4 + len }),
+        }
+    }
+
+    fn reset_edit(&mut self) {
+        self.edit.clear();
+        self.pos = 0;
+    }
+}
+
 /// Skips a greeting line that must start with a known prefix (chat's
 /// `WELCOME `), across reads.
 #[derive(Debug, Default)]
@@ -184,7 +233,7 @@ impl LineSkip {
 mod tests {
     use super::*;
     use crate::bench::script::transform;
-    use crate::proto::transform::Action;
+    use crate::proto::transform::{Action, Table};
 
     fn exact(b: &[u8]) -> Expect {
         Expect::Exact(b.to_vec())
@@ -227,7 +276,7 @@ mod tests {
 
     #[test]
     fn shuffle_accepts_any_permutation_and_refuses_other_bytes() {
-        let s = transform(Action::Shuffle, b"abca");
+        let s = transform(Table::Y2021, Action::Shuffle, b"abca").unwrap();
         let mut c = Checker::new();
         assert_eq!(c.feed(&s.expect, b"\0\0\0\x04caab\0\0"), Ok(1));
         assert_eq!(c.feed(&s.expect, b"\0\x04aacb"), Ok(1));
@@ -244,14 +293,14 @@ mod tests {
 
     #[test]
     fn an_empty_shuffle_is_just_its_header() {
-        let s = transform(Action::Shuffle, b"");
+        let s = transform(Table::Y2021, Action::Shuffle, b"").unwrap();
         let mut c = Checker::new();
         assert_eq!(c.feed(&s.expect, b"\0\0\0\0\0\0\0\0"), Ok(2));
     }
 
     #[test]
     fn the_error_reply_is_not_an_uppercase_reply() {
-        let s = transform(Action::Uppercase, b"hello");
+        let s = transform(Table::Y2021, Action::Uppercase, b"hello").unwrap();
         let mut c = Checker::new();
         assert_eq!(
             c.feed(&s.expect, b"\0\0\0\x05error"),
@@ -270,5 +319,24 @@ mod tests {
             s.feed(b"WELCOME ", b"ERR full\n"),
             Err(Mismatch { offset: 0 })
         );
+    }
+
+    #[test]
+    fn random_edits_are_checked_at_any_split() {
+        let s = transform(Table::Y2023, Action::Random, b"abc").unwrap();
+        assert_eq!(s.request[0] >> 3, 0x10, "random is 0x10 in 2023");
+        let good = [&5u32.to_be_bytes()[..], b"aabbc"].concat();
+        let stream = [&good[..], &good[..]].concat();
+        for split in 0..stream.len() {
+            let mut c = Checker::new();
+            let (a, b) = stream.split_at(split);
+            let total = c.feed(&s.expect, a).unwrap() + c.feed(&s.expect, b).unwrap();
+            assert_eq!(total, 2, "split at {split}");
+        }
+        let reordered = [&3u32.to_be_bytes()[..], b"cba"].concat();
+        assert!(Checker::new().feed(&s.expect, &reordered).is_err());
+        let too_long = 49u32.to_be_bytes();
+        assert!(Checker::new().feed(&s.expect, &too_long).is_err());
+        assert!(transform(Table::Y2021, Action::Random, b"abc").is_none());
     }
 }

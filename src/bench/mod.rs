@@ -55,6 +55,9 @@ pub enum BenchError {
     Setup(String),
     /// The cross-CPU probe (`--probe-cpu`) failed on this CPU.
     Probe(usize, io::Error),
+    /// The server did not answer as the protocol does: what was waited
+    /// for and what came instead.
+    NoReply(String),
 }
 
 impl fmt::Display for BenchError {
@@ -64,6 +67,7 @@ impl fmt::Display for BenchError {
             BenchError::Io(e) => write!(f, "i/o error: {e}"),
             BenchError::Setup(why) => f.write_str(why),
             BenchError::Probe(cpu, e) => write!(f, "cross-CPU probe on CPU {cpu}: {e}"),
+            BenchError::NoReply(why) => f.write_str(why),
         }
     }
 }
@@ -108,6 +112,10 @@ pub fn main(args: &[String]) -> i32 {
             print!("{}", args::usage());
             return 0;
         }
+        Ok(args::Command::Version) => {
+            println!("onepoll-bench {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
         Ok(args::Command::Run(config)) => config,
         Err(e) => {
             eprintln!("onepoll-bench: {e}");
@@ -136,6 +144,24 @@ pub fn main(args: &[String]) -> i32 {
             eprintln!("onepoll-bench: cannot write {}: {e}", path.display());
             return 1;
         }
+    }
+    if let Some(path) = &config.hgrm {
+        if let Err(e) = std::fs::write(path, report.stats.percentile_distribution()) {
+            eprintln!("onepoll-bench: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
+    if report.stats.ops == 0 {
+        let st = &report.stats;
+        eprintln!(
+            "onepoll-bench: nothing succeeded ({} wrong replies, {} disconnects, {} connect errors) \u{2014} is {}:{} serving {}?",
+            st.errors,
+            st.disconnects,
+            st.connect_errors,
+            config.host,
+            report.target.port(),
+            config.protocol()
+        );
     }
     match (report.stats.failures(), report.stats.ops) {
         (0, ops) if ops > 0 => 0,

@@ -65,7 +65,16 @@ struct Driver<'a> {
     /// Idle: exchanges each connection is to complete.
     rounds_wanted: u32,
     progress: Progress,
+    /// When a reply last completed (or the run began): a stall longer than
+    /// `--timeout` ends the run with [`BenchError::NoReply`].
+    heard: Instant,
+    /// The first bytes the server sent, on any connection: what came
+    /// instead, when nothing right did.
+    first_bytes: Vec<u8>,
 }
+
+/// Bytes of the server's first reply kept to show what came instead.
+const SHOWN: usize = 48;
 
 /// Runs a request/reply workload against `target`.
 pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> {
@@ -95,6 +104,8 @@ pub fn run(cfg: &BenchConfig, target: SocketAddr) -> Result<Report, BenchError> 
         measuring: false,
         rounds_wanted: 1,
         progress: Progress::new(cfg, cfg.workload.unit()),
+        heard: Instant::now(),
+        first_bytes: Vec::new(),
     };
     match mode {
         Mode::Steady => d.steady(),
@@ -120,12 +131,20 @@ impl Driver<'_> {
             self.step(i, t0);
         }
         let mut events = Events::with_capacity(1024);
+        self.heard = t0;
         loop {
             let now = Instant::now();
             if now >= end || self.live == 0 || (self.begun >= self.cap && self.idle_all()) {
                 break;
             }
+            let owed = self.begun > self.stats.ops + self.stats.errors;
+            if owed && now >= self.heard + self.cfg.reply_timeout {
+                return Err(self.silence());
+            }
             let mut wake = end.min(self.progress.next());
+            if owed {
+                wake = wake.min(self.heard + self.cfg.reply_timeout);
+            }
             if self.cfg.rate.is_some() {
                 wake = wake.min(self.sweep_rate(now));
             }
@@ -141,7 +160,58 @@ impl Driver<'_> {
         let elapsed = t0.elapsed();
         let after = self.sample();
         self.progress.finish();
+        if self.stats.ops == 0 && self.live == 0 {
+            return Err(self.all_failed());
+        }
+        if self.stats.ops == 0 && self.begun > 0 {
+            return Err(self.silence());
+        }
         Ok(self.report(elapsed, usage(before, after), bench_before))
+    }
+
+    /// `host:port` and the protocol awaited, as the messages name them.
+    fn awaited(&self) -> (String, &'static str) {
+        let from = format!("{}:{}", self.cfg.host, self.target.port());
+        (from, self.cfg.protocol().name())
+    }
+
+    /// What came instead of a reply, for the messages.
+    fn instead(&self) -> String {
+        if self.first_bytes.is_empty() {
+            return "nothing came back".to_string();
+        }
+        format!(
+            "the first bytes back were \"{}\"",
+            self.first_bytes.escape_ascii()
+        )
+    }
+
+    /// The run stalled: requests are owed and none was answered in
+    /// `--timeout`.
+    fn silence(&self) -> BenchError {
+        let (from, protocol) = self.awaited();
+        BenchError::NoReply(format!(
+            "no reply from {from} in {:.0} s \u{2014} is it serving {protocol}? ({} connections open, {} requests sent, {} answered; {})",
+            self.heard.elapsed().as_secs_f64(),
+            self.live,
+            self.begun,
+            self.stats.ops,
+            self.instead()
+        ))
+    }
+
+    /// Every connection ended before any reply was right.
+    fn all_failed(&self) -> BenchError {
+        let (from, protocol) = self.awaited();
+        let how = match (self.stats.errors, self.stats.disconnects) {
+            (0, 0) => "no connection could be used".to_string(),
+            (0, n) => format!("the server closed all {n} connections without a reply"),
+            (n, _) => format!("{n} connections got a reply that is not {protocol}'s"),
+        };
+        BenchError::NoReply(format!(
+            "{how} \u{2014} is {from} serving {protocol}? ({})",
+            self.instead()
+        ))
     }
 
     fn idle(&mut self) -> Result<Report, BenchError> {
@@ -214,15 +284,26 @@ impl Driver<'_> {
     fn open_all(&mut self, ready: impl Fn(&Conn) -> bool) -> Result<(), BenchError> {
         let limit = Instant::now() + SETUP_LIMIT;
         let mut events = Events::with_capacity(1024);
+        // Connections that became ready, and when the last one did: no
+        // progress for --timeout ends the wait as surely as SETUP_LIMIT.
+        let (mut readied, mut moved) = (usize::MAX, Instant::now());
         loop {
             self.start_pending(Instant::now());
             if self.unstarted.is_empty() && self.all_live(&ready) {
                 break;
             }
-            if Instant::now() >= limit {
-                return Err(BenchError::Setup(format!(
-                    "connections not ready after {} s",
-                    SETUP_LIMIT.as_secs()
+            let now_ready = self.slots.iter().flatten().filter(|c| ready(c)).count();
+            if now_ready != readied {
+                (readied, moved) = (now_ready, Instant::now());
+            }
+            if Instant::now() >= limit || moved.elapsed() >= self.cfg.reply_timeout {
+                let (from, protocol) = self.awaited();
+                return Err(BenchError::NoReply(format!(
+                    "no reply from {from} in {:.0} s \u{2014} is it serving {protocol}? ({} of {} connections ready; {})",
+                    moved.elapsed().as_secs_f64(),
+                    readied,
+                    self.cfg.conns,
+                    self.instead()
                 )));
             }
             self.poll_once(&mut events, Duration::from_millis(100))?;
@@ -338,6 +419,13 @@ impl Driver<'_> {
             self.done.clear();
             let (bytes, end) = conn.read(&self.wire, &mut self.buf, &mut self.done);
             let started = conn.started;
+            if !self.done.is_empty() {
+                self.heard = now;
+            }
+            if self.first_bytes.is_empty() && bytes > 0 {
+                let n = (bytes as usize).min(SHOWN);
+                self.first_bytes = self.buf.get(..n).unwrap_or_default().to_vec();
+            }
             if self.measuring {
                 self.stats.bytes_in += bytes;
                 for &t in &self.done {

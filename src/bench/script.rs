@@ -4,7 +4,7 @@
 //! checks the server rather than agreeing with it.
 
 use crate::config::Protocol;
-use crate::proto::transform::Action;
+use crate::proto::transform::{Action, Table};
 
 use super::args::BenchConfig;
 
@@ -22,6 +22,12 @@ pub enum Expect {
         /// The data length.
         len: usize,
     },
+    /// A 4-byte length, then that many bytes that are a possible random
+    /// edit of `data` (spec 1.5: each byte 0 to 16 times, in order).
+    Edit {
+        /// The request's data.
+        data: Vec<u8>,
+    },
 }
 
 impl Expect {
@@ -30,6 +36,8 @@ impl Expect {
         match self {
             Expect::Exact(bytes) => bytes.len(),
             Expect::Permutation { len, .. } => 4 + len,
+            // Unknown until it arrives; at least the header.
+            Expect::Edit { .. } => 4,
         }
     }
 
@@ -69,7 +77,13 @@ pub const HELO_HOST: &str = "bench";
 pub fn script(protocol: Protocol, config: &BenchConfig) -> Script {
     let size = config.size;
     match protocol {
-        Protocol::Transform => transform(config.action, &payload(size)),
+        Protocol::Transform => transform(config.table, config.action, &payload(size))
+            .unwrap_or_else(|| Script {
+                hello: None,
+                greeting: None,
+                request: Vec::new(),
+                expect: Expect::Exact(Vec::new()),
+            }),
         Protocol::Tne => {
             let msg = payload(size.max(1));
             let mut request = b"TNE20003:".to_vec();
@@ -125,11 +139,12 @@ pub fn script(protocol: Protocol, config: &BenchConfig) -> Script {
     }
 }
 
-/// The transform request of `action` on `data`, and its reply per spec
-/// section 1.5.
-pub fn transform(action: Action, data: &[u8]) -> Script {
+/// The transform request of `action` on `data` for a server speaking
+/// `table`, and its reply per spec section 1.5 (`None`: the table has no
+/// such action).
+pub fn transform(table: Table, action: Action, data: &[u8]) -> Option<Script> {
     let len = data.len() as u32;
-    let word = (u32::from(action.code()) << 27) | len;
+    let word = (u32::from(table.code(action)?) << 27) | len;
     let mut request = word.to_be_bytes().to_vec();
     request.extend_from_slice(data);
     let header = len.to_be_bytes();
@@ -147,18 +162,21 @@ pub fn transform(action: Action, data: &[u8]) -> Script {
                 len: data.len(),
             }
         }
+        Action::Random => Expect::Edit {
+            data: data.to_vec(),
+        },
         _ => {
             let mut reply = header.to_vec();
             reply.extend(expected_transform(action, data));
             Expect::Exact(reply)
         }
     };
-    Script {
+    Some(Script {
         hello: None,
         greeting: None,
         request,
         expect,
-    }
+    })
 }
 
 /// The spec's result of a deterministic action, written from the table in
@@ -182,7 +200,8 @@ fn expected_transform(action: Action, data: &[u8]) -> Vec<u8> {
                 })
                 .collect()
         }
-        Action::Reverse | Action::Shuffle => data.iter().rev().copied().collect(),
+        // Shuffle and random are checked otherwise; never asked for here.
+        Action::Reverse | Action::Shuffle | Action::Random => data.iter().rev().copied().collect(),
     }
 }
 
@@ -193,28 +212,28 @@ mod tests {
 
     #[test]
     fn the_spec_example_requests_and_replies() {
-        let s = transform(Action::Uppercase, b"hi");
+        let s = transform(Table::Y2021, Action::Uppercase, b"hi").unwrap();
         assert_eq!(s.request, [0x08, 0, 0, 2, b'h', b'i']);
         assert_eq!(s.expect, Expect::Exact(vec![0, 0, 0, 2, b'H', b'I']));
-        let s = transform(Action::Reverse, b"abc");
+        let s = transform(Table::Y2021, Action::Reverse, b"abc").unwrap();
         assert_eq!(s.request, [0x40, 0, 0, 3, b'a', b'b', b'c']);
         assert_eq!(s.expect, Expect::Exact(vec![0, 0, 0, 3, b'c', b'b', b'a']));
     }
 
     #[test]
     fn title_case_uppercases_the_first_letter_of_each_run() {
-        let s = transform(Action::TitleCase, b"hELLO wORLD x1y");
+        let s = transform(Table::Y2021, Action::TitleCase, b"hELLO wORLD x1y").unwrap();
         assert_eq!(
             s.expect,
             Expect::Exact(b"\0\0\0\x0fHello World X1Y".to_vec())
         );
-        let s = transform(Action::Lowercase, b"AbC");
+        let s = transform(Table::Y2021, Action::Lowercase, b"AbC").unwrap();
         assert_eq!(s.expect, Expect::Exact(b"\0\0\0\x03abc".to_vec()));
     }
 
     #[test]
     fn shuffle_expects_a_permutation() {
-        let s = transform(Action::Shuffle, b"aab");
+        let s = transform(Table::Y2021, Action::Shuffle, b"aab").unwrap();
         match s.expect {
             Expect::Permutation {
                 header,

@@ -89,6 +89,48 @@ impl Stats {
     pub fn max(&self) -> Duration {
         Duration::from_nanos(self.latency.max())
     }
+
+    /// The latency distribution as HdrHistogram prints it
+    /// (`outputPercentileDistribution`, values in µs): one line per step
+    /// of `Value Percentile TotalCount 1/(1-Percentile)`, five steps per
+    /// halving of the distance to 100%, then the summary lines. What
+    /// HdrHistogram's plotters and `scripts/plot-latency.sh` read.
+    pub fn percentile_distribution(&self) -> String {
+        use std::fmt::Write;
+        let h = &self.latency;
+        let mut text = format!(
+            "{:>12} {:>14} {:>10} {:>14}\n\n",
+            "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+        );
+        let mut total = 0u64;
+        for step in h.iter_quantiles(5) {
+            total += step.count_since_last_iteration();
+            let us = step.value_iterated_to() as f64 / 1000.0;
+            let p = step.quantile_iterated_to();
+            let _ = if p < 1.0 {
+                writeln!(
+                    text,
+                    "{us:12.3} {p:14.12} {total:10} {:14.2}",
+                    1.0 / (1.0 - p)
+                )
+            } else {
+                writeln!(text, "{us:12.3} {p:14.12} {total:10}")
+            };
+        }
+        let _ = writeln!(
+            text,
+            "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]",
+            h.mean() / 1000.0,
+            h.stdev() / 1000.0
+        );
+        let _ = writeln!(
+            text,
+            "#[Max     = {:12.3}, Total count    = {:12}]",
+            h.max() as f64 / 1000.0,
+            h.len()
+        );
+        text
+    }
 }
 
 #[cfg(test)]
@@ -131,5 +173,27 @@ mod tests {
             ..Stats::new()
         };
         assert_eq!(s.failures(), 15, "expected drops are no failure");
+    }
+
+    #[test]
+    fn the_distribution_climbs_to_the_max_in_hdrhistogram_form() {
+        let mut s = Stats::new();
+        for us in 1..=1000u64 {
+            s.record(Duration::from_micros(us));
+        }
+        let text = s.percentile_distribution();
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.contains("Value"))
+            .map(|l| l.split_whitespace().map(|f| f.parse().unwrap()).collect())
+            .collect();
+        assert!(rows.len() > 20, "{text}");
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0][0] <= w[1][0] && w[0][1] <= w[1][1]));
+        let last = rows.last().unwrap();
+        assert_eq!((last[1], last[2]), (1.0, 1000.0), "{text}");
+        assert!((999.0..=1001.0).contains(&last[0]), "{text}");
+        assert!(text.contains("#[Max"), "{text}");
     }
 }

@@ -193,15 +193,18 @@ pub fn run(options: &ClientOptions, args: &[String]) -> Result<(), ClientError> 
         io::stdin().as_raw_fd(),
         Relay::new(nick),
         &mut out,
+        options.timeout,
     )
 }
 
-/// The event loop over the socket and stdin (descriptor `stdin_fd`).
+/// The event loop over the socket and stdin (descriptor `stdin_fd`). The
+/// server's first line (its greeting) must come within `timeout`.
 fn chat_loop(
     socket: &mut mio::net::TcpStream,
     stdin_fd: RawFd,
     mut relay: Relay,
     out: &mut impl Write,
+    timeout: Duration,
 ) -> Result<(), ClientError> {
     let mut poll = Poll::new()?;
     poll.registry()
@@ -221,6 +224,9 @@ fn chat_loop(
     let mut server_gone = false;
     let mut events = Events::with_capacity(8);
     let mut buf = vec![0u8; 16 * 1024];
+    // Until the server's first whole line: when it is due, and what came.
+    let mut greeting_due = Some(Instant::now() + timeout);
+    let mut before_greeting = Vec::new();
     loop {
         while stdin_open && stdin_ready && relay.outbox.len() < OUTBOX_LIMIT {
             match read_fd(stdin_fd, &mut buf) {
@@ -255,7 +261,16 @@ fn chat_loop(
                     relay.server_closed(out)?;
                     return Ok(());
                 }
-                Ok(n) => relay.from_server(buf.get(..n).unwrap_or_default(), out)?,
+                Ok(n) => {
+                    let got = buf.get(..n).unwrap_or_default();
+                    if greeting_due.is_some() {
+                        before_greeting.extend_from_slice(got);
+                        if got.contains(&b'\n') {
+                            greeting_due = None;
+                        }
+                    }
+                    relay.from_server(got, out)?;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_gone(&e) && (relay.quit_sent || server_gone) => {
@@ -267,18 +282,25 @@ fn chat_loop(
         }
         let direct_has_more =
             matches!(mode, StdinMode::Direct) && stdin_open && relay.outbox.len() < OUTBOX_LIMIT;
-        let timeout = if direct_has_more {
+        let wait = if direct_has_more {
             Some(Duration::ZERO)
         } else {
-            quit_deadline.map(|at| at.saturating_duration_since(Instant::now()))
+            quit_deadline
+                .into_iter()
+                .chain(greeting_due)
+                .min()
+                .map(|at| at.saturating_duration_since(Instant::now()))
         };
-        match poll.poll(&mut events, timeout) {
+        match poll.poll(&mut events, wait) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
         if events.iter().any(|e| e.token() == STDIN) {
             stdin_ready = true;
+        }
+        if greeting_due.is_some_and(|at| Instant::now() >= at) {
+            return Err(ClientError::timeout_after(&before_greeting));
         }
         if let Some(at) = quit_deadline {
             if Instant::now() >= at {

@@ -189,9 +189,8 @@ mod over_tcp {
 
     fn local(addr: std::net::SocketAddr) -> ClientOptions {
         ClientOptions {
-            host: "127.0.0.1".into(),
             port: Some(addr.port()),
-            verbose: false,
+            ..ClientOptions::new("127.0.0.1")
         }
     }
 

@@ -30,7 +30,7 @@ impl<R: Read> LineReader<R> {
 
     /// The next line, without its line end. [`ClientError::Closed`] at end
     /// of stream (a partial last line is dropped), [`ClientError::Timeout`]
-    /// when the stream's read timeout passes, [`ClientError::BadReply`] for
+    /// (with the partial line) when the stream's read timeout passes, [`ClientError::BadReply`] for
     /// a line over the limit (reading may go on after it).
     pub fn read_line(&mut self) -> Result<Vec<u8>, ClientError> {
         loop {
@@ -52,7 +52,12 @@ impl<R: Read> LineReader<R> {
                 match self.inner.read(&mut chunk) {
                     Ok(n) => break n,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e.into()),
+                    Err(e) => {
+                        return Err(match ClientError::from(e) {
+                            ClientError::Timeout(_) => ClientError::timeout_after(&self.buf),
+                            other => other,
+                        })
+                    }
                 }
             };
             if n == 0 {
@@ -118,6 +123,6 @@ mod tests {
     #[test]
     fn a_timeout_is_its_own_error() {
         let e = ClientError::from(io::Error::from(io::ErrorKind::WouldBlock));
-        assert!(matches!(e, ClientError::Timeout));
+        assert!(matches!(e, ClientError::Timeout(_)));
     }
 }

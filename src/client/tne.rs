@@ -7,7 +7,9 @@ use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 
 use super::lines::{LineReader, MAX_REPLY_LINE};
-use super::{ClientError, ClientOptions, TIMEOUT};
+use std::time::Duration;
+
+use super::{ClientError, ClientOptions};
 use crate::config::Protocol;
 use crate::proto::tne::{ACK, ERROR, HEADER};
 
@@ -143,11 +145,14 @@ pub struct TneUdpClient {
     socket: UdpSocket,
     /// Addresses not yet tried, in reverse resolver order.
     untried: Vec<SocketAddr>,
+    /// How long each reply is awaited.
+    timeout: Duration,
 }
 
 impl TneUdpClient {
     /// Resolves the server `options` name (default port 20003) and opens a
-    /// socket towards its first address; each reply is awaited [`TIMEOUT`].
+    /// socket towards its first address; each reply is awaited
+    /// `options.timeout`.
     pub fn connect(options: &ClientOptions) -> Result<TneUdpClient, ClientError> {
         let port = options.port.unwrap_or(Protocol::Tne.default_port());
         let target = format!("{}:{port}", options.host);
@@ -166,8 +171,12 @@ impl TneUdpClient {
                 "no address found",
             ))
         })?;
-        let socket = open(first).map_err(connect_error)?;
-        Ok(TneUdpClient { socket, untried })
+        let socket = open(first, options.timeout).map_err(connect_error)?;
+        Ok(TneUdpClient {
+            socket,
+            untried,
+            timeout: options.timeout,
+        })
     }
 
     /// Sends `TNE20003:<msg>` as one datagram and waits for the reply.
@@ -187,7 +196,7 @@ impl TneUdpClient {
                     let Some(next) = self.untried.pop() else {
                         return Err(ClientError::Io(e));
                     };
-                    self.socket = open(next)?;
+                    self.socket = open(next, self.timeout)?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -201,14 +210,14 @@ impl TneUdpClient {
 }
 
 /// A UDP socket of `addr`'s family connected to `addr`.
-fn open(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+fn open(addr: SocketAddr, timeout: Duration) -> std::io::Result<UdpSocket> {
     let local: SocketAddr = match addr {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = UdpSocket::bind(local)?;
     socket.connect(addr)?;
-    socket.set_read_timeout(Some(TIMEOUT))?;
+    socket.set_read_timeout(Some(timeout))?;
     Ok(socket)
 }
 
@@ -240,9 +249,8 @@ mod over_sockets {
 
     fn local(addr: SocketAddr) -> ClientOptions {
         ClientOptions {
-            host: "127.0.0.1".into(),
             port: Some(addr.port()),
-            verbose: false,
+            ..ClientOptions::new("127.0.0.1")
         }
     }
 
@@ -288,8 +296,9 @@ mod over_sockets {
         let dead_addr = dead.local_addr().unwrap();
         drop(dead);
         let mut client = TneUdpClient {
-            socket: open(dead_addr).unwrap(),
+            socket: open(dead_addr, super::super::TIMEOUT).unwrap(),
             untried: vec![addr],
+            timeout: super::super::TIMEOUT,
         };
         assert_eq!(client.request(b"x").unwrap(), TneReply::Ack(b"x".to_vec()));
         assert_eq!(client.peer_addr().unwrap(), addr);

@@ -11,18 +11,26 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::{ClientError, ClientOptions, TIMEOUT};
-use crate::proto::transform::{encode_header, Action, ERROR_REPLY, MAX_LENGTH};
+use super::{ClientError, ClientOptions};
+use crate::proto::transform::{encode_header, Action, Table, ERROR_REPLY, MAX_LENGTH};
 
 /// The usage of the subcommand.
-pub const USAGE: &str = "transform [ACTION MESSAGE... | -f FILE]
-  ACTION: uppercase, lowercase, title-case, reverse, shuffle, or a number
-  0-31 (decimal or 0x hex) to send any action code. MESSAGE words are
-  joined by single spaces. FILE (- for stdin) holds one ACTION MESSAGE
-  per line; all its requests are sent pipelined.";
+pub const USAGE: &str = "transform [--table 2021|2023] [ACTION MESSAGE... | -f FILE]
+  ACTION: a name in the server's action table, or a number 0-31
+  (decimal or 0x hex) to send any action code. --table names the
+  table the server speaks (its --transform-table; default 2021):
+    2021: uppercase 0x01, lowercase 0x02, title-case 0x04,
+          reverse 0x08, shuffle 0x10
+    2023: uppercase 0x01, lowercase 0x02, reverse 0x04,
+          shuffle 0x08, random 0x10
+  (upper, lower and title are short for uppercase, lowercase and
+  title-case). shuffle and random give a different result each time.
+  MESSAGE words are joined by single spaces. FILE (- for stdin) holds
+  one ACTION MESSAGE per line; all its requests are sent pipelined.";
 
 /// One request: the action code and the data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,18 +41,22 @@ pub struct Request {
     pub data: Vec<u8>,
 }
 
-/// Parses an action name or number.
-pub fn parse_action(word: &str) -> Result<u8, ClientError> {
-    let by_name = match word.to_ascii_lowercase().as_str() {
-        "uppercase" | "upper" => Some(Action::Uppercase),
-        "lowercase" | "lower" => Some(Action::Lowercase),
-        "title-case" | "titlecase" | "title" => Some(Action::TitleCase),
-        "reverse" => Some(Action::Reverse),
-        "shuffle" => Some(Action::Shuffle),
-        _ => None,
+/// Parses an action name (of `table`) or number.
+pub fn parse_action(word: &str, table: Table) -> Result<u8, ClientError> {
+    let name = match word.to_ascii_lowercase().as_str() {
+        "upper" => "uppercase".to_string(),
+        "lower" => "lowercase".to_string(),
+        "title" | "titlecase" => "title-case".to_string(),
+        other => other.to_string(),
     };
-    if let Some(action) = by_name {
-        return Ok(action.code());
+    if let Some(action) = Action::ALL.into_iter().find(|a| a.name() == name) {
+        return table.code(action).ok_or_else(|| {
+            let other = Table::ALL.into_iter().find(|t| t.code(action).is_some());
+            ClientError::Usage(format!(
+                "the {table} action table has no {action}{}",
+                other.map_or(String::new(), |t| format!(" (it is in --table {t})"))
+            ))
+        });
     }
     let number = match word.strip_prefix("0x").or_else(|| word.strip_prefix("0X")) {
         Some(hex) => u8::from_str_radix(hex, 16).ok(),
@@ -52,14 +64,18 @@ pub fn parse_action(word: &str) -> Result<u8, ClientError> {
     };
     match number {
         Some(code) if code < 32 => Ok(code),
-        _ => Err(ClientError::Usage(format!(
-            "unknown action '{word}' (expected uppercase, lowercase, title-case, reverse, shuffle or 0-31)"
-        ))),
+        _ => {
+            let names: Vec<&str> = table.actions().iter().map(|a| a.name()).collect();
+            Err(ClientError::Usage(format!(
+                "unknown action '{word}' (expected {} or 0-31)",
+                names.join(", ")
+            )))
+        }
     }
 }
 
 /// Parses one `ACTION MESSAGE` line of a request file.
-pub fn parse_line(line: &str) -> Result<Request, ClientError> {
+pub fn parse_line(line: &str, table: Table) -> Result<Request, ClientError> {
     let (action, message) = line.split_once(' ').unwrap_or((line, ""));
     let data = message.as_bytes().to_vec();
     if data.len() > MAX_LENGTH as usize {
@@ -68,41 +84,56 @@ pub fn parse_line(line: &str) -> Result<Request, ClientError> {
         ));
     }
     Ok(Request {
-        code: parse_action(action)?,
+        code: parse_action(action, table)?,
         data,
     })
 }
 
-fn read_requests(source: impl Read) -> Result<Vec<Request>, ClientError> {
+fn read_requests(source: impl Read, table: Table) -> Result<Vec<Request>, ClientError> {
     let mut requests = Vec::new();
     for line in BufReader::new(source).lines() {
         let line = line?;
         let line = line.strip_suffix('\r').unwrap_or(&line);
         if !line.is_empty() {
-            requests.push(parse_line(line)?);
+            requests.push(parse_line(line, table)?);
         }
     }
     Ok(requests)
 }
 
-/// Turns the subcommand's arguments into requests.
-pub fn parse_args(args: &[String]) -> Result<Vec<Request>, ClientError> {
-    match args {
-        [] => Err(ClientError::Usage(format!(
-            "missing requests\nUsage: onepoll-client {USAGE}"
-        ))),
+/// Turns the subcommand's arguments into the table and the requests.
+pub fn parse_args(args: &[String]) -> Result<(Table, Vec<Request>), ClientError> {
+    let (table, args) = match args {
+        [flag, year, rest @ ..] if flag == "--table" => {
+            let table = year
+                .parse::<Table>()
+                .map_err(|e| ClientError::Usage(format!("{e}\nUsage: onepoll-client {USAGE}")))?;
+            (table, rest)
+        }
+        [flag] if flag == "--table" => {
+            return Err(ClientError::Usage("--table takes 2021 or 2023".into()))
+        }
+        _ => (Table::default(), args),
+    };
+    let requests = match args {
+        [] => {
+            return Err(ClientError::Usage(format!(
+                "missing requests\nUsage: onepoll-client {USAGE}"
+            )))
+        }
         [flag, file] if flag == "-f" => {
             if file == "-" {
-                read_requests(io::stdin().lock())
+                read_requests(io::stdin().lock(), table)?
             } else {
                 let f = File::open(file)
                     .map_err(|e| ClientError::Usage(format!("cannot read {file}: {e}")))?;
-                read_requests(f)
+                read_requests(f, table)?
             }
         }
-        [flag, ..] if flag == "-f" => Err(ClientError::Usage("-f takes one FILE".into())),
-        [action, words @ ..] => Ok(vec![parse_line(&format!("{action} {}", words.join(" ")))?]),
-    }
+        [flag, ..] if flag == "-f" => return Err(ClientError::Usage("-f takes one FILE".into())),
+        [action, words @ ..] => vec![parse_line(&format!("{action} {}", words.join(" ")), table)?],
+    };
+    Ok((table, requests))
 }
 
 /// Encodes requests back to back, as they go on the wire.
@@ -132,8 +163,15 @@ fn take_responses(buf: &[u8], into: &mut Vec<Vec<u8>>) -> usize {
 }
 
 /// Sends `wire` (holding `count` requests) and reads `count` responses,
-/// writing and reading at once.
-pub fn exchange(stream: TcpStream, wire: &[u8], count: usize) -> Result<Vec<Vec<u8>>, ClientError> {
+/// writing and reading at once; fails with [`ClientError::Timeout`] (and
+/// the bytes of the response not completed) when `timeout` passes without
+/// progress.
+pub fn exchange(
+    stream: TcpStream,
+    wire: &[u8],
+    count: usize,
+    timeout: Duration,
+) -> Result<Vec<Vec<u8>>, ClientError> {
     stream.set_nonblocking(true)?;
     let mut stream = mio::net::TcpStream::from_std(stream);
     let mut poll = Poll::new()?;
@@ -175,12 +213,9 @@ pub fn exchange(stream: TcpStream, wire: &[u8], count: usize) -> Result<Vec<Vec<
             }
         }
         if responses.len() < count {
-            poll.poll(&mut events, Some(TIMEOUT))?;
+            poll.poll(&mut events, Some(timeout))?;
             if events.is_empty() {
-                return Err(ClientError::Io(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no progress for 30 s",
-                )));
+                return Err(ClientError::timeout_after(&inbox));
             }
         }
     }
@@ -189,14 +224,28 @@ pub fn exchange(stream: TcpStream, wire: &[u8], count: usize) -> Result<Vec<Vec<
 
 /// Whether `response` answers `request` as the server should, or is the
 /// `error` reply (`Err`).
-pub fn check(request: &Request, response: &[u8]) -> Result<(), String> {
-    match Action::from_code(request.code) {
+pub fn check(table: Table, request: &Request, response: &[u8]) -> Result<(), String> {
+    match table.action(request.code) {
         Some(action) if action.is_valid_response(&request.data, response) => Ok(()),
         Some(action) if response == ERROR_REPLY => Err(format!(
             "{action} of {} bytes refused (server over its --max-buffer?)",
             request.data.len()
         )),
-        Some(action) => Err(format!("{action}: wrong response")),
+        Some(action) => {
+            // A server speaking the other table answers this code with
+            // another action: say so, it is the likely mistake.
+            let other = Table::ALL.into_iter().find(|&t| {
+                t != table
+                    && t.action(request.code)
+                        .is_some_and(|a| a.is_valid_response(&request.data, response))
+            });
+            Err(match other {
+                Some(t) => format!(
+                    "{action}: wrong response, but a right one for the {t} action table (try --table {t})"
+                ),
+                None => format!("{action}: wrong response"),
+            })
+        }
         None if response == ERROR_REPLY => Err(format!("unknown action {:#04x}", request.code)),
         None => Err(format!("action {:#04x}: unexpected response", request.code)),
     }
@@ -205,16 +254,16 @@ pub fn check(request: &Request, response: &[u8]) -> Result<(), String> {
 /// Runs the subcommand: sends every request pipelined, prints each
 /// response on its own line, and fails if any was an error.
 pub fn run(options: &ClientOptions, args: &[String]) -> Result<(), ClientError> {
-    let requests = parse_args(args)?;
+    let (table, requests) = parse_args(args)?;
     let stream = super::connect(options, crate::config::Protocol::Transform.default_port())?;
-    let responses = exchange(stream, &encode(&requests), requests.len())?;
+    let responses = exchange(stream, &encode(&requests), requests.len(), options.timeout)?;
     let stdout = io::stdout();
     let mut out = stdout.lock();
     let mut first_error = None;
     for (request, response) in requests.iter().zip(&responses) {
         out.write_all(response)?;
         out.write_all(b"\n")?;
-        if let Err(e) = check(request, response) {
+        if let Err(e) = check(table, request, response) {
             first_error.get_or_insert(e);
         }
     }
@@ -231,28 +280,51 @@ mod tests {
 
     #[test]
     fn actions_parse_by_name_and_number() {
-        assert_eq!(parse_action("uppercase").unwrap(), 1);
-        assert_eq!(parse_action("Title-Case").unwrap(), 4);
-        assert_eq!(parse_action("0x10").unwrap(), 16);
-        assert_eq!(parse_action("3").unwrap(), 3);
-        assert!(matches!(parse_action("32"), Err(ClientError::Usage(_))));
+        assert_eq!(parse_action("uppercase", Table::Y2021).unwrap(), 1);
+        assert_eq!(parse_action("Title-Case", Table::Y2021).unwrap(), 4);
+        assert_eq!(parse_action("0x10", Table::Y2021).unwrap(), 16);
+        assert_eq!(parse_action("3", Table::Y2021).unwrap(), 3);
         assert!(matches!(
-            parse_action("explode"),
+            parse_action("32", Table::Y2021),
+            Err(ClientError::Usage(_))
+        ));
+        assert!(matches!(
+            parse_action("explode", Table::Y2021),
             Err(ClientError::Usage(_))
         ));
     }
 
     #[test]
+    fn names_follow_the_table() {
+        assert_eq!(parse_action("reverse", Table::Y2021).unwrap(), 0x08);
+        assert_eq!(parse_action("reverse", Table::Y2023).unwrap(), 0x04);
+        assert_eq!(parse_action("shuffle", Table::Y2023).unwrap(), 0x08);
+        assert_eq!(parse_action("random", Table::Y2023).unwrap(), 0x10);
+        let Err(ClientError::Usage(why)) = parse_action("random", Table::Y2021) else {
+            panic!("random is not in the 2021 table");
+        };
+        assert!(why.contains("--table 2023"), "{why}");
+        assert!(parse_action("title-case", Table::Y2023).is_err());
+        let args: Vec<String> = ["--table", "2023", "random", "hello"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (table, requests) = parse_args(&args).unwrap();
+        assert_eq!(table, Table::Y2023);
+        assert_eq!(requests[0].code, 0x10);
+    }
+
+    #[test]
     fn lines_and_words_become_requests() {
         assert_eq!(
-            parse_line("reverse ab c").unwrap(),
+            parse_line("reverse ab c", Table::Y2021).unwrap(),
             Request {
                 code: 8,
                 data: b"ab c".to_vec()
             }
         );
         assert_eq!(
-            parse_line("lower").unwrap(),
+            parse_line("lower", Table::Y2021).unwrap(),
             Request {
                 code: 2,
                 data: vec![]
@@ -260,13 +332,13 @@ mod tests {
         );
         let args: Vec<String> = ["upper", "a", "b"].iter().map(|s| s.to_string()).collect();
         assert_eq!(
-            parse_args(&args).unwrap(),
+            parse_args(&args).unwrap().1,
             vec![Request {
                 code: 1,
                 data: b"a b".to_vec()
             }]
         );
-        let requests = read_requests(&b"upper x\r\n\nreverse yz\n"[..]).unwrap();
+        let requests = read_requests(&b"upper x\r\n\nreverse yz\n"[..], Table::Y2021).unwrap();
         assert_eq!(requests.len(), 2);
     }
 
@@ -284,17 +356,18 @@ mod tests {
             code: 1,
             data: b"abc".to_vec(),
         };
-        assert!(check(&upper, b"ABC").is_ok());
-        assert!(check(&upper, b"error").is_err());
+        assert!(check(Table::Y2021, &upper, b"ABC").is_ok());
+        assert!(check(Table::Y2021, &upper, b"error").is_err());
         let lower_of_error = Request {
             code: 2,
             data: b"ERROR".to_vec(),
         };
         assert!(
-            check(&lower_of_error, b"error").is_ok(),
+            check(Table::Y2021, &lower_of_error, b"error").is_ok(),
             "lowercase of ERROR is data"
         );
         assert!(check(
+            Table::Y2021,
             &Request {
                 code: 3,
                 data: vec![]

@@ -524,7 +524,7 @@ pub fn prompt_files<S: Link>(
 impl From<UploadError> for ClientError {
     fn from(e: UploadError) -> ClientError {
         match e {
-            UploadError::Io(e) => ClientError::Io(e),
+            UploadError::Io(e) => ClientError::from(e),
             UploadError::NoStatus | UploadError::BadStatus(_) => {
                 ClientError::BadReply(e.to_string())
             }

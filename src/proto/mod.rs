@@ -31,6 +31,7 @@ pub mod effects;
 pub mod framing;
 pub mod output;
 pub mod prefix;
+pub mod random_edit;
 pub mod rng;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -91,7 +92,8 @@ impl Shared {
         Shared {
             tne: tne::Shared::new(config.max_line),
             cmd: cmd::Shared::new(config.max_line, cmd::LocalClock::system()),
-            transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
+            transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy())
+                .with_table(config.transform_table),
             upload: upload::Shared::from_config(config),
             chat: chat::Shared::new(config.max_line, config.max_sendq),
         }

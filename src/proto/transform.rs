@@ -39,16 +39,28 @@
 //!
 //! ## 4. Actions
 //!
-//! | ACTION | name       | response DATA |
-//! |--------|------------|---------------|
-//! | `0x01` | uppercase  | ASCII `a`–`z` become `A`–`Z`; other bytes unchanged |
-//! | `0x02` | lowercase  | ASCII `A`–`Z` become `a`–`z`; other bytes unchanged |
-//! | `0x04` | title-case | an ASCII letter is uppercased when the byte before it is not an ASCII letter (or it is the first byte), lowercased otherwise; other bytes unchanged |
-//! | `0x08` | reverse    | the bytes in reverse order |
-//! | `0x10` | shuffle    | a uniformly random permutation of the bytes |
+//! Two action tables are in use by the course this protocol comes from;
+//! the server speaks one, chosen by `--transform-table` ([`Table`]):
 //!
-//! Every response to a valid action has the request's LENGTH. LENGTH 0 is
-//! valid and answered with an empty response (`00 00 00 00`).
+//! | ACTION | `2021` (default) | `2023`    |
+//! |--------|------------------|-----------|
+//! | `0x01` | uppercase        | uppercase |
+//! | `0x02` | lowercase        | lowercase |
+//! | `0x04` | title-case       | reverse   |
+//! | `0x08` | reverse          | shuffle   |
+//! | `0x10` | shuffle          | random    |
+//!
+//! | name       | response DATA |
+//! |------------|---------------|
+//! | uppercase  | ASCII `a`–`z` become `A`–`Z`; other bytes unchanged |
+//! | lowercase  | ASCII `A`–`Z` become `a`–`z`; other bytes unchanged |
+//! | title-case | an ASCII letter is uppercased when the byte before it is not an ASCII letter (or it is the first byte), lowercased otherwise; other bytes unchanged |
+//! | reverse    | the bytes in reverse order |
+//! | shuffle    | a uniformly random permutation of the bytes |
+//! | random     | a random edit ([`random_edit`]): bytes dropped or repeated up to 16 times, order kept |
+//!
+//! Every response to a valid action but random has the request's LENGTH.
+//! LENGTH 0 is valid and answered with an empty response (`00 00 00 00`).
 //!
 //! ## 5. Errors
 //!
@@ -56,8 +68,10 @@
 //!   combinations of bits): the server reads and discards the LENGTH data
 //!   bytes, so the stream stays in step, and answers the 5 bytes `error`
 //!   (`00 00 00 05 65 72 72 6f 72`). Later requests are served normally.
-//! - **Over budget**: reverse and shuffle must hold a message whole before
-//!   answering. The bytes they hold, across all connections, stay within
+//! - **Over budget**: reverse, shuffle and random must hold a message
+//!   whole before answering (random also holds its result beside it: a
+//!   random whose message and result would pass the budget is answered
+//!   `error`). The bytes they hold, across all connections, stay within
 //!   `--max-buffer` (default 256 MiB). A reverse or shuffle request is
 //!   admitted when its header arrives if the bytes held plus its LENGTH fit;
 //!   otherwise its data is discarded as it arrives and it is answered
@@ -72,7 +86,8 @@
 //! uppercase, lowercase and title-case are streamed: the response header is
 //! sent as soon as the request header arrives, and data is transformed and
 //! sent as it arrives, so the server's memory does not grow with LENGTH.
-//! reverse and shuffle hold LENGTH bytes, within the budget above.
+//! reverse and shuffle hold LENGTH bytes, random those and its result,
+//! within the budget above.
 //!
 //! ## 7. Example
 //!
@@ -89,9 +104,11 @@
 //! ```
 
 use std::fmt;
+use std::str::FromStr;
 
 use super::budget::{Budget, Reservation};
 use super::prefix::{split_at_most, WordReader};
+pub use super::random_edit::{is_possible_edit, random_edit, OverBudget, RandomEdit, MAX_REPEAT};
 use super::rng::Rng;
 use super::{Cx, Output, Session};
 
@@ -104,53 +121,34 @@ pub const ERROR_REPLY: &[u8] = b"error";
 /// Bytes of a request or response header.
 pub const HEADER_BYTES: usize = 4;
 
-/// The actions of section 4.
+/// The actions of section 4. Which ACTION code names which action depends
+/// on the server's [`Table`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// `0x01`: ASCII letters to upper case.
+    /// ASCII letters to upper case.
     Uppercase,
-    /// `0x02`: ASCII letters to lower case.
+    /// ASCII letters to lower case.
     Lowercase,
-    /// `0x04`: first letter of each run of letters upper, the rest lower.
+    /// First letter of each run of letters upper, the rest lower.
     TitleCase,
-    /// `0x08`: bytes in reverse order.
+    /// Bytes in reverse order.
     Reverse,
-    /// `0x10`: a uniformly random permutation.
+    /// A uniformly random permutation.
     Shuffle,
+    /// A random edit: bytes dropped or repeated (see [`random_edit`]).
+    Random,
 }
 
 impl Action {
-    /// Every action, in code order.
-    pub const ALL: [Action; 5] = [
+    /// Every action.
+    pub const ALL: [Action; 6] = [
         Action::Uppercase,
         Action::Lowercase,
         Action::TitleCase,
         Action::Reverse,
         Action::Shuffle,
+        Action::Random,
     ];
-
-    /// The action with this 5-bit code, if any.
-    pub fn from_code(code: u8) -> Option<Action> {
-        match code {
-            0x01 => Some(Action::Uppercase),
-            0x02 => Some(Action::Lowercase),
-            0x04 => Some(Action::TitleCase),
-            0x08 => Some(Action::Reverse),
-            0x10 => Some(Action::Shuffle),
-            _ => None,
-        }
-    }
-
-    /// The action's 5-bit code.
-    pub fn code(self) -> u8 {
-        match self {
-            Action::Uppercase => 0x01,
-            Action::Lowercase => 0x02,
-            Action::TitleCase => 0x04,
-            Action::Reverse => 0x08,
-            Action::Shuffle => 0x10,
-        }
-    }
 
     /// The action's name as the spec writes it.
     pub fn name(self) -> &'static str {
@@ -160,7 +158,14 @@ impl Action {
             Action::TitleCase => "title-case",
             Action::Reverse => "reverse",
             Action::Shuffle => "shuffle",
+            Action::Random => "random",
         }
+    }
+
+    /// Whether the result is random (shuffle and random): a client can check
+    /// it is a possible result, not compare it with one.
+    pub fn is_random(self) -> bool {
+        matches!(self, Action::Shuffle | Action::Random)
     }
 
     /// Whether the server can stream this action (answer before the data
@@ -172,7 +177,9 @@ impl Action {
         )
     }
 
-    /// Applies the action to a whole message, in place.
+    /// Applies a length-keeping action to a whole message, in place. Random
+    /// changes the length: it is left to [`random_edit`], and does nothing
+    /// here.
     pub fn apply(self, data: &mut [u8], rng: &mut Rng) {
         match self {
             Action::Uppercase => data.make_ascii_uppercase(),
@@ -180,16 +187,17 @@ impl Action {
             Action::TitleCase => title_case(data, &mut false),
             Action::Reverse => data.reverse(),
             Action::Shuffle => rng.shuffle(data),
+            Action::Random => {}
         }
     }
 
     /// Whether `response` is a correct transform of `request` (for shuffle:
-    /// any permutation). Lets a client tell data from the `error` reply.
+    /// any permutation; for random: any possible edit). Lets a client tell
+    /// data from the `error` reply.
     pub fn is_valid_response(self, request: &[u8], response: &[u8]) -> bool {
-        if request.len() != response.len() {
-            return false;
-        }
         match self {
+            Action::Random => is_possible_edit(request, response),
+            _ if request.len() != response.len() => false,
             Action::Shuffle => {
                 let (mut a, mut b) = (request.to_vec(), response.to_vec());
                 a.sort_unstable();
@@ -202,6 +210,98 @@ impl Action {
                 expected == response
             }
         }
+    }
+}
+
+/// Which action each ACTION code names: the course this protocol comes from
+/// published two tables, and clients of both exist (`--transform-table`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// The labs of 2021: 0x04 title-case, 0x08 reverse, 0x10 shuffle.
+    #[default]
+    Y2021,
+    /// The labs from 2023 on: 0x04 reverse, 0x08 shuffle, 0x10 random.
+    Y2023,
+}
+
+impl Table {
+    /// Both tables.
+    pub const ALL: [Table; 2] = [Table::Y2021, Table::Y2023];
+
+    /// The table's name on command lines: `2021` or `2023`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Y2021 => "2021",
+            Table::Y2023 => "2023",
+        }
+    }
+
+    /// The five actions of the table, in code order (0x01, 0x02, 0x04,
+    /// 0x08, 0x10).
+    pub fn actions(self) -> [Action; 5] {
+        match self {
+            Table::Y2021 => [
+                Action::Uppercase,
+                Action::Lowercase,
+                Action::TitleCase,
+                Action::Reverse,
+                Action::Shuffle,
+            ],
+            Table::Y2023 => [
+                Action::Uppercase,
+                Action::Lowercase,
+                Action::Reverse,
+                Action::Shuffle,
+                Action::Random,
+            ],
+        }
+    }
+
+    /// The action this table gives the 5-bit `code`, if any: one bit set,
+    /// the lowest five. A plain lookup (a branch or two), on every header.
+    pub fn action(self, code: u8) -> Option<Action> {
+        if !code.is_power_of_two() {
+            return None;
+        }
+        self.actions().get(code.trailing_zeros() as usize).copied()
+    }
+
+    /// The code of `action` in this table, if the table has it.
+    pub fn code(self, action: Action) -> Option<u8> {
+        let at = self.actions().iter().position(|&a| a == action)?;
+        Some(1 << at)
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A table name that is neither `2021` nor `2023`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownTable(pub String);
+
+impl fmt::Display for UnknownTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown action table '{}' (expected 2021 or 2023)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownTable {}
+
+impl FromStr for Table {
+    type Err = UnknownTable;
+    fn from_str(s: &str) -> Result<Table, UnknownTable> {
+        Table::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| UnknownTable(s.to_string()))
     }
 }
 
@@ -247,17 +347,26 @@ pub fn title_case(bytes: &mut [u8], prev_letter: &mut bool) {
 pub struct Shared {
     /// Bytes reverse and shuffle may hold, all connections together.
     pub budget: Budget,
-    /// The shuffle's generator.
+    /// The generator of shuffle and random.
     pub rng: Rng,
+    /// Which action each ACTION code names (`--transform-table`).
+    pub table: Table,
 }
 
 impl Shared {
-    /// Shared state with a `max_buffer`-byte budget.
+    /// Shared state with a `max_buffer`-byte budget, speaking the default
+    /// (2021) action table.
     pub fn new(max_buffer: usize, rng: Rng) -> Shared {
         Shared {
             budget: Budget::new(max_buffer),
             rng,
+            table: Table::default(),
         }
+    }
+
+    /// The same, speaking `table`.
+    pub fn with_table(self, table: Table) -> Shared {
+        Shared { table, ..self }
     }
 }
 
@@ -311,7 +420,7 @@ impl TransformSession {
     /// case, the whole reply).
     fn begin<'a>(&mut self, header: [u8; 4], mut rest: &'a [u8], cx: &mut Cx<'_>) -> &'a [u8] {
         let (code, length) = decode_header(header);
-        self.state = match Action::from_code(code) {
+        self.state = match cx.shared.transform.table.action(code) {
             Some(action) if action.streams() => {
                 let (chunk, after) = split_at_most(rest, length as usize);
                 rest = after;
@@ -383,6 +492,36 @@ fn put_streamed<const N: usize>(
     }
 }
 
+/// Answers a held random request: its result is built beside the message
+/// (`held`: header then data, within `reservation`), so both count against
+/// the budget; a result that would pass it is answered `error`.
+fn put_random(cx: &mut Cx<'_>, held: Vec<u8>, reservation: Reservation) {
+    let transform = &mut cx.shared.transform;
+    let message = held.get(HEADER_BYTES..).unwrap_or_default();
+    let room = transform
+        .budget
+        .limit()
+        .saturating_sub(transform.budget.held());
+    let mut reply = Vec::with_capacity(HEADER_BYTES + message.len() + message.len() / 4);
+    reply.extend_from_slice(&[0; HEADER_BYTES]);
+    let done = random_edit(message, &mut transform.rng, &mut reply, room);
+    // Nothing else reserves between the edit and here (one thread, one
+    // call), so the room measured above is still there.
+    let result = match (
+        done,
+        transform.budget.try_reserve(reply.len() - HEADER_BYTES),
+    ) {
+        (Ok(()), Some(result)) => result,
+        _ => return put_error(cx),
+    };
+    drop((held, reservation));
+    let length = (reply.len() - HEADER_BYTES) as u32;
+    if let Some(head) = reply.get_mut(..HEADER_BYTES) {
+        head.copy_from_slice(&length.to_be_bytes());
+    }
+    cx.out.put_held(reply, result);
+}
+
 fn put_error(cx: &mut Cx<'_>) {
     cx.out.put_u32(ERROR_REPLY.len() as u32);
     cx.out.put(ERROR_REPLY);
@@ -429,10 +568,14 @@ impl Session for TransformSession {
                             ..
                         } = std::mem::replace(&mut self.state, FRESH)
                         {
-                            if let Some(data) = reply.get_mut(HEADER_BYTES..) {
-                                action.apply(data, &mut cx.shared.transform.rng);
+                            if action == Action::Random {
+                                put_random(cx, reply, reservation);
+                            } else {
+                                if let Some(data) = reply.get_mut(HEADER_BYTES..) {
+                                    action.apply(data, &mut cx.shared.transform.rng);
+                                }
+                                cx.out.put_held(reply, reservation);
                             }
-                            cx.out.put_held(reply, reservation);
                         }
                     }
                 }
@@ -537,8 +680,12 @@ mod tests {
 
     #[test]
     fn length_zero_is_an_empty_response_for_every_action() {
-        for action in Action::ALL {
-            assert_eq!(run_whole(&request(action.code(), b"")), response(b""));
+        for code in [0x01, 0x02, 0x04, 0x08, 0x10] {
+            for table in Table::ALL {
+                let mut shared = shared(1 << 20);
+                shared.transform.table = table;
+                assert_eq!(run(&mut shared, &[&request(code, b"")]), response(b""));
+            }
         }
     }
 
@@ -674,6 +821,89 @@ mod tests {
         }
     }
 
+    fn shared_2023(max_buffer: usize) -> AllShared {
+        let mut shared = shared(max_buffer);
+        shared.transform.table = Table::Y2023;
+        shared
+    }
+
+    #[test]
+    fn the_two_tables_map_codes_as_the_spec_lists() {
+        use Action::*;
+        let expect = [
+            (
+                Table::Y2021,
+                [Uppercase, Lowercase, TitleCase, Reverse, Shuffle],
+            ),
+            (
+                Table::Y2023,
+                [Uppercase, Lowercase, Reverse, Shuffle, Random],
+            ),
+        ];
+        for (table, actions) in expect {
+            for (bit, action) in actions.into_iter().enumerate() {
+                let code = 1u8 << bit;
+                assert_eq!(table.action(code), Some(action), "{table} {code:#x}");
+                assert_eq!(table.code(action), Some(code));
+            }
+            for code in (0..32u8).filter(|c| !c.is_power_of_two()) {
+                assert_eq!(table.action(code), None, "{table} {code:#x}");
+            }
+            assert_eq!(table.name().parse::<Table>(), Ok(table));
+        }
+        assert_eq!(Table::Y2021.code(Random), None);
+        assert_eq!(Table::Y2023.code(TitleCase), None);
+        assert!("2022".parse::<Table>().is_err());
+        assert_eq!(Table::default(), Table::Y2021);
+    }
+
+    #[test]
+    fn a_2023_server_answers_the_2023_codes() {
+        let mut input = request(0x04, b"abc");
+        input.extend(request(0x08, b"aab"));
+        input.extend(request(0x01, b"up"));
+        let reply = run(&mut shared_2023(1 << 20), &[&input]);
+        assert_eq!(&reply[..7], &response(b"cba")[..], "0x04 is reverse");
+        let shuffled = &reply[7..14];
+        assert_eq!(&shuffled[..4], &3u32.to_be_bytes());
+        assert!(Action::Shuffle.is_valid_response(b"aab", &shuffled[4..]));
+        assert_eq!(&reply[14..], &response(b"UP")[..]);
+    }
+
+    #[test]
+    fn a_2023_random_reply_is_a_possible_edit_with_its_own_length() {
+        let data = b"hello, random world";
+        let reply = run(&mut shared_2023(1 << 20), &[&request(0x10, data)]);
+        let len = u32::from_be_bytes([reply[0], reply[1], reply[2], reply[3]]) as usize;
+        assert_eq!(reply.len(), 4 + len, "the header gives the result's length");
+        assert!(is_possible_edit(data, &reply[4..]), "{:?}", &reply[4..]);
+        assert!(Action::Random.is_valid_response(data, &reply[4..]));
+        assert!(!Action::Random.is_valid_response(b"hello", b"error"));
+        assert_eq!(
+            run(&mut shared_2023(1 << 20), &[&request(0x10, b"")]),
+            response(b"")
+        );
+    }
+
+    #[test]
+    fn a_random_whose_message_and_result_pass_the_budget_is_refused() {
+        // The message alone fills the budget: no room for any result.
+        let data = b"12345678";
+        let mut tight = shared_2023(data.len());
+        let mut input = request(0x10, data);
+        input.extend(request(0x04, b"ab"));
+        let reply = run(&mut tight, &[&input]);
+        let mut expected = response(b"error");
+        expected.extend(response(b"ba"));
+        assert_eq!(reply, expected);
+        assert_eq!(tight.transform.budget.held(), 0);
+        // Room for the message and the longest result: always served.
+        let mut roomy = shared_2023(data.len() * (1 + MAX_REPEAT));
+        let reply = run(&mut roomy, &[&request(0x10, data)]);
+        assert!(is_possible_edit(data, &reply[4..]));
+        assert_eq!(roomy.transform.budget.held(), 0);
+    }
+
     mod splits {
         use super::*;
         use proptest::prelude::*;
@@ -713,6 +943,9 @@ mod tests {
                 prop_assert_eq!(got, title_case_reference(&text, false));
             }
 
+
+
+
             /// Any split of any request stream gives the same replies as the
             /// stream fed whole (shuffle included: the generator is seeded
             /// and consumed only at message ends, so it is split-blind).
@@ -721,7 +954,13 @@ mod tests {
                 requests in proptest::collection::vec(arb_request(), 1..20),
                 cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
                 budget in prop_oneof![Just(0usize), Just(100), Just(1 << 20)],
+                table in prop_oneof![Just(Table::Y2021), Just(Table::Y2023)],
             ) {
+                let shared = |budget| {
+                    let mut shared = shared(budget);
+                    shared.transform.table = table;
+                    shared
+                };
                 let stream = requests.concat();
                 let whole = run(&mut shared(budget), &[&stream]);
                 let cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();

@@ -24,7 +24,7 @@ use std::time::SystemTime;
 
 use onepoll::config::Config;
 use onepoll::proto::rng::Rng;
-use onepoll::proto::transform::{self, Action, TransformSession, MAX_LENGTH};
+use onepoll::proto::transform::{self, Action, Table, TransformSession, MAX_LENGTH};
 use onepoll::proto::{Cx, Output, Session, Shared};
 
 use super::harness::show;
@@ -101,7 +101,7 @@ fn apply(action: Action, data: &[u8]) -> Vec<u8> {
                 .collect()
         }
         Action::Reverse => data.iter().rev().copied().collect(),
-        Action::Shuffle => unreachable!("shuffle has no single answer"),
+        Action::Shuffle | Action::Random => unreachable!("no single answer"),
     }
 }
 
@@ -122,7 +122,7 @@ fn check_response(request: &Request<'_>, response: &[u8], admitted: Option<bool>
             show(response)
         )
     };
-    match Action::from_code(request.code) {
+    match Table::Y2021.action(request.code) {
         None => assert_eq!(response, b"error", "{}", what()),
         Some(action)
             if !action.streams() && !request.data.is_empty() && admitted == Some(false) =>
@@ -221,7 +221,7 @@ pub fn check(data: &[u8]) {
     assert_eq!(whole.mid_message, trailing > 0, "mid_message at the end");
     let mut held = 0usize;
     for (i, (request, response)) in requests.iter().zip(&responses).enumerate() {
-        let admitted = match Action::from_code(request.code) {
+        let admitted = match Table::Y2021.action(request.code) {
             Some(a) if !a.streams() && !request.data.is_empty() => {
                 let fits = held + request.data.len() <= budget;
                 if fits {
@@ -240,7 +240,7 @@ pub fn check(data: &[u8]) {
         .map(|r| 4 + r.len())
         .sum::<usize>();
     let tail = whole.replies.get(tail_start..).unwrap_or_default();
-    match partial.as_ref().map(|p| (p, Action::from_code(p.code))) {
+    match partial.as_ref().map(|p| (p, Table::Y2021.action(p.code))) {
         Some((p, Some(action))) if action.streams() => {
             let mut expected = p.length.to_be_bytes().to_vec();
             expected.extend(apply(action, p.data));
