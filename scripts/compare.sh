@@ -6,10 +6,11 @@
 #
 #   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--only-onepoll] [--no-build] [NAME=COMMAND ...]
 #
-# Default: onepoll against the two peers of ../shared/peers (PEERS=DIR to
-# look elsewhere; built into /tmp as their README says if missing), 3
-# rounds, 5 s per row. Without the peers (a plain clone has none) it says
-# so in one line and runs onepoll alone, as --only-onepoll does. In each
+# Default: onepoll against the two reference servers (c-epoll/ and
+# tokio-tuned/) whose sources the directory PEERS holds, built into /tmp
+# if missing; 3 rounds, 5 s per row. The peers are not part of this
+# repository: without PEERS (a plain clone has none) it says so in one
+# line and runs onepoll alone, as --only-onepoll does. In each
 # round every row runs against each server in turn (a server started
 # afresh for each row, pinned to CPU 0, bench on CPU 1), so that drift on
 # a noisy machine hits the servers alike. A COMMAND gets PROTOCOL=PORT
@@ -18,8 +19,8 @@
 # $CARGO_TARGET_DIR/release when it is set.
 #
 # Examples:
-#   scripts/compare.sh
-#   scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
+#   PEERS=/path/to/peers scripts/compare.sh
+#   PEERS=/path/to/peers scripts/compare.sh -r 1 -d 2 --only 'transform-P16|cmd-echo'
 #   scripts/compare.sh --only-onepoll -r 1 -d 2
 #   scripts/compare.sh onepoll='target/release/onepoll -q -b 127.0.0.1' c-epoll='/tmp/onepoll-c -q -b 127.0.0.1'
 set -euo pipefail
@@ -41,7 +42,7 @@ while (($#)); do
         *) break ;;
     esac
 done
-PEERS=${PEERS:-../shared/peers}
+PEERS=${PEERS:-}
 NAMES=() CMDS=()
 if (($#)); then
     for spec in "$@"; do
@@ -49,8 +50,8 @@ if (($#)); then
         NAMES+=("${spec%%=*}") CMDS+=("${spec#*=}")
     done
 else
-    if ((!ALONE)) && [[ ! -d $PEERS ]]; then
-        log "no peers at $PEERS (set PEERS=DIR to compare with them): running onepoll alone, as --only-onepoll does"
+    if ((!ALONE)) && [[ -z $PEERS || ! -d $PEERS ]]; then
+        log "no peers ${PEERS:+at $PEERS }(set PEERS=DIR to compare with them): running onepoll alone, as --only-onepoll does"
         ALONE=1
     fi
     NAMES=(onepoll) CMDS=("$RELEASE/onepoll -q -b 127.0.0.1")
