@@ -58,10 +58,13 @@
 //!   (`00 00 00 05 65 72 72 6f 72`). Later requests are served normally.
 //! - **Over budget**: reverse and shuffle must hold a message whole before
 //!   answering. The bytes they hold, across all connections, stay within
-//!   `--max-buffer` (default 256 MiB). A reverse or shuffle request is
-//!   admitted when its header arrives if the bytes held plus its LENGTH fit;
-//!   otherwise its data is discarded as it arrives and it is answered
-//!   `error`. Held bytes are released when their response has been sent.
+//!   `--max-buffer` (default 128 MiB). A request takes from that budget as
+//!   its data arrives, not when its header does (a header alone holds
+//!   nothing, so headers that promise much and send little reserve
+//!   nothing): once its data would pass the budget, what it holds is
+//!   given back, the rest of its data is discarded as it arrives and it is
+//!   answered `error`. Held bytes are released when their response has
+//!   been sent.
 //!
 //! The response `error` is distinguishable from data only by context: a
 //! client that knows what it asked can check whether a 5-byte `error` is
@@ -72,7 +75,10 @@
 //! uppercase, lowercase and title-case are streamed: the response header is
 //! sent as soon as the request header arrives, and data is transformed and
 //! sent as it arrives, so the server's memory does not grow with LENGTH.
-//! reverse and shuffle hold LENGTH bytes, within the budget above.
+//! reverse and shuffle hold LENGTH bytes, within the budget above, and are
+//! worked on in bounded slices (see [`super::held`]): a large one does one
+//! slice per turn of the loop, between other connections' turns, and the
+//! requests pipelined after it wait for it, in order.
 //!
 //! ## 7. Example
 //!
@@ -90,7 +96,8 @@
 
 use std::fmt;
 
-use super::budget::{Budget, Reservation};
+use super::budget::Budget;
+use super::held::{Held, Job, Slices};
 use super::prefix::{split_at_most, WordReader};
 use super::rng::Rng;
 use super::{Cx, Output, Session};
@@ -172,6 +179,16 @@ impl Action {
         )
     }
 
+    /// The work this action does on a message it holds whole, if it holds
+    /// it (see [`super::held`]).
+    pub fn held_job(self) -> Option<Job> {
+        match self {
+            Action::Reverse => Some(Job::Reverse),
+            Action::Shuffle => Some(Job::Shuffle),
+            Action::Uppercase | Action::Lowercase | Action::TitleCase => None,
+        }
+    }
+
     /// Applies the action to a whole message, in place.
     pub fn apply(self, data: &mut [u8], rng: &mut Rng) {
         match self {
@@ -249,6 +266,8 @@ pub struct Shared {
     pub budget: Budget,
     /// The shuffle's generator.
     pub rng: Rng,
+    /// The most work a held message gets per turn.
+    pub slices: Slices,
 }
 
 impl Shared {
@@ -257,6 +276,7 @@ impl Shared {
         Shared {
             budget: Budget::new(max_buffer),
             rng,
+            slices: Slices::DEFAULT,
         }
     }
 }
@@ -271,16 +291,11 @@ enum State {
         left: u32,
         prev_letter: bool,
     },
-    /// Collecting a whole message for reverse or shuffle, within budget.
-    Whole {
-        action: Action,
-        left: u32,
-        /// The reply being built: its 4-byte header, then the data as it
-        /// arrives, transformed in place once complete and queued as one
-        /// segment (no separate buffer for the header).
-        reply: Vec<u8>,
-        reservation: Reservation,
-    },
+    /// A message reverse or shuffle holds whole: gathered within budget,
+    /// the reply built in place (its header, then the data as it arrives),
+    /// then transformed in slices, one per turn (no input is taken while
+    /// it is worked on), and queued as one segment.
+    Held(Held),
     /// Skipping the data of a request that will be answered `error`.
     Discard { left: u32 },
 }
@@ -334,26 +349,14 @@ impl TransformSession {
                     }
                 }
             }
-            Some(action) => {
-                if length == 0 {
+            Some(action) => match action.held_job() {
+                _ if length == 0 => {
                     cx.out.put_u32(0);
                     FRESH
-                } else {
-                    match cx.shared.transform.budget.try_reserve(length as usize) {
-                        Some(reservation) => {
-                            let mut reply = Vec::with_capacity(HEADER_BYTES + length as usize);
-                            reply.extend_from_slice(&length.to_be_bytes());
-                            State::Whole {
-                                action,
-                                left: length,
-                                reply,
-                                reservation,
-                            }
-                        }
-                        None => State::Discard { left: length },
-                    }
                 }
-            }
+                Some(job) => State::Held(Held::new(length, job, &cx.shared.transform.budget)),
+                None => State::Discard { left: length },
+            },
             None => {
                 if length == 0 {
                     put_error(cx);
@@ -383,6 +386,18 @@ fn put_streamed<const N: usize>(
     }
 }
 
+/// Does one slice of the work on a whole message; queues its reply once
+/// done, or gives the message back.
+fn work(mut held: Held, cx: &mut Cx<'_>) -> Option<Held> {
+    let transform = &mut cx.shared.transform;
+    if !held.step(&mut transform.rng, transform.slices) {
+        return Some(held);
+    }
+    let (reply, reservation) = held.into_reply();
+    cx.out.put_held(reply, reservation);
+    None
+}
+
 fn put_error(cx: &mut Cx<'_>) {
     cx.out.put_u32(ERROR_REPLY.len() as u32);
     cx.out.put(ERROR_REPLY);
@@ -391,6 +406,9 @@ fn put_error(cx: &mut Cx<'_>) {
 impl Session for TransformSession {
     /// Consumes all of `input`: partial headers and held messages are kept in
     /// the session itself, so the connection never carries transform input.
+    /// Except behind a large reverse or shuffle: input stops at the end of
+    /// its message while it is worked on in slices ([`Session::wants_turn`]),
+    /// and what follows is offered again once it is done.
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         let mut rest = input;
         while !rest.is_empty() {
@@ -416,26 +434,19 @@ impl Session for TransformSession {
                         self.state = FRESH;
                     }
                 }
-                State::Whole { left, reply, .. } => {
-                    let (chunk, after) = split_at_most(rest, *left as usize);
-                    reply.extend_from_slice(chunk);
-                    rest = after;
-                    *left -= chunk.len() as u32;
-                    if *left == 0 {
-                        if let State::Whole {
-                            action,
-                            mut reply,
-                            reservation,
-                            ..
-                        } = std::mem::replace(&mut self.state, FRESH)
-                        {
-                            if let Some(data) = reply.get_mut(HEADER_BYTES..) {
-                                action.apply(data, &mut cx.shared.transform.rng);
-                            }
-                            cx.out.put_held(reply, reservation);
+                State::Held(held) if held.is_working() => break,
+                State::Held(held) => match held.push(rest) {
+                    Ok(after) => {
+                        rest = after;
+                        if held.is_whole() {
+                            // Its first slice now: for all but large
+                            // messages, the whole work.
+                            self.on_turn(cx);
                         }
                     }
-                }
+                    // Over budget: what it held goes back now.
+                    Err(left) => self.state = State::Discard { left },
+                },
                 State::Discard { left } => {
                     let (skipped, after) = split_at_most(rest, *left as usize);
                     rest = after;
@@ -447,11 +458,26 @@ impl Session for TransformSession {
                 }
             }
         }
-        input.len()
+        input.len() - rest.len()
     }
 
     fn mid_message(&self) -> bool {
         !matches!(&self.state, State::Header(reader) if reader.is_empty())
+    }
+
+    fn wants_turn(&self) -> bool {
+        matches!(&self.state, State::Held(held) if held.is_working())
+    }
+
+    fn on_turn(&mut self, cx: &mut Cx<'_>) {
+        if !matches!(&self.state, State::Held(held) if held.is_whole()) {
+            return;
+        }
+        if let State::Held(held) = std::mem::replace(&mut self.state, FRESH) {
+            if let Some(held) = work(held, cx) {
+                self.state = State::Held(held);
+            }
+        }
     }
 }
 
@@ -480,7 +506,9 @@ mod tests {
         v
     }
 
-    /// Feeds `chunks` one call at a time; returns all replies.
+    /// Feeds `chunks` one read at a time, as the loop does: input the
+    /// session leaves while it wants turns is offered again once its turns
+    /// are over. Returns all replies.
     fn run(shared: &mut AllShared, chunks: &[&[u8]]) -> Vec<u8> {
         let mut session = TransformSession::new();
         let mut out = Output::new();
@@ -495,10 +523,36 @@ mod tests {
                 1,
                 SystemTime::UNIX_EPOCH,
             );
-            assert_eq!(session.on_input(chunk, &mut cx), chunk.len());
+            let mut rest: &[u8] = chunk;
+            loop {
+                let used = session.on_input(rest, &mut cx);
+                rest = &rest[used..];
+                let mut turns = 0;
+                while session.wants_turn() {
+                    assert!(used > 0, "a session wanting turns took input");
+                    session.on_turn(&mut cx);
+                    turns += 1;
+                    assert!(turns < 1_000_000, "turns never end");
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                assert!(turns > 0, "input left without turns to take");
+            }
         }
         assert!(effects.is_empty(), "transform never delivers to others");
         out.take_all()
+    }
+
+    /// Slices of a few units, so that small messages take many turns.
+    const TINY: Slices = Slices {
+        shuffle_swaps: 3,
+        reverse_pairs: 2,
+    };
+
+    fn with_slices(mut shared: AllShared, slices: Slices) -> AllShared {
+        shared.transform.slices = slices;
+        shared
     }
 
     fn run_whole(input: &[u8]) -> Vec<u8> {
@@ -603,6 +657,114 @@ mod tests {
             0,
             "sent replies released the budget"
         );
+    }
+
+    #[test]
+    fn a_header_alone_holds_nothing_and_data_is_charged_as_it_arrives() {
+        let mut shared = shared(10);
+        let mut session = TransformSession::new();
+        let mut out = Output::new();
+        let mut effects = Vec::new();
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
+        session.on_input(&encode_header(0x08, MAX_LENGTH), &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 0, "header only");
+        session.on_input(b"abcd", &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 4);
+        // Another connection's message fits beside it, then this one's
+        // next bytes would pass the budget: it gives back what it held.
+        let other = cx.shared.transform.budget.try_reserve(6).unwrap();
+        session.on_input(b"e", &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 6);
+        drop(other);
+        // The rest is discarded as it arrives, however much comes.
+        session.on_input(&vec![b'x'; 100_000], &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 0);
+        assert!(out.take_all().is_empty(), "answered at the end");
+    }
+
+    #[test]
+    fn a_message_that_passes_the_budget_mid_data_is_answered_error_in_step() {
+        let mut input = request(0x10, &[b'z'; 11]);
+        input.extend(request(0x08, b"0123456789"));
+        input.extend(request(0x01, b"ok"));
+        let mut expected = response(b"error");
+        expected.extend(response(b"9876543210"));
+        expected.extend(response(b"OK"));
+        for chunk in [1, 3, input.len()] {
+            let chunks: Vec<&[u8]> = input.chunks(chunk).collect();
+            assert_eq!(run(&mut shared(10), &chunks), expected, "reads of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_large_message_is_worked_on_in_turns_and_what_follows_waits() {
+        let data: Vec<u8> = (0..100).collect();
+        let mut input = request(0x08, &data);
+        input.extend(request(0x01, b"after"));
+        let mut shared = with_slices(shared(1000), TINY);
+        let mut session = TransformSession::new();
+        let mut out = Output::new();
+        let mut effects = Vec::new();
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
+        let used = session.on_input(&input, &mut cx);
+        assert_eq!(used, 104, "input stops at the end of the held message");
+        assert!(session.wants_turn() && session.mid_message());
+        assert!(cx.out.is_empty());
+        let mut turns = 1;
+        while session.wants_turn() {
+            assert!(cx.out.is_empty(), "no reply before the work is done");
+            session.on_turn(&mut cx);
+            turns += 1;
+        }
+        assert_eq!(turns, 25, "50 pairs, 2 a turn");
+        assert_eq!(
+            session.on_input(&input[used..], &mut cx),
+            input.len() - used
+        );
+        let mut reversed = data.clone();
+        reversed.reverse();
+        let mut expected = response(&reversed);
+        expected.extend(response(b"AFTER"));
+        assert_eq!(out.take_all(), expected);
+    }
+
+    #[test]
+    fn sliced_work_gives_the_replies_of_work_done_at_once() {
+        let data: Vec<u8> = (0..=255).cycle().take(3000).collect();
+        let mut input = Vec::new();
+        for code in [0x10, 0x08, 0x01, 0x10, 0x08] {
+            input.extend(request(code, &data[..1000 + usize::from(code)]));
+        }
+        let at_once = run(&mut shared(1 << 20), &[&input]);
+        for slices in [
+            TINY,
+            Slices {
+                shuffle_swaps: 1,
+                reverse_pairs: 1,
+            },
+        ] {
+            let sliced = run(&mut with_slices(shared(1 << 20), slices), &[&input]);
+            assert_eq!(sliced, at_once, "{slices:?}");
+            let bytes: Vec<&[u8]> = input.chunks(7).collect();
+            let sliced = run(&mut with_slices(shared(1 << 20), slices), &bytes);
+            assert_eq!(sliced, at_once, "{slices:?}, reads of 7");
+        }
     }
 
     #[test]
@@ -721,14 +883,17 @@ mod tests {
                 requests in proptest::collection::vec(arb_request(), 1..20),
                 cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
                 budget in prop_oneof![Just(0usize), Just(100), Just(1 << 20)],
+                tiny_slices in any::<bool>(),
             ) {
                 let stream = requests.concat();
                 let whole = run(&mut shared(budget), &[&stream]);
+                let slices = if tiny_slices { TINY } else { Slices::DEFAULT };
+                let split = || with_slices(shared(budget), slices);
                 let cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
                 let chunks = crate::proto::testing::split_at(&stream, &cuts);
-                prop_assert_eq!(run(&mut shared(budget), &chunks), whole.clone());
+                prop_assert_eq!(run(&mut split(), &chunks), whole.clone());
                 let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-                prop_assert_eq!(run(&mut shared(budget), &bytes), whole);
+                prop_assert_eq!(run(&mut split(), &bytes), whole);
             }
         }
     }

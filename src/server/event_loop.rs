@@ -11,7 +11,9 @@
 //!    the datagrams of a UDP socket; read a connection and feed its
 //!    session; a signal starts the shutdown;
 //! 4. resume connections and UDP sockets left with unread input by the
-//!    per-wake-up read budget (fairness);
+//!    per-wake-up read budget, and connections whose session wants another
+//!    turn for work of its own (a large transform done in slices, one per
+//!    wake-up: `Session::wants_turn`) (fairness);
 //! 5. fire due deadlines (idle timeouts, close grace);
 //! 6. flush every connection touched in this wake-up, once, then settle
 //!    its interest, and remove the connections that finished. A long flush
@@ -133,7 +135,8 @@ pub struct Server {
     /// Connections to flush at the end of this wake-up.
     flush_list: Vec<usize>,
     /// Connections that stopped reading on the read budget, not on
-    /// `WouldBlock`: read again next wake-up without waiting for an event.
+    /// `WouldBlock`, or whose session wants another turn: read (or given
+    /// their turn) again next wake-up without waiting for an event.
     still_ready: Vec<usize>,
     next_id: u64,
     /// Set once shutdown starts: when the drain grace ends.
