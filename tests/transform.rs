@@ -473,3 +473,30 @@ fn a_large_shuffle_is_sliced_and_bystanders_keep_being_served() {
         "a bystander waited {all_max:?}"
     );
 }
+
+/// A shuffle large enough to be sliced, requests pipelined behind it, and
+/// a half-close: every reply, in order, then the close.
+#[test]
+fn requests_behind_a_sliced_shuffle_wait_their_turn_and_half_close_loses_nothing() {
+    let server = Server::start(&["transform=0"]);
+    let mut stream = server.connect("transform");
+    let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 241) as u8).collect();
+    let mut wire = request(0x10, &data);
+    wire.extend(request(0x01, b"after"));
+    wire.extend(request(0x08, &data[..300_000]));
+    wire.extend(request(0x02, b"LAST"));
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        writer.write_all(&wire).unwrap();
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let shuffled = read_response(&mut stream);
+    assert!(Action::Shuffle.is_valid_response(&data, &shuffled));
+    assert_eq!(read_response(&mut stream), b"AFTER");
+    let mut reversed = data[..300_000].to_vec();
+    reversed.reverse();
+    assert!(read_response(&mut stream) == reversed, "reverse differs");
+    assert_eq!(read_response(&mut stream), b"last");
+    assert!(read_to_end(&mut stream).is_empty(), "then the close");
+    sender.join().unwrap();
+}
