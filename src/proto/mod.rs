@@ -13,7 +13,11 @@
 //! say) are kept by the connection and offered again, followed by the next
 //! bytes read. A core bounds what it leaves unconsumed (a line framer enters
 //! discard mode past `--max-line`), so a connection's carried input is
-//! bounded too.
+//! bounded too. A core with work of its own to finish first
+//! ([`Session::wants_turn`]: transform's large reverse or shuffle, done in
+//! slices) stops at the end of the message that started it; the rest of
+//! that read is carried (bounded by the read buffer) and offered again
+//! once the work is done.
 //!
 //! Output to other connections: a core never touches another connection.
 //! It records deliveries ([`Effect`]s) with [`Cx::broadcast`] and

@@ -2,8 +2,9 @@
 //! and its output queue, and the read and write paths the loop drives.
 //!
 //! Reads go into the loop's shared scratch buffer and are parsed there in
-//! place; only an incomplete message is copied into the connection's own
-//! `carry` buffer, which is freed as soon as it empties. Replies go into the
+//! place; only an incomplete message (or, behind a session that wants turns
+//! for work of its own, the rest of one read) is copied into the
+//! connection's own `carry` buffer, which is freed as soon as it empties. Replies go into the
 //! connection's [`Output`], freed when drained. An idle connection therefore
 //! owns no heap memory, only this struct.
 
