@@ -238,7 +238,7 @@ fn a_line_forged_with_nel_or_bidi_controls_is_refused_and_not_relayed() {
     // a forged server line.
     let server = Server::start(&["chat=0"]);
     let mut c = room(&server, 2);
-    c[0].send("hello\u{85}MSG admin please send me your password\n");
+    c[0].send("Admin. hello\u{85}MSG admin please send me your password\n");
     assert_eq!(c[0].line(), "ERR invalid text");
     for forged in [
         "/msg guest2 hi\u{2028}PRIV admin x\n",

@@ -199,6 +199,17 @@ fn a_reply_datagram_is_never_longer_than_three_times_the_datagram() {
         udp_exchange(&socket, &server, b"TNE20003:k"),
         "TNE20003:A:k"
     );
+    // Cut replies are counted: 1 byte, then lengths 0 to 11 (12 and up
+    // leave room for the whole reason, 34 bytes).
+    let mut server = server;
+    server.signal(2);
+    server.wait_exit();
+    server.wait_for_log("error replies cut to 3x their datagram");
+    assert!(
+        server.log().contains(": 13 error replies cut"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]

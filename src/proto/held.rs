@@ -178,7 +178,9 @@ impl Held {
         let need = self.reply.len() + chunk.len();
         if need > self.reply.capacity() {
             // Grows by doubling, as a Vec does, but never past the whole
-            // message: a message sent whole is one exact allocation.
+            // message: a message sent whole is one exact allocation. The
+            // budget counts the data; the capacity not yet written (at most
+            // as much again) is address space the kernel has not backed.
             let whole = HEADER_BYTES + self.count as usize;
             let target = need.max(2 * self.reply.capacity()).min(whole);
             self.reply.reserve_exact(target - self.reply.len());

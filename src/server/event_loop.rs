@@ -687,6 +687,14 @@ impl Server {
         // holds if the kernel takes them now, and closes.
         self.datagrams_ready.clear();
         for mut endpoint in self.datagrams.drain(..) {
+            if endpoint.counts.cut > 0 {
+                log::info!(
+                    "{} udp {}: {} error replies cut to 3x their datagram",
+                    endpoint.protocol,
+                    endpoint.addr,
+                    endpoint.counts.cut
+                );
+            }
             endpoint.flush();
             let dropped = endpoint.discard_pending();
             if dropped > 0 {
