@@ -408,7 +408,14 @@ fn a_large_shuffle_is_sliced_and_bystanders_keep_being_served() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Instant;
-    const LEN: usize = 64 << 20;
+    // 64 MiB; ONEPOLL_TEST_SHUFFLE_MIB=128 measures the issue's size.
+    let mib = std::env::var("ONEPOLL_TEST_SHUFFLE_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(64)
+        .clamp(1, 128);
+    // 128 MiB is one byte more than a LENGTH can say.
+    let len = (mib << 20).min((1 << 27) - 1);
     let server = Server::start(&["transform=0", "cmd=0"]);
     let stop = Arc::new(AtomicBool::new(false));
     let watcher = bystander(&server, Arc::clone(&stop));
@@ -419,8 +426,8 @@ fn a_large_shuffle_is_sliced_and_bystanders_keep_being_served() {
         .unwrap();
     big.set_write_timeout(Some(Duration::from_secs(180)))
         .unwrap();
-    let data: Vec<u8> = (0..LEN).map(|i| (i % 253) as u8).collect();
-    let mut wire = encode_header(0x10, LEN as u32).to_vec();
+    let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+    let mut wire = encode_header(0x10, len as u32).to_vec();
     wire.extend_from_slice(&data);
     let mut writer = big.try_clone().unwrap();
     let sender = thread::spawn(move || {
@@ -431,8 +438,8 @@ fn a_large_shuffle_is_sliced_and_bystanders_keep_being_served() {
     let header = read_exact(&mut big, 4);
     let done = Instant::now();
     let sent = sender.join().unwrap();
-    assert_eq!(header, (LEN as u32).to_be_bytes());
-    let shuffled = read_exact(&mut big, LEN);
+    assert_eq!(header, (len as u32).to_be_bytes());
+    let shuffled = read_exact(&mut big, len);
     stop.store(true, Ordering::Relaxed);
     let trips = watcher.join().unwrap();
     let mut counts = [0u32; 253];
@@ -455,7 +462,7 @@ fn a_large_shuffle_is_sliced_and_bystanders_keep_being_served() {
     let all_max = trips.iter().map(|&(_, rtt)| rtt).max().unwrap_or_default();
     let pick = |q: f64| during[((during.len() - 1) as f64 * q) as usize];
     eprintln!(
-        "64 MiB shuffle: {:?} from the last byte sent to the reply; bystander round trips \
+        "{mib} MiB shuffle: {:?} from the last byte sent to the reply; bystander round trips \
          meanwhile: {} (p50 {:?}, p99 {:?}, max {:?}); max over the whole run {all_max:?}",
         done - sent,
         during.len(),
