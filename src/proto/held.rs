@@ -13,8 +13,12 @@
 //!   and tells the loop it wants another ([`super::Session::wants_turn`]).
 //!
 //! Adding an action that holds its message (random, say): give [`Job`] a
-//! variant and its `step`; if its result is a new buffer, build it in the
-//! variant and put it in place when the last step is done.
+//! variant and its arm in [`Job::step`], and map the action to it in
+//! transform's `Action::held_job`. An action whose result is a new buffer
+//! (random: SPEC 1.5, "holds it and its result") charges that buffer to
+//! the budget too, and replaces the reply when its last slice is done;
+//! mind that a connection holds a [`Held`] inline, so keep it at six words
+//! (a `Box` for anything more).
 
 use super::budget::{Budget, Reservation};
 use super::prefix::split_at_most;
