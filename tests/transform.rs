@@ -460,7 +460,10 @@ fn a_large_shuffle_is_sliced_and_bystanders_keep_being_served() {
         .collect();
     during.sort();
     let all_max = trips.iter().map(|&(_, rtt)| rtt).max().unwrap_or_default();
-    let pick = |q: f64| during[((during.len() - 1) as f64 * q) as usize];
+    let pick = |q: f64| {
+        let at = (during.len().saturating_sub(1) as f64 * q) as usize;
+        during.get(at).copied().unwrap_or_default()
+    };
     eprintln!(
         "{mib} MiB shuffle: {:?} from the last byte sent to the reply; bystander round trips \
          meanwhile: {} (p50 {:?}, p99 {:?}, max {:?}); max over the whole run {all_max:?}",
