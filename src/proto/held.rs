@@ -95,6 +95,11 @@ impl Job {
 /// reversed: together, exactly the pairs `(k, len - 1 - k)` of the block.
 fn reverse_some(data: &mut [u8], done: usize, pairs: usize) -> usize {
     let len = data.len();
+    if done == 0 && len / 2 <= pairs {
+        // The usual case, a message done in one slice.
+        data.reverse();
+        return len / 2;
+    }
     let n = pairs.min((len / 2).saturating_sub(done));
     if n == 0 {
         return done;
@@ -176,10 +181,9 @@ impl Held {
         if !self.reservation.try_grow(chunk.len()) {
             return Err(left);
         }
-        if self.reply.is_empty() {
-            self.reply.extend_from_slice(&self.count.to_be_bytes());
-        }
-        let need = self.reply.len() + chunk.len();
+        // The header goes in with the first data, after the allocation: a
+        // message sent whole is one allocation, not one and a realloc.
+        let need = self.reply.len().max(HEADER_BYTES) + chunk.len();
         if need > self.reply.capacity() {
             // Grows by doubling, as a Vec does, but never past the whole
             // message: a message sent whole is one exact allocation. The
@@ -188,6 +192,9 @@ impl Held {
             let whole = HEADER_BYTES + self.count as usize;
             let target = need.max(2 * self.reply.capacity()).min(whole);
             self.reply.reserve_exact(target - self.reply.len());
+        }
+        if self.reply.is_empty() {
+            self.reply.extend_from_slice(&self.count.to_be_bytes());
         }
         self.reply.extend_from_slice(chunk);
         Ok(after)
