@@ -151,7 +151,7 @@ fn options() -> Options {
     o.optopt(
         "",
         "max-buffer",
-        "transform: bytes reverse/shuffle hold, all connections (default 268435456)",
+        "transform: bytes reverse/shuffle hold, all connections (default 134217728)",
         "BYTES",
     );
     o.optopt(

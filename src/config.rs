@@ -162,7 +162,8 @@ pub struct Config {
     pub max_sendq: usize,
     /// upload: largest file.
     pub max_upload: u64,
-    /// transform: bytes reverse and shuffle may hold, all connections.
+    /// transform: bytes reverse and shuffle may hold, all connections,
+    /// taken as their data arrives (SPEC 2: 134217728).
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,
@@ -196,7 +197,7 @@ impl Default for Config {
             max_line: 8192,
             max_sendq: 1024 * 1024,
             max_upload: 1 << 30,
-            max_buffer: 256 * 1024 * 1024,
+            max_buffer: 128 * 1024 * 1024,
             log_level: log::LevelFilter::Info,
             max_conns_per_ip: 32,
             conn_rate_per_ip: 20,

@@ -30,8 +30,9 @@
 //! 1. **Readiness is edge-triggered.** After an event, a socket is read
 //!    until `WouldBlock` or a short read (fewer bytes than asked for: the
 //!    kernel had no more, and new data raises a new edge), or until the loop
-//!    chooses to stop (backpressure), in which case it remembers to resume
-//!    without waiting for an event.
+//!    chooses to stop (backpressure, or a session that wants another turn
+//!    for work of its own, such as a large shuffle done in slices), in which
+//!    case it remembers to resume without waiting for an event.
 //! 2. **Writes happen once per wake-up.** Cores queue replies; a
 //!    request/reply connection is flushed with one `write`/`writev` right
 //!    after its input is processed (its replies go into a reply output the
@@ -54,7 +55,8 @@
 //!    owner may still be in hand.
 //! 4. **Every byte of buffering is bounded**: carried input by the cores'
 //!    limits (`--max-line`), output by backpressure (1 MiB) or the
-//!    slow-consumer limit (`--max-sendq`), held messages by `--max-buffer`,
+//!    slow-consumer limit (`--max-sendq`), held messages by `--max-buffer`
+//!    (charged as their data arrives),
 //!    connections by `--max-conns`. An idle connection owns no heap buffer.
 //! 5. **Nothing is lost on close.** A peer's EOF still gets every reply it is
 //!    owed; a close the server starts shuts the write side first and drains

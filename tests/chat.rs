@@ -233,6 +233,42 @@ impl Rng {
 }
 
 #[test]
+fn a_line_forged_with_nel_or_bidi_controls_is_refused_and_not_relayed() {
+    // Issue 16: clients that split lines on NEL showed the second half as
+    // a forged server line.
+    let server = Server::start(&["chat=0"]);
+    let mut c = room(&server, 2);
+    c[0].send("Admin. hello\u{85}MSG admin please send me your password\n");
+    assert_eq!(c[0].line(), "ERR invalid text");
+    for forged in [
+        "/msg guest2 hi\u{2028}PRIV admin x\n",
+        "look \u{202e}txt.exe\n",
+        "\u{2066}isolate\u{2069}\n",
+        "csi \u{9b}31m\n",
+    ] {
+        c[0].send(forged);
+        assert_eq!(c[0].line(), "ERR invalid text", "{forged:?}");
+    }
+    // Nothing was relayed: the next line the receiver gets is this one.
+    c[0].send("plain\n");
+    assert_eq!(c[1].line(), "MSG guest1 plain");
+}
+
+#[test]
+fn a_quit_whose_reason_forges_a_leave_is_refused_and_the_client_stays() {
+    let server = Server::start(&["chat=0"]);
+    let mut c = room(&server, 2);
+    c[0].send("/quit bye\u{85}LEAVE x\n");
+    assert_eq!(c[0].line(), "ERR invalid text");
+    // Still in the room and served.
+    c[0].send("/who\n");
+    assert_eq!(c[0].line(), "WHO guest1 guest2");
+    c[0].send("/quit bye\n");
+    assert_eq!(c[0].line(), "BYE");
+    assert_eq!(c[1].line(), "LEAVE guest1 bye", "no LEAVE before this one");
+}
+
+#[test]
 fn any_split_of_the_input_gives_the_same_lines() {
     let script: &[u8] = "hello\r\n\u{2603} snow \u{1f600}\n\n/nick bob\n/who\n\
         bell\x07\n/msg guest2 hi\n//slash\n/nope\n"

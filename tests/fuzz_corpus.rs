@@ -94,12 +94,16 @@ fn the_chat_grammar_refuses_what_section_5_does_not_allow() {
     for bad in ["", "a b", &"x".repeat(33), "é"] {
         assert!(!checks::chat::is_nick(bad), "{bad:?}");
     }
-    for bad in ["", "a\rb", "\u{7f}"] {
+    // SPEC.md 1.3: for chat, C1 (NEL among them), U+2028/2029 and the
+    // bidi controls are control characters too.
+    for bad in [
+        "", "a\rb", "\u{7f}", "a\u{85}b", "\u{9f}", "\u{2028}", "\u{202e}", "\u{2069}",
+    ] {
         assert!(!checks::chat::is_text(bad), "{bad:?}");
     }
-    // SPEC.md: a control character is a byte 0x00-0x1F or 0x7F, so NEL
-    // (U+0085, bytes C2 85) is text.
-    assert!(checks::chat::is_text("a\u{85}b"));
+    for good in ["\u{a0}", "\u{2027}", "\u{202f}", "\u{206a}", "\u{61d}"] {
+        assert!(checks::chat::is_text(good), "{good:?}");
+    }
 }
 
 #[test]

@@ -165,13 +165,51 @@ fn each_datagram_gets_one_reply_datagram_without_lf() {
         (b"TNE20003:over udp", "TNE20003:A:over udp"),
         (b"TNE20003:typed in nc -u\n", "TNE20003:A:typed in nc -u"),
         (b"TNE20003:", "TNE20003:E:empty message"),
-        (b"", "TNE20003:E:empty line"),
-        (b"nope", "TNE20003:E:missing TNE20003 header"),
-        (b"TNE20003:\x80", "TNE20003:E:byte outside 0x01-0x7F"),
+        (b"nope, not this one", "TNE20003:E:missing TNE20003 header"),
+        (
+            b"TNE20003:\x80 and more",
+            "TNE20003:E:byte outside 0x01-0x7F",
+        ),
+        (b"", "TNE20003:E:"),
     ];
     for (datagram, reply) in cases {
         assert_eq!(udp_exchange(&socket, &server, datagram), reply);
     }
+}
+
+#[test]
+fn a_reply_datagram_is_never_longer_than_three_times_the_datagram() {
+    // The source of a datagram can be forged: a 1-byte datagram got a
+    // 34-byte error reply (34x) before the reason was cut to fit.
+    let server = Server::start(&["tne=0"]);
+    let socket = udp_socket();
+    assert_eq!(udp_exchange(&socket, &server, b"x"), "TNE20003:E:");
+    for len in 0..40 {
+        let datagram = vec![b'?'; len];
+        let reply = udp_exchange(&socket, &server, &datagram);
+        assert!(
+            reply.len() <= (3 * len).max(11),
+            "{len} bytes answered by {} bytes: {reply:?}",
+            reply.len()
+        );
+        assert!("TNE20003:E:missing TNE20003 header".starts_with(&reply));
+    }
+    // An ack is never cut.
+    assert_eq!(
+        udp_exchange(&socket, &server, b"TNE20003:k"),
+        "TNE20003:A:k"
+    );
+    // Cut replies are counted: 1 byte, then lengths 0 to 11 (12 and up
+    // leave room for the whole reason, 34 bytes).
+    let mut server = server;
+    server.signal(2);
+    server.wait_exit();
+    server.wait_for_log("error replies cut to 3x their datagram");
+    assert!(
+        server.log().contains(": 13 error replies cut"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]

@@ -45,6 +45,15 @@ impl Budget {
         })
     }
 
+    /// A reservation of no bytes yet, to grow with
+    /// [`Reservation::try_grow`] as data arrives.
+    pub fn reserve_none(&self) -> Reservation {
+        Reservation {
+            ledger: Rc::clone(&self.ledger),
+            bytes: 0,
+        }
+    }
+
     /// Bytes held now, across all reservations.
     pub fn held(&self) -> usize {
         self.ledger.held.get()
@@ -67,6 +76,21 @@ impl Reservation {
     /// Bytes this reservation holds.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Adds `more` bytes to this reservation if what the budget holds plus
+    /// `more` fits its limit; false (and nothing changed) otherwise. Lets a
+    /// message take from the budget as its data arrives.
+    pub fn try_grow(&mut self, more: usize) -> bool {
+        let held = self.ledger.held.get();
+        let fits = held
+            .checked_add(more)
+            .is_some_and(|total| total <= self.ledger.limit);
+        if fits {
+            self.ledger.held.set(held + more);
+            self.bytes += more;
+        }
+        fits
     }
 }
 
@@ -91,6 +115,20 @@ mod tests {
         assert_eq!(budget.held(), 4);
         drop(b);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_reservation_grows_while_it_fits_and_refunds_all_on_drop() {
+        let budget = Budget::new(10);
+        let mut a = budget.try_reserve(0).unwrap();
+        let _b = budget.try_reserve(3).unwrap();
+        assert!(a.try_grow(4));
+        assert!(a.try_grow(3));
+        assert!(!a.try_grow(1), "10 held of 10");
+        assert_eq!((a.bytes(), budget.held()), (7, 10));
+        assert!(!a.try_grow(usize::MAX));
+        drop(a);
+        assert_eq!(budget.held(), 3);
     }
 
     #[test]

@@ -13,7 +13,11 @@
 //! say) are kept by the connection and offered again, followed by the next
 //! bytes read. A core bounds what it leaves unconsumed (a line framer enters
 //! discard mode past `--max-line`), so a connection's carried input is
-//! bounded too.
+//! bounded too. A core with work of its own to finish first
+//! ([`Session::wants_turn`]: transform's large reverse or shuffle, done in
+//! slices) stops at the end of the message that started it; the rest of
+//! that read is carried (bounded by the read buffer) and offered again
+//! once the work is done.
 //!
 //! Output to other connections: a core never touches another connection.
 //! It records deliveries ([`Effect`]s) with [`Cx::broadcast`] and
@@ -29,6 +33,7 @@ pub mod chat;
 pub mod cmd;
 pub mod effects;
 pub mod framing;
+pub mod held;
 pub mod output;
 pub mod prefix;
 pub mod random_edit;
@@ -249,6 +254,21 @@ pub trait Session {
     fn mid_message(&self) -> bool {
         false
     }
+
+    /// True while the session has work of its own to finish before it takes
+    /// more input (transform's large reverse or shuffle, done in slices).
+    /// While it says so, `on_input` stops at the end of the message that
+    /// started the work (returning how much it consumed, as usual), and the
+    /// loop offers it no input: it calls [`Session::on_turn`] once per
+    /// turn, coming back next wake-up without waiting for a readiness
+    /// event, and once this is false offers the input carried meanwhile.
+    fn wants_turn(&self) -> bool {
+        false
+    }
+
+    /// Does one bounded slice of the work [`Session::wants_turn`] announced,
+    /// appending replies to `cx.out` as `on_input` would.
+    fn on_turn(&mut self, _cx: &mut Cx<'_>) {}
 }
 
 /// Declares the closed set of protocol sessions the loop can hold, and
@@ -282,6 +302,12 @@ macro_rules! sessions {
             }
             fn mid_message(&self) -> bool {
                 match self { $(AnySession::$variant(s) => s.mid_message(),)+ }
+            }
+            fn wants_turn(&self) -> bool {
+                match self { $(AnySession::$variant(s) => s.wants_turn(),)+ }
+            }
+            fn on_turn(&mut self, cx: &mut Cx<'_>) {
+                match self { $(AnySession::$variant(s) => s.on_turn(cx),)+ }
             }
         }
 

@@ -61,6 +61,14 @@ impl RandomEdit {
         RandomEdit::default()
     }
 
+    /// An edit taken up again part-way through a message whose first byte
+    /// is `first` and whose result so far is `written` bytes long: the
+    /// whole of an edit's state, so a caller that keeps the message and
+    /// the result need keep nothing else.
+    pub fn resume(first: Option<u8>, written: usize) -> RandomEdit {
+        RandomEdit { first, written }
+    }
+
     /// Edits the next `piece` of the message onto `out`; [`OverBudget`]
     /// once the result so far passes `max_out` bytes (checked every few
     /// KiB of input, not per byte).

@@ -50,10 +50,24 @@ impl Rng {
 
     /// Shuffles `bytes` into a uniformly random permutation (Fisher–Yates).
     pub fn shuffle(&mut self, bytes: &mut [u8]) {
-        for i in (1..bytes.len()).rev() {
+        self.shuffle_some(bytes, 0, usize::MAX);
+    }
+
+    /// Advances a Fisher–Yates shuffle of `bytes` by at most `swaps` swaps,
+    /// `done` swaps having been made before; returns the new `done`. The
+    /// shuffle is complete once `done` reaches `bytes.len() - 1` (or for
+    /// fewer than 2 bytes). Steps of any size draw the same numbers in the
+    /// same order as one [`Rng::shuffle`], so a shuffle done in slices is
+    /// the same permutation.
+    pub fn shuffle_some(&mut self, bytes: &mut [u8], done: usize, swaps: usize) -> usize {
+        let total = bytes.len().saturating_sub(1);
+        let end = total.min(done.saturating_add(swaps));
+        for step in done..end {
+            let i = total - step;
             let j = self.below(i as u64 + 1) as usize;
             bytes.swap(i, j);
         }
+        end.max(done)
     }
 }
 
@@ -87,6 +101,27 @@ mod tests {
         for count in lands {
             assert!((9_000..11_000).contains(&count), "skewed: {lands:?}");
         }
+    }
+
+    #[test]
+    fn a_shuffle_in_slices_is_the_same_permutation() {
+        let data: Vec<u8> = (0..=255).cycle().take(1000).collect();
+        let mut whole = data.clone();
+        Rng::from_seed(5).shuffle(&mut whole);
+        for swaps in [1, 7, 998, 999, 5000] {
+            let mut sliced = data.clone();
+            let mut rng = Rng::from_seed(5);
+            let mut done = 0;
+            let mut steps = 0;
+            while done < data.len() - 1 {
+                done = rng.shuffle_some(&mut sliced, done, swaps);
+                steps += 1;
+            }
+            assert_eq!(sliced, whole, "{swaps} swaps a step");
+            assert_eq!(steps, 999usize.div_ceil(swaps));
+        }
+        assert_eq!(Rng::from_seed(1).shuffle_some(&mut [7], 0, 10), 0);
+        assert_eq!(Rng::from_seed(1).shuffle_some(&mut [], 0, 10), 0);
     }
 
     #[test]

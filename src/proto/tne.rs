@@ -182,10 +182,39 @@ fn put_line(result: Result<&[u8], TneError>, out: &mut Output) {
     out.put_all(&[prefix, text, b"\n"]);
 }
 
+/// A reply datagram is at most this many times as long as the datagram it
+/// answers (SPEC 1.1; QUIC's limit towards an unvalidated address, RFC 9000
+/// section 8): the source address of a datagram can be forged, so a short
+/// request must not buy a long reply aimed at someone else.
+pub const AMPLIFICATION: usize = 3;
+
+/// The longest a reply datagram may always be, however short the datagram:
+/// `TNE20003:E:` with its reason cut to nothing.
+pub const MIN_REPLY_CAP: usize = ERROR.len();
+
+/// The longest reply datagram allowed for a datagram of `datagram_len`
+/// bytes: the larger of [`AMPLIFICATION`] times it and [`MIN_REPLY_CAP`].
+pub fn reply_cap(datagram_len: usize) -> usize {
+    datagram_len
+        .saturating_mul(AMPLIFICATION)
+        .max(MIN_REPLY_CAP)
+}
+
 /// Appends to `out` the reply datagram to `datagram` (no LF). `max_line`
 /// is the server's `--max-line`; `truncated` says the datagram did not fit
 /// the receive buffer, which makes it too long whatever its length.
-pub fn answer_datagram(datagram: &[u8], truncated: bool, max_line: usize, out: &mut Vec<u8>) {
+///
+/// The reply is never longer than [`reply_cap`] of the datagram: an error's
+/// reason is cut to fit (down to `TNE20003:E:` alone); an ack is never cut
+/// (it is at most 2 bytes longer than the datagram, a well-formed message
+/// being at least 10 bytes). Returns true when the reason was cut, for the
+/// caller to count.
+pub fn answer_datagram(
+    datagram: &[u8],
+    truncated: bool,
+    max_line: usize,
+    out: &mut Vec<u8>,
+) -> bool {
     let message = datagram
         .strip_suffix(b"\n")
         .map_or(datagram, |line| line.strip_suffix(b"\r").unwrap_or(line));
@@ -194,9 +223,17 @@ pub fn answer_datagram(datagram: &[u8], truncated: bool, max_line: usize, out: &
     } else {
         parse_message(message)
     };
-    for part in reply_parts(result) {
-        out.extend_from_slice(part);
+    let [prefix, text] = reply_parts(result);
+    out.extend_from_slice(prefix);
+    if result.is_ok() {
+        out.extend_from_slice(text);
+        return false;
     }
+    // Reasons are ASCII: any byte boundary is a character boundary.
+    let room = reply_cap(datagram.len()).saturating_sub(prefix.len());
+    let kept = text.get(..room).unwrap_or(text);
+    out.extend_from_slice(kept);
+    kept.len() < text.len()
 }
 
 /// State shared by every tne connection and the UDP socket.
@@ -323,6 +360,14 @@ mod tests {
         out
     }
 
+    /// A datagram padded with trailing `x` bytes to `len`, so that its
+    /// error reply has room enough not to be cut.
+    fn padded(datagram: &[u8], len: usize) -> Vec<u8> {
+        let mut d = datagram.to_vec();
+        d.resize(len, b'x');
+        d
+    }
+
     #[test]
     fn a_well_formed_message_is_acknowledged_byte_for_byte() {
         assert_eq!(
@@ -429,10 +474,64 @@ mod tests {
     fn a_datagram_is_answered_without_lf() {
         assert_eq!(udp(b"TNE20003:hi there"), b"TNE20003:A:hi there");
         assert_eq!(udp(b"TNE20003:"), b"TNE20003:E:empty message");
-        assert_eq!(udp(b""), b"TNE20003:E:empty line");
-        assert_eq!(udp(b"nope"), b"TNE20003:E:missing TNE20003 header");
-        assert_eq!(udp(b"TNE20003:\xff"), b"TNE20003:E:byte outside 0x01-0x7F");
+        assert_eq!(udp(b""), b"TNE20003:E:");
+        assert_eq!(
+            udp(&padded(b"nope", 12)),
+            b"TNE20003:E:missing TNE20003 header"
+        );
+        assert_eq!(
+            udp(&padded(b"TNE20003:\xff", 12)),
+            b"TNE20003:E:byte outside 0x01-0x7F"
+        );
         assert_eq!(udp(b"TNE20003:a\nb"), b"TNE20003:E:LF inside message");
+    }
+
+    #[test]
+    fn an_error_reply_is_cut_to_three_times_the_datagram_down_to_the_prefix() {
+        let mut out = Vec::new();
+        assert!(answer_datagram(b"", false, 20, &mut out), "0 bytes: cut");
+        assert_eq!(out, b"TNE20003:E:");
+        for (datagram, reply) in [
+            (&b"x"[..], &b"TNE20003:E:"[..]),
+            (b"\n", b"TNE20003:E:"),
+            (b"ab", b"TNE20003:E:"),
+            (b"abc", b"TNE20003:E:"),
+            (b"abcd", b"TNE20003:E:m"),
+            (b"abcde", b"TNE20003:E:miss"),
+            (b"TNE20003", b"TNE20003:E:missing TNE20"),
+        ] {
+            let mut out = Vec::new();
+            assert!(
+                answer_datagram(datagram, false, 20, &mut out),
+                "{datagram:?}"
+            );
+            assert_eq!(out, reply, "{datagram:?}");
+            assert!(out.len() <= reply_cap(datagram.len()));
+        }
+        // Exactly room enough: not cut.
+        let mut out = Vec::new();
+        let exact = padded(b"nope", 12);
+        assert!(!answer_datagram(&exact, false, 20, &mut out));
+        assert_eq!(out.len(), 12 * 3 - 2);
+        // Truncated and over-long datagrams are long: never cut.
+        let mut out = Vec::new();
+        assert!(!answer_datagram(b"TNE20003:ok", true, 100, &mut out));
+        assert_eq!(out, b"TNE20003:E:line too long");
+    }
+
+    #[test]
+    fn an_ack_is_never_cut() {
+        for len in 1..30 {
+            let d = padded(b"TNE20003:", 9 + len);
+            let mut out = Vec::new();
+            assert!(!answer_datagram(&d, false, 100, &mut out));
+            assert_eq!(out.len(), d.len() + 2);
+            let mut with_lf = d.clone();
+            with_lf.extend_from_slice(b"\r\n");
+            let mut out = Vec::new();
+            assert!(!answer_datagram(&with_lf, false, 100, &mut out));
+            assert!(out.starts_with(ACK));
+        }
     }
 
     #[test]
@@ -445,6 +544,7 @@ mod tests {
     #[test]
     fn an_over_long_or_truncated_datagram_is_too_long() {
         assert_eq!(udp(&[b'x'; 21]), b"TNE20003:E:line too long");
+        assert_eq!(udp(&[b'x'; 9]), b"TNE20003:E:missing TNE20003");
         assert_eq!(udp(b"TNE20003:12345678901"), b"TNE20003:A:12345678901");
         let mut out = Vec::new();
         answer_datagram(b"TNE20003:ok", true, 100, &mut out);
@@ -494,6 +594,32 @@ mod tests {
             ) {
                 let message = if with_header { [HEADER, &body].concat() } else { body };
                 prop_assert_eq!(parse_message(&message), parse_reference(&message));
+            }
+
+            /// No reply datagram passes its cap; a cut reply is the
+            /// prefix of the whole one, and an ack is never cut.
+            #[test]
+            fn a_reply_datagram_never_passes_three_times_the_datagram(
+                datagram in proptest::collection::vec(any::<u8>(), 0..40),
+                with_header in any::<bool>(),
+            ) {
+                let datagram = if with_header { [HEADER, &datagram].concat() } else { datagram };
+                let mut out = Vec::new();
+                let cut = answer_datagram(&datagram, false, 30, &mut out);
+                prop_assert!(out.len() <= reply_cap(datagram.len()));
+                let trimmed = datagram
+                    .strip_suffix(b"\n")
+                    .map_or(&datagram[..], |l| l.strip_suffix(b"\r").unwrap_or(l));
+                let whole = if trimmed.len() > 30 {
+                    [ERROR, TneError::TooLong.reason().as_bytes()].concat()
+                } else {
+                    reply_parts(parse_message(trimmed)).concat()
+                };
+                prop_assert_eq!(cut, out.len() < whole.len());
+                prop_assert!(whole.starts_with(&out));
+                if whole.starts_with(ACK) {
+                    prop_assert!(!cut);
+                }
             }
 
             /// Any split of any stream, byte by byte included, gives the

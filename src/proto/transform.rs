@@ -69,13 +69,15 @@
 //!   bytes, so the stream stays in step, and answers the 5 bytes `error`
 //!   (`00 00 00 05 65 72 72 6f 72`). Later requests are served normally.
 //! - **Over budget**: reverse, shuffle and random must hold a message
-//!   whole before answering (random also holds its result beside it: a
-//!   random whose message and result would pass the budget is answered
-//!   `error`). The bytes they hold, across all connections, stay within
-//!   `--max-buffer` (default 256 MiB). A reverse or shuffle request is
-//!   admitted when its header arrives if the bytes held plus its LENGTH fit;
-//!   otherwise its data is discarded as it arrives and it is answered
-//!   `error`. Held bytes are released when their response has been sent.
+//!   whole before answering (random also holds its result beside it). The
+//!   bytes they hold, across all connections, stay within `--max-buffer`
+//!   (default 128 MiB). A request takes from that budget as its data
+//!   arrives, not when its header does (a header alone holds nothing, so
+//!   headers that promise much and send little reserve nothing): once its
+//!   data — or random's result — would pass the budget, what it holds is
+//!   given back, the rest of its data is discarded as it arrives and it is
+//!   answered `error`. Held bytes are released when their response has
+//!   been sent.
 //!
 //! The response `error` is distinguishable from data only by context: a
 //! client that knows what it asked can check whether a 5-byte `error` is
@@ -87,7 +89,10 @@
 //! sent as soon as the request header arrives, and data is transformed and
 //! sent as it arrives, so the server's memory does not grow with LENGTH.
 //! reverse and shuffle hold LENGTH bytes, random those and its result,
-//! within the budget above.
+//! within the budget above, and are worked on in bounded slices (see
+//! [`super::held`]): a large one does one slice per turn of the loop,
+//! between other connections' turns, and the requests pipelined after it
+//! wait for it, in order.
 //!
 //! ## 7. Example
 //!
@@ -106,7 +111,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::budget::{Budget, Reservation};
+use super::budget::Budget;
+use super::held::{Held, Job, Slices};
 use super::prefix::{split_at_most, WordReader};
 pub use super::random_edit::{is_possible_edit, random_edit, OverBudget, RandomEdit, MAX_REPEAT};
 use super::rng::Rng;
@@ -175,6 +181,17 @@ impl Action {
             self,
             Action::Uppercase | Action::Lowercase | Action::TitleCase
         )
+    }
+
+    /// The work this action does on a message it holds whole, if it holds
+    /// it (see [`super::held`]).
+    pub fn held_job(self) -> Option<Job> {
+        match self {
+            Action::Reverse => Some(Job::Reverse),
+            Action::Shuffle => Some(Job::Shuffle),
+            Action::Random => Some(Job::Random),
+            Action::Uppercase | Action::Lowercase | Action::TitleCase => None,
+        }
     }
 
     /// Applies a length-keeping action to a whole message, in place. Random
@@ -351,6 +368,8 @@ pub struct Shared {
     pub rng: Rng,
     /// Which action each ACTION code names (`--transform-table`).
     pub table: Table,
+    /// The most work a held message gets per turn.
+    pub slices: Slices,
 }
 
 impl Shared {
@@ -361,6 +380,7 @@ impl Shared {
             budget: Budget::new(max_buffer),
             rng,
             table: Table::default(),
+            slices: Slices::DEFAULT,
         }
     }
 
@@ -380,16 +400,11 @@ enum State {
         left: u32,
         prev_letter: bool,
     },
-    /// Collecting a whole message for reverse or shuffle, within budget.
-    Whole {
-        action: Action,
-        left: u32,
-        /// The reply being built: its 4-byte header, then the data as it
-        /// arrives, transformed in place once complete and queued as one
-        /// segment (no separate buffer for the header).
-        reply: Vec<u8>,
-        reservation: Reservation,
-    },
+    /// A message reverse or shuffle holds whole: gathered within budget,
+    /// the reply built in place (its header, then the data as it arrives),
+    /// then transformed in slices, one per turn (no input is taken while
+    /// it is worked on), and queued as one segment.
+    Held(Held),
     /// Skipping the data of a request that will be answered `error`.
     Discard { left: u32 },
 }
@@ -443,26 +458,14 @@ impl TransformSession {
                     }
                 }
             }
-            Some(action) => {
-                if length == 0 {
+            Some(action) => match action.held_job() {
+                _ if length == 0 => {
                     cx.out.put_u32(0);
                     FRESH
-                } else {
-                    match cx.shared.transform.budget.try_reserve(length as usize) {
-                        Some(reservation) => {
-                            let mut reply = Vec::with_capacity(HEADER_BYTES + length as usize);
-                            reply.extend_from_slice(&length.to_be_bytes());
-                            State::Whole {
-                                action,
-                                left: length,
-                                reply,
-                                reservation,
-                            }
-                        }
-                        None => State::Discard { left: length },
-                    }
                 }
-            }
+                Some(job) => State::Held(Held::new(length, job, &cx.shared.transform.budget)),
+                None => State::Discard { left: length },
+            },
             None => {
                 if length == 0 {
                     put_error(cx);
@@ -492,34 +495,21 @@ fn put_streamed<const N: usize>(
     }
 }
 
-/// Answers a held random request: its result is built beside the message
-/// (`held`: header then data, within `reservation`), so both count against
-/// the budget; a result that would pass it is answered `error`.
-fn put_random(cx: &mut Cx<'_>, held: Vec<u8>, reservation: Reservation) {
+/// Does one slice of the work on a whole message; queues its reply once
+/// done, or gives the message back.
+fn work(mut held: Held, cx: &mut Cx<'_>) -> Option<Held> {
     let transform = &mut cx.shared.transform;
-    let message = held.get(HEADER_BYTES..).unwrap_or_default();
-    let room = transform
-        .budget
-        .limit()
-        .saturating_sub(transform.budget.held());
-    let mut reply = Vec::with_capacity(HEADER_BYTES + message.len() + message.len() / 4);
-    reply.extend_from_slice(&[0; HEADER_BYTES]);
-    let done = random_edit(message, &mut transform.rng, &mut reply, room);
-    // Nothing else reserves between the edit and here (one thread, one
-    // call), so the room measured above is still there.
-    let result = match (
-        done,
-        transform.budget.try_reserve(reply.len() - HEADER_BYTES),
-    ) {
-        (Ok(()), Some(result)) => result,
-        _ => return put_error(cx),
-    };
-    drop((held, reservation));
-    let length = (reply.len() - HEADER_BYTES) as u32;
-    if let Some(head) = reply.get_mut(..HEADER_BYTES) {
-        head.copy_from_slice(&length.to_be_bytes());
+    match held.step(&mut transform.rng, transform.slices) {
+        Ok(false) => return Some(held),
+        Ok(true) => {
+            let (reply, reservation) = held.into_reply();
+            cx.out.put_held(reply, reservation);
+        }
+        // A random result that would pass the budget: what it held goes
+        // back with `held`.
+        Err(OverBudget) => put_error(cx),
     }
-    cx.out.put_held(reply, result);
+    None
 }
 
 fn put_error(cx: &mut Cx<'_>) {
@@ -530,6 +520,9 @@ fn put_error(cx: &mut Cx<'_>) {
 impl Session for TransformSession {
     /// Consumes all of `input`: partial headers and held messages are kept in
     /// the session itself, so the connection never carries transform input.
+    /// Except behind a large reverse or shuffle: input stops at the end of
+    /// its message while it is worked on in slices ([`Session::wants_turn`]),
+    /// and what follows is offered again once it is done.
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         let mut rest = input;
         while !rest.is_empty() {
@@ -555,30 +548,19 @@ impl Session for TransformSession {
                         self.state = FRESH;
                     }
                 }
-                State::Whole { left, reply, .. } => {
-                    let (chunk, after) = split_at_most(rest, *left as usize);
-                    reply.extend_from_slice(chunk);
-                    rest = after;
-                    *left -= chunk.len() as u32;
-                    if *left == 0 {
-                        if let State::Whole {
-                            action,
-                            mut reply,
-                            reservation,
-                            ..
-                        } = std::mem::replace(&mut self.state, FRESH)
-                        {
-                            if action == Action::Random {
-                                put_random(cx, reply, reservation);
-                            } else {
-                                if let Some(data) = reply.get_mut(HEADER_BYTES..) {
-                                    action.apply(data, &mut cx.shared.transform.rng);
-                                }
-                                cx.out.put_held(reply, reservation);
-                            }
+                State::Held(held) if held.is_working() => break,
+                State::Held(held) => match held.push(rest) {
+                    Ok(after) => {
+                        rest = after;
+                        if held.is_whole() {
+                            // Its first slice now: for all but large
+                            // messages, the whole work.
+                            self.on_turn(cx);
                         }
                     }
-                }
+                    // Over budget: what it held goes back now.
+                    Err(left) => self.state = State::Discard { left },
+                },
                 State::Discard { left } => {
                     let (skipped, after) = split_at_most(rest, *left as usize);
                     rest = after;
@@ -590,11 +572,26 @@ impl Session for TransformSession {
                 }
             }
         }
-        input.len()
+        input.len() - rest.len()
     }
 
     fn mid_message(&self) -> bool {
         !matches!(&self.state, State::Header(reader) if reader.is_empty())
+    }
+
+    fn wants_turn(&self) -> bool {
+        matches!(&self.state, State::Held(held) if held.is_working())
+    }
+
+    fn on_turn(&mut self, cx: &mut Cx<'_>) {
+        if !matches!(&self.state, State::Held(held) if held.is_whole()) {
+            return;
+        }
+        if let State::Held(held) = std::mem::replace(&mut self.state, FRESH) {
+            if let Some(held) = work(held, cx) {
+                self.state = State::Held(held);
+            }
+        }
     }
 }
 
@@ -623,7 +620,9 @@ mod tests {
         v
     }
 
-    /// Feeds `chunks` one call at a time; returns all replies.
+    /// Feeds `chunks` one read at a time, as the loop does: input the
+    /// session leaves while it wants turns is offered again once its turns
+    /// are over. Returns all replies.
     fn run(shared: &mut AllShared, chunks: &[&[u8]]) -> Vec<u8> {
         let mut session = TransformSession::new();
         let mut out = Output::new();
@@ -638,10 +637,38 @@ mod tests {
                 1,
                 SystemTime::UNIX_EPOCH,
             );
-            assert_eq!(session.on_input(chunk, &mut cx), chunk.len());
+            let mut rest: &[u8] = chunk;
+            loop {
+                let used = session.on_input(rest, &mut cx);
+                rest = &rest[used..];
+                let mut turns = 0;
+                while session.wants_turn() {
+                    assert!(used > 0, "a session wanting turns took input");
+                    session.on_turn(&mut cx);
+                    turns += 1;
+                    assert!(turns < 1_000_000, "turns never end");
+                }
+                if rest.is_empty() {
+                    break;
+                }
+                assert!(turns > 0, "input left without turns to take");
+            }
         }
         assert!(effects.is_empty(), "transform never delivers to others");
         out.take_all()
+    }
+
+    /// Slices of a few units, so that small messages take many turns.
+    const TINY: Slices = Slices {
+        shuffle_swaps: 3,
+        reverse_pairs: 2,
+        random_bytes: 3,
+        copy_bytes: 2,
+    };
+
+    fn with_slices(mut shared: AllShared, slices: Slices) -> AllShared {
+        shared.transform.slices = slices;
+        shared
     }
 
     fn run_whole(input: &[u8]) -> Vec<u8> {
@@ -750,6 +777,125 @@ mod tests {
             0,
             "sent replies released the budget"
         );
+    }
+
+    #[test]
+    fn a_header_alone_holds_nothing_and_data_is_charged_as_it_arrives() {
+        let mut shared = shared(10);
+        let mut session = TransformSession::new();
+        let mut out = Output::new();
+        let mut effects = Vec::new();
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
+        session.on_input(&encode_header(0x08, MAX_LENGTH), &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 0, "header only");
+        session.on_input(b"abcd", &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 4);
+        // Another connection's message fits beside it, then this one's
+        // next bytes would pass the budget: it gives back what it held.
+        let other = cx.shared.transform.budget.try_reserve(6).unwrap();
+        session.on_input(b"e", &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 6);
+        drop(other);
+        // The rest is discarded as it arrives, however much comes.
+        session.on_input(&vec![b'x'; 100_000], &mut cx);
+        assert_eq!(cx.shared.transform.budget.held(), 0);
+        assert!(out.take_all().is_empty(), "answered at the end");
+    }
+
+    #[test]
+    fn a_message_that_passes_the_budget_mid_data_is_answered_error_in_step() {
+        let mut input = request(0x10, &[b'z'; 11]);
+        input.extend(request(0x08, b"0123456789"));
+        input.extend(request(0x01, b"ok"));
+        let mut expected = response(b"error");
+        expected.extend(response(b"9876543210"));
+        expected.extend(response(b"OK"));
+        for chunk in [1, 3, input.len()] {
+            let chunks: Vec<&[u8]> = input.chunks(chunk).collect();
+            assert_eq!(run(&mut shared(10), &chunks), expected, "reads of {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_large_message_is_worked_on_in_turns_and_what_follows_waits() {
+        let data: Vec<u8> = (0..100).collect();
+        let mut input = request(0x08, &data);
+        input.extend(request(0x01, b"after"));
+        let mut shared = with_slices(shared(1000), TINY);
+        let mut session = TransformSession::new();
+        let mut out = Output::new();
+        let mut effects = Vec::new();
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+        let mut cx = Cx::new(
+            &mut out,
+            &mut shared,
+            &mut effects,
+            peer,
+            1,
+            SystemTime::UNIX_EPOCH,
+        );
+        let used = session.on_input(&input, &mut cx);
+        assert_eq!(used, 104, "input stops at the end of the held message");
+        assert!(session.wants_turn() && session.mid_message());
+        assert!(cx.out.is_empty());
+        let mut turns = 1;
+        while session.wants_turn() {
+            assert!(cx.out.is_empty(), "no reply before the work is done");
+            session.on_turn(&mut cx);
+            turns += 1;
+        }
+        assert_eq!(turns, 25, "50 pairs, 2 a turn");
+        assert_eq!(
+            session.on_input(&input[used..], &mut cx),
+            input.len() - used
+        );
+        let mut reversed = data.clone();
+        reversed.reverse();
+        let mut expected = response(&reversed);
+        expected.extend(response(b"AFTER"));
+        assert_eq!(out.take_all(), expected);
+    }
+
+    #[test]
+    fn sliced_work_gives_the_replies_of_work_done_at_once() {
+        let data: Vec<u8> = (0..=255).cycle().take(3000).collect();
+        let mut input = Vec::new();
+        for code in [0x10, 0x08, 0x01, 0x10, 0x08] {
+            input.extend(request(code, &data[..1000 + usize::from(code)]));
+        }
+        // In the 2023 table 0x10 is random: its result is built behind the
+        // message and moved over it, in slices too.
+        for table in Table::ALL {
+            let shared = |budget| {
+                let mut shared = shared(budget);
+                shared.transform.table = table;
+                shared
+            };
+            let at_once = run(&mut shared(1 << 20), &[&input]);
+            for slices in [
+                TINY,
+                Slices {
+                    shuffle_swaps: 1,
+                    reverse_pairs: 1,
+                    random_bytes: 1,
+                    copy_bytes: 1,
+                },
+            ] {
+                let sliced = run(&mut with_slices(shared(1 << 20), slices), &[&input]);
+                assert_eq!(sliced, at_once, "{table} {slices:?}");
+                let bytes: Vec<&[u8]> = input.chunks(7).collect();
+                let sliced = run(&mut with_slices(shared(1 << 20), slices), &bytes);
+                assert_eq!(sliced, at_once, "{table} {slices:?}, reads of 7");
+            }
+        }
     }
 
     #[test]
@@ -955,6 +1101,7 @@ mod tests {
                 cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..12),
                 budget in prop_oneof![Just(0usize), Just(100), Just(1 << 20)],
                 table in prop_oneof![Just(Table::Y2021), Just(Table::Y2023)],
+                tiny_slices in any::<bool>(),
             ) {
                 let shared = |budget| {
                     let mut shared = shared(budget);
@@ -963,11 +1110,13 @@ mod tests {
                 };
                 let stream = requests.concat();
                 let whole = run(&mut shared(budget), &[&stream]);
+                let slices = if tiny_slices { TINY } else { Slices::DEFAULT };
+                let split = || with_slices(shared(budget), slices);
                 let cuts: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
                 let chunks = crate::proto::testing::split_at(&stream, &cuts);
-                prop_assert_eq!(run(&mut shared(budget), &chunks), whole.clone());
+                prop_assert_eq!(run(&mut split(), &chunks), whole.clone());
                 let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-                prop_assert_eq!(run(&mut shared(budget), &bytes), whole);
+                prop_assert_eq!(run(&mut split(), &bytes), whole);
             }
         }
     }

@@ -2,8 +2,9 @@
 //! and its output queue, and the read and write paths the loop drives.
 //!
 //! Reads go into the loop's shared scratch buffer and are parsed there in
-//! place; only an incomplete message is copied into the connection's own
-//! `carry` buffer, which is freed as soon as it empties. Replies go into the
+//! place; only an incomplete message (or, behind a session that wants turns
+//! for work of its own, the rest of one read) is copied into the
+//! connection's own `carry` buffer, which is freed as soon as it empties. Replies go into the
 //! connection's [`Output`], freed when drained. An idle connection therefore
 //! owns no heap memory, only this struct.
 
@@ -89,8 +90,9 @@ pub enum ReadStop {
     /// The socket has no more data for now.
     Drained,
     /// Stopped before the socket said it was drained: this wake-up's
-    /// read budget is spent, or (fault injection) a read was cut short.
-    /// Data may remain: the loop reads again next wake-up.
+    /// read budget is spent, the session wants another turn for work of
+    /// its own ([`Session::wants_turn`]), or (fault injection) a read was
+    /// cut short. Data may remain: the loop reads again next wake-up.
     Budget,
     /// Not reading now: backpressure, or not in a reading phase.
     Paused,
@@ -309,6 +311,47 @@ impl Conn {
         });
     }
 
+    /// Gives a session that wants a turn ([`Session::wants_turn`]) one
+    /// slice of its work; once the work is done, offers it the input it
+    /// left while working (which may start more). `Stop(Budget)` while it
+    /// wants more turns: the loop comes back next wake-up without waiting
+    /// for an event, and reads nothing meanwhile (the kernel holds what the
+    /// peer sends). `More` once done: reading resumes in this turn.
+    fn take_turn(&mut self, io: &mut IoCx<'_>) -> ReadStep {
+        self.last_active = io.clock.now;
+        self.with_session(io, |session, carry, cx| {
+            session.on_turn(cx);
+            if !session.wants_turn() && !carry.is_empty() && !cx.close_requested() {
+                let used = session.on_input(carry, cx).min(carry.len());
+                carry.drain(..used);
+                if carry.is_empty() {
+                    *carry = Vec::new();
+                }
+            }
+        });
+        self.after_input(io).unwrap_or(ReadStep::More)
+    }
+
+    /// After input or a turn: flushes a large output early, applies
+    /// backpressure, and ends the read turn while the session wants turns.
+    /// `None` if reading may go on.
+    #[inline(always)]
+    fn after_input(&mut self, io: &mut IoCx<'_>) -> Option<ReadStep> {
+        // Not chat: the loop checks a chat client's unsent output
+        // against --max-sendq right after this read (proto::effects).
+        if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol().is_request_reply() {
+            self.flush(io.clock);
+        }
+        if self.output.len() > BACKPRESSURE_BYTES && self.protocol().is_request_reply() {
+            self.backpressured = true;
+            return Some(ReadStep::Stop(ReadStop::Paused));
+        }
+        if self.session.wants_turn() {
+            return Some(ReadStep::Stop(ReadStop::Budget));
+        }
+        None
+    }
+
     /// Notes that the poll reported the peer's FIN with this event.
     pub fn note_fin(&mut self) {
         self.fin_reported = true;
@@ -326,6 +369,9 @@ impl Conn {
     pub fn read_once(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) -> ReadStep {
         if self.backpressured || !matches!(self.phase, Phase::Open | Phase::Lingering) {
             return ReadStep::Stop(ReadStop::Paused);
+        }
+        if self.phase == Phase::Open && self.session.wants_turn() {
+            return self.take_turn(io);
         }
         let n = match self.stream.read(scratch) {
             Ok(n) => n,
@@ -352,14 +398,8 @@ impl Conn {
         }
         if self.phase == Phase::Open {
             self.feed(io, scratch.get(..n).unwrap_or_default());
-            // Not chat: the loop checks a chat client's unsent output
-            // against --max-sendq right after this read (proto::effects).
-            if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol().is_request_reply() {
-                self.flush(io.clock);
-            }
-            if self.output.len() > BACKPRESSURE_BYTES && self.protocol().is_request_reply() {
-                self.backpressured = true;
-                return ReadStep::Stop(ReadStop::Paused);
+            if let Some(stop) = self.after_input(io) {
+                return stop;
             }
         }
         // In Lingering, input is discarded: only the peer's EOF matters.

@@ -4,7 +4,8 @@
 //! A UDP socket is a listener kind of its own beside the TCP listeners: it
 //! has no connections, no session and no idle timer. Each datagram is one
 //! message, answered by [`tne::answer_datagram`] with one reply datagram to
-//! its source address.
+//! its source address, never longer than 3 times the datagram (an error's
+//! reason is cut to fit, and counted in [`DatagramCounts::cut`]).
 //!
 //! **Reading.** On readiness the endpoint receives datagrams until
 //! `WouldBlock`, or until it chooses to stop: after [`DATAGRAMS_PER_WAKE`]
@@ -86,6 +87,10 @@ pub struct DatagramCounts {
     pub queued: u64,
     /// Replies dropped on a send error other than `WouldBlock`.
     pub dropped: u64,
+    /// Error replies whose reason was cut to stay within 3 times the
+    /// datagram they answer (SPEC 1.1; the future metric
+    /// `onepoll_udp_replies_cut_total`).
+    pub cut: u64,
 }
 
 /// A UDP socket serving tne.
@@ -195,7 +200,9 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
             self.reply.clear();
             // A datagram that fills the buffer may have been cut short.
             let truncated = n >= scratch.len();
-            tne::answer_datagram(datagram, truncated, max_line, &mut self.reply);
+            if tne::answer_datagram(datagram, truncated, max_line, &mut self.reply) {
+                self.counts.cut += 1;
+            }
             if self.pending.is_empty() && self.send_now(from) {
                 continue;
             }
@@ -388,6 +395,30 @@ mod tests {
         assert_eq!(e.serve(&mut scratch, 8192), DatagramStop::Budget);
         assert_eq!(e.serve(&mut scratch, 8192), DatagramStop::Drained);
         assert_eq!(sent(&e).len(), DATAGRAMS_PER_WAKE + 1);
+    }
+
+    #[test]
+    fn a_short_datagram_gets_a_cut_reply_and_is_counted() {
+        let mut e = endpoint(10, 0);
+        for d in [&b"x"[..], b"", b"TNE20003:ok", b"nope-nope-nope"] {
+            e.socket
+                .inbox
+                .borrow_mut()
+                .push_back(Ok((d.to_vec(), peer(9))));
+        }
+        let mut scratch = vec![0; 65_536];
+        assert_eq!(e.serve(&mut scratch, 8192), DatagramStop::Drained);
+        let replies: Vec<String> = sent(&e).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(
+            replies,
+            [
+                "TNE20003:E:",
+                "TNE20003:E:",
+                "TNE20003:A:ok",
+                "TNE20003:E:missing TNE20003 header"
+            ]
+        );
+        assert_eq!(e.counts.cut, 2);
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //!    per-address limits, see [`super::admission`]); answer the datagrams
 //!    of a UDP socket; read a connection and feed its session; a signal
 //!    starts the shutdown;
-//! 4. resume connections, UDP sockets and listeners left with work by the
-//!    per-wake-up budgets (fairness);
+//! 4. resume what the per-wake-up budgets left with work (fairness):
+//!    connections with unread input, connections whose session wants
+//!    another turn for work of its own (a large transform done in slices,
+//!    one per wake-up: `Session::wants_turn`), UDP sockets and listeners;
 //! 5. fire due deadlines (idle timeouts, close grace), and log the
 //!    refusals due to be reported (once a second at most, see
 //!    [`super::refusals`]);
@@ -149,7 +151,8 @@ pub struct Server {
     /// Connections to flush at the end of this wake-up.
     flush_list: Vec<usize>,
     /// Connections that stopped reading on the read budget, not on
-    /// `WouldBlock`: read again next wake-up without waiting for an event.
+    /// `WouldBlock`, or whose session wants another turn: read (or given
+    /// their turn) again next wake-up without waiting for an event.
     still_ready: Vec<usize>,
     next_id: u64,
     /// Set once shutdown starts: when the drain grace ends.
@@ -768,6 +771,14 @@ impl Server {
         self.datagrams_ready.clear();
         self.listeners_ready.clear();
         for mut endpoint in self.datagrams.drain(..) {
+            if endpoint.counts.cut > 0 {
+                log::info!(
+                    "{} udp {}: {} error replies cut to 3x their datagram",
+                    endpoint.protocol,
+                    endpoint.addr,
+                    endpoint.counts.cut
+                );
+            }
             endpoint.flush();
             let dropped = endpoint.discard_pending();
             if dropped > 0 {

@@ -102,15 +102,6 @@ impl<'a> Command<'a> {
     }
 }
 
-/// `line` as text, if it is valid UTF-8 without control characters other
-/// than TAB (a control character is a byte 0x00–0x1F or 0x7F).
-pub fn check_text(line: &[u8]) -> Result<&str, ChatError> {
-    if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        return Err(ChatError::InvalidText);
-    }
-    std::str::from_utf8(line).map_err(|_| ChatError::InvalidText)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,21 +145,6 @@ mod tests {
         ];
         for (line, expected) in cases {
             assert_eq!(Command::parse(line), expected, "{line:?}");
-        }
-    }
-
-    #[test]
-    fn text_refuses_controls_but_tab_and_invalid_utf8() {
-        assert_eq!(check_text("a\tb é ☃".as_bytes()), Ok("a\tb é ☃"));
-        for bad in [
-            &b"a\x00"[..],
-            b"\x1b[31m",
-            b"a\rb",
-            b"del\x7f",
-            b"\xff",
-            b"\xc3",
-        ] {
-            assert_eq!(check_text(bad), Err(ChatError::InvalidText), "{bad:?}");
         }
     }
 }

@@ -19,9 +19,15 @@
 //! - A line longer than `--max-line` bytes (default 8192; CR and LF not
 //!   counted) is answered `ERR line too long` once, and its rest up to the
 //!   next LF is discarded without being stored.
-//! - A line with a control character (a byte 0x00–0x1F or 0x7F) other than
-//!   TAB, or with invalid UTF-8, is answered `ERR invalid text` and not
-//!   relayed. This applies to commands too.
+//! - A line with a control character other than TAB, or with invalid
+//!   UTF-8, is answered `ERR invalid text` and not relayed. This applies to
+//!   commands too: a `/msg` text or a `/quit` reason with one is refused
+//!   (and the client stays). For chat, control characters are the bytes
+//!   0x00–0x1F and 0x7F, the C1 controls U+0080–U+009F (NEL, CSI), U+2028
+//!   and U+2029 (line and paragraph separators) and the bidirectional
+//!   controls U+061C, U+200E, U+200F, U+202A–U+202E and U+2066–U+2069: each
+//!   lets a sender make a line look like another line, or like another
+//!   sender's, on some terminal ([`text`]).
 //! - An empty line is ignored.
 //!
 //! ## 3. Nicks
@@ -164,14 +170,16 @@
 
 mod command;
 mod room;
+pub mod text;
 
 #[cfg(test)]
 mod tests;
 
 use std::rc::Rc;
 
-pub use command::{check_text, ChatError, Command};
+pub use command::{ChatError, Command};
 pub use room::{Nick, Room, MAX_NICK};
+pub use text::{check_text, is_control};
 
 use super::framing::{Frame, LineFramer};
 use super::{CloseReason, Cx, Session};

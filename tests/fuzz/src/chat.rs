@@ -420,11 +420,21 @@ pub fn is_nick(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// Text: 1 or more characters, TAB or not a control character. SPEC.md
-/// defines a control character as a byte 0x00-0x1F or 0x7F, so C1 controls
-/// (U+0080-U+009F, NEL among them) are text and are relayed.
+/// Text: 1 or more characters, TAB or not a control character. For chat
+/// SPEC.md 1.3 counts as control characters the bytes 0x00-0x1F and 0x7F,
+/// the C1 controls U+0080-U+009F (NEL among them), U+2028, U+2029 and the
+/// bidi controls U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069.
 pub fn is_text(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    !s.is_empty()
+        && s.chars().all(|c| {
+            let c = u32::from(c);
+            c == 0x09
+                || !(c < 0x20
+                    || (0x7f..=0x9f).contains(&c)
+                    || matches!(c, 0x061c | 0x200e | 0x200f | 0x2028 | 0x2029)
+                    || (0x202a..=0x202e).contains(&c)
+                    || (0x2066..=0x2069).contains(&c))
+        })
 }
 
 const ERR_REASONS: [&str; 7] = [

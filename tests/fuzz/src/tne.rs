@@ -13,7 +13,8 @@
 //!   carried; `mid_message` is false once every line has ended.
 //! - UDP: the stream as one datagram gets the reference's reply, starting
 //!   `TNE20003:A:` or `TNE20003:E:`, with no LF, appended after what the
-//!   buffer held.
+//!   buffer held; never longer than 3x the datagram or 11 bytes (an
+//!   error's reason is cut to fit, an ack never).
 
 use onepoll::proto::tne::{answer_datagram, TneSession};
 use onepoll::proto::Session;
@@ -119,7 +120,7 @@ fn check_tcp(max_line: usize, cuts: &[u16], stream: &[u8]) {
 
 fn check_udp(max_line: usize, truncated: bool, datagram: &[u8]) {
     let mut out = b"before".to_vec();
-    answer_datagram(datagram, truncated, max_line, &mut out);
+    let cut = answer_datagram(datagram, truncated, max_line, &mut out);
     let reply = out
         .strip_prefix(b"before")
         .expect("answer_datagram appends");
@@ -132,11 +133,20 @@ fn check_udp(max_line: usize, truncated: bool, datagram: &[u8]) {
     let message = datagram
         .strip_suffix(b"\n")
         .map_or(datagram, |l| l.strip_suffix(b"\r").unwrap_or(l));
-    let expected = if truncated || message.len() > max_line {
+    let whole = if truncated || message.len() > max_line {
         b"TNE20003:E:line too long".to_vec()
     } else {
         reference_reply(message)
     };
+    // Never more than 3x the datagram (at least 11 bytes): an error's
+    // reason is cut to fit, an ack never.
+    let cap = (3 * datagram.len()).max(ERR.len());
+    let mut expected = whole.clone();
+    if expected.starts_with(ERR) {
+        expected.truncate(cap);
+    }
+    assert!(reply.len() <= cap, "a reply passes 3x the datagram");
+    assert_eq!(cut, expected.len() < whole.len(), "cut is reported");
     assert_eq!(
         reply,
         &expected[..],
