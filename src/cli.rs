@@ -157,6 +157,12 @@ fn options() -> Options {
     o.optflag("q", "quiet", "log warnings and errors only");
     o.optflag("", "help", "print this help and exit");
     o.optflag("V", "version", "print the version and exit");
+    o.optopt(
+        "",
+        "max-files",
+        "upload: files one connection may save (default 100000)",
+        "N",
+    );
     o
 }
 
@@ -212,6 +218,7 @@ fn option_name(long: &str) -> &'static str {
         "max-buffer" => "--max-buffer",
         "bind" => "--bind",
         "upload-layout" => "--upload-layout",
+        "max-files" => "--max-files",
         _ => "option",
     }
 }
@@ -295,6 +302,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
     if let Some(n) = number::<usize>(&m, "max-buffer", COUNT)? {
         config.max_buffer = n;
+    }
+    let max_files = number::<u64>(&m, "max-files", COUNT)?;
+    if let Some(n) = positive(max_files, "max-files", || "0".into())? {
+        config.max_files = n;
     }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,

@@ -154,6 +154,9 @@ pub struct Config {
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,
+    /// upload: files one connection may save (`--max-files`); the next
+    /// one is answered `E` and the connection closed.
+    pub max_files: u64,
 }
 
 impl Default for Config {
@@ -175,6 +178,7 @@ impl Default for Config {
             max_upload: 1 << 30,
             max_buffer: 256 * 1024 * 1024,
             log_level: log::LevelFilter::Info,
+            max_files: 100_000,
         }
     }
 }

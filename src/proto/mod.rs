@@ -13,7 +13,10 @@
 //! say) are kept by the connection and offered again, followed by the next
 //! bytes read. A core bounds what it leaves unconsumed (a line framer enters
 //! discard mode past `--max-line`), so a connection's carried input is
-//! bounded too.
+//! bounded too. A core whose messages are costly (upload: a file create and
+//! rename each) may also stop after a bounded amount of work and say so
+//! with [`Session::input_paused`]: the loop then offers the rest again on a
+//! later turn, before it reads more from that connection (fair turns).
 //!
 //! Output to other connections: a core never touches another connection.
 //! It records deliveries ([`Effect`]s) with [`Cx::broadcast`] and
@@ -241,6 +244,14 @@ pub trait Session {
     /// The server is shutting down: queue any last words.
     fn on_shutdown(&mut self, _cx: &mut Cx<'_>) {}
 
+    /// True when the last `on_input` stopped early on the core's own
+    /// per-call budget (fair turns), not for want of bytes: what it left
+    /// unconsumed is input to offer again on a later turn, before anything
+    /// new is read, without waiting for the socket to become readable.
+    fn input_paused(&self) -> bool {
+        false
+    }
+
     /// True while a message has started and not ended. A shutting-down
     /// server keeps reading such a connection until the message is complete,
     /// so that replies to requests already begun go out whole.
@@ -280,6 +291,9 @@ macro_rules! sessions {
             }
             fn mid_message(&self) -> bool {
                 match self { $(AnySession::$variant(s) => s.mid_message(),)+ }
+            }
+            fn input_paused(&self) -> bool {
+                match self { $(AnySession::$variant(s) => s.input_paused(),)+ }
             }
         }
 

@@ -89,8 +89,9 @@ pub enum ReadStop {
     /// The socket has no more data for now.
     Drained,
     /// Stopped before the socket said it was drained: this wake-up's
-    /// read budget is spent, or (fault injection) a read was cut short.
-    /// Data may remain: the loop reads again next wake-up.
+    /// read budget is spent, the session paused on its own budget with
+    /// input carried ([`Session::input_paused`]), or (fault injection) a read was
+    /// cut short. Data may remain: the loop reads again next wake-up.
     Budget,
     /// Not reading now: backpressure, or not in a reading phase.
     Paused,
@@ -309,6 +310,13 @@ impl Conn {
         });
     }
 
+    /// Whether the session paused on its own per-call budget with input
+    /// carried ([`Session::input_paused`]): that input goes first, on a
+    /// later turn, and nothing more is read until it is taken.
+    fn input_paused(&self) -> bool {
+        self.phase == Phase::Open && !self.carry.is_empty() && self.session.input_paused()
+    }
+
     /// Notes that the poll reported the peer's FIN with this event.
     pub fn note_fin(&mut self) {
         self.fin_reported = true;
@@ -326,6 +334,14 @@ impl Conn {
     pub fn read_once(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) -> ReadStep {
         if self.backpressured || !matches!(self.phase, Phase::Open | Phase::Lingering) {
             return ReadStep::Stop(ReadStop::Paused);
+        }
+        if self.input_paused() {
+            // The session's last turn ended on its budget: the input it
+            // left goes first, and nothing more is read until it is taken.
+            self.feed(io, &[]);
+            if self.input_paused() {
+                return ReadStep::Stop(ReadStop::Budget);
+            }
         }
         let n = match self.stream.read(scratch) {
             Ok(n) => n,
@@ -360,6 +376,9 @@ impl Conn {
             if self.output.len() > BACKPRESSURE_BYTES && self.protocol().is_request_reply() {
                 self.backpressured = true;
                 return ReadStep::Stop(ReadStop::Paused);
+            }
+            if self.input_paused() {
+                return ReadStep::Stop(ReadStop::Budget);
             }
         }
         // In Lingering, input is discarded: only the peer's EOF matters.

@@ -11,6 +11,7 @@
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
+//! - [`upload_store`]: the upload directory and the files saved in it;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod conn;
@@ -23,6 +24,7 @@ pub mod listener;
 pub mod rooms;
 pub mod signals;
 pub mod timers;
+pub mod upload_store;
 
 use std::fmt;
 use std::io;
@@ -45,7 +47,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The upload directory cannot be created or prepared.
-    UploadDir(crate::proto::upload::UploadDirError),
+    UploadDir(upload_store::UploadDirError),
     /// The poll or the signal handlers could not be set up.
     Setup(io::Error),
     /// Waiting for events failed.
