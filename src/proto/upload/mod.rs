@@ -158,9 +158,12 @@ pub const QUIT: u8 = b'Q';
 pub const ERROR: u8 = b'E';
 
 /// Files one call of `on_input` may begin before it gives the others a
-/// turn: each costs a create and a rename on the loop's thread (tens of
-/// µs on a local disk), so a slice stays within a few milliseconds.
-pub const FILES_PER_TURN: u32 = 32;
+/// turn: each costs a create and a rename on the loop's thread, from tens
+/// of µs on an idle disk to hundreds on a busy one, with the occasional
+/// journal wait. 32 let a bystander's `ECHO` wait up to 70–130 ms on a
+/// busy disk, 8 about 11 ms (`scripts/upload-fairness.py`); the wake-up
+/// per 8 files costs nothing next to the files.
+pub const FILES_PER_TURN: u32 = 8;
 
 /// State shared by every upload connection: where files go, how large
 /// they may be and how many one connection may save.
