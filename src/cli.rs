@@ -403,6 +403,19 @@ mod tests {
     }
 
     #[test]
+    fn max_files_defaults_to_the_spec_and_must_be_positive() {
+        assert_eq!(config(&[]).max_files, 100_000);
+        assert_eq!(config(&["--max-files", "3"]).max_files, 3);
+        assert!(matches!(
+            error(&["--max-files", "0"]),
+            UsageError::BadValue {
+                option: "--max-files",
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn values_are_validated() {
         assert!(matches!(
             error(&["--max-conns", "x"]),

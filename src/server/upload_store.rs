@@ -783,6 +783,152 @@ mod tests {
         assert!(!tmp.0.join("other/1.txt").exists());
     }
 
+    mod planted {
+        //! Whatever others plant in the directory, before the uploads of
+        //! a few connections: nothing outside changes, nothing planted is
+        //! touched but a `<k>.txt` a commit replaced, and every committed
+        //! file is a regular file with what was sent.
+        use super::*;
+        use proptest::prelude::*;
+
+        /// What can sit on a name.
+        #[derive(Clone, Copy, Debug)]
+        enum Kind {
+            File,
+            LinkOut,
+            Dangling,
+            Fifo,
+            Dir,
+        }
+
+        fn arb_kind() -> impl Strategy<Value = Kind> {
+            prop_oneof![
+                Just(Kind::File),
+                Just(Kind::LinkOut),
+                Just(Kind::Dangling),
+                Just(Kind::Fifo),
+                Just(Kind::Dir),
+            ]
+        }
+
+        /// Names the server may use for connections 1–2, files 1–2.
+        fn arb_name() -> impl Strategy<Value = String> {
+            let key = (1u64..=2, 1u64..=2);
+            prop_oneof![
+                (key.clone(), 0..NAME_TRIES).prop_map(|((c, k), n)| temp_name(key_of(c, k), n)),
+                (1u64..=2).prop_map(|k| format!("{k}.txt")),
+                ((1u64..=2), 0..3u32).prop_map(|(c, n)| connection_dir_name(key_of(c, 1), n)),
+            ]
+        }
+
+        fn key_of(conn: u64, k: u64) -> FileKey {
+            key(conn, k)
+        }
+
+        /// A planted name's kind and content, not following links.
+        fn state(path: &Path) -> Option<String> {
+            let meta = fs::symlink_metadata(path).ok()?;
+            let kind = meta.file_type();
+            Some(if kind.is_symlink() {
+                format!("link {}", fs::read_link(path).unwrap().display())
+            } else if kind.is_dir() {
+                "dir".into()
+            } else if kind.is_file() {
+                format!("file {:?}", fs::read(path).unwrap())
+            } else {
+                "special".into()
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+            #[test]
+            fn nothing_planted_is_followed_or_touched(
+                plants in proptest::collection::btree_map(arb_name(), arb_kind(), 0..10),
+                per_connection in any::<bool>(),
+                drop_second in any::<bool>(),
+            ) {
+                let tmp = TempDir::new("planted");
+                let outside = TempDir::new("planted-outside");
+                let target = outside.0.join("target");
+                fs::write(&target, b"precious\n").unwrap();
+                let dir = &tmp.0;
+                for (name, kind) in &plants {
+                    let path = dir.join(name);
+                    match kind {
+                        Kind::File => fs::write(&path, b"theirs").unwrap(),
+                        Kind::LinkOut => symlink(&target, &path).unwrap(),
+                        Kind::Dangling => symlink(outside.0.join("new"), &path).unwrap(),
+                        Kind::Fifo => {
+                            rustix::fs::mkfifoat(CWD, &path, Mode::from_raw_mode(0o600)).unwrap()
+                        }
+                        Kind::Dir => fs::create_dir(&path).unwrap(),
+                    }
+                }
+                let before: Vec<(String, Option<String>)> =
+                    plants.keys().map(|n| (n.clone(), state(&dir.join(n)))).collect();
+                let layout = if per_connection {
+                    UploadLayout::PerConnection
+                } else {
+                    UploadLayout::Flat
+                };
+                let mut store = store(dir, layout);
+                let mut saved = Vec::new();
+                for conn in 1..=2u64 {
+                    for k in 1..=2u64 {
+                        let Ok(mut file) = store.begin(key(conn, k)) else { continue };
+                        let body = format!("conn {conn} file {k}\n");
+                        file.write(body.as_bytes()).unwrap();
+                        if drop_second && k == 2 {
+                            drop(file);
+                        } else if file.commit().is_ok() {
+                            saved.push((conn, k, body));
+                        }
+                    }
+                    store.end_connection(conn);
+                }
+                prop_assert_eq!(fs::read(&target).unwrap(), b"precious\n");
+                prop_assert_eq!(outside.listing(), vec!["target".to_string()]);
+                // Committed files are regular, with what was sent (the
+                // flat layout: the later connection's k.txt wins).
+                for (conn, k, body) in &saved {
+                    let later = saved.iter().any(|(c, kk, _)| c > conn && kk == k);
+                    if per_connection {
+                        let found = fs::read_dir(dir).unwrap().flatten().any(|e| {
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            let ours = name.ends_with(&format!("-c{conn}"))
+                                || name.contains(&format!("-c{conn}."));
+                            let p = e.path().join(format!("{k}.txt"));
+                            ours && e.file_type().unwrap().is_dir()
+                                && fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_file())
+                                && fs::read(&p).unwrap() == body.as_bytes()
+                        });
+                        prop_assert!(found, "conn {} file {}", conn, k);
+                    } else if !later {
+                        let p = dir.join(format!("{k}.txt"));
+                        prop_assert!(fs::symlink_metadata(&p).unwrap().file_type().is_file());
+                        prop_assert_eq!(fs::read(&p).unwrap(), body.as_bytes());
+                    }
+                }
+                // Everything planted is as it was, but a k.txt replaced.
+                for (name, was) in &before {
+                    let replaced = !per_connection
+                        && saved.iter().any(|(_, k, _)| *name == format!("{k}.txt"));
+                    if !replaced {
+                        prop_assert_eq!(&state(&dir.join(name)), was, "{}", name);
+                    }
+                }
+                // No temporary of ours is left.
+                for entry in fs::read_dir(dir).unwrap().flatten() {
+                    let name = entry.file_name().into_string().unwrap();
+                    if is_temp_name(&name) {
+                        prop_assert!(plants.contains_key(&name), "left {}", name);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn prepare_fails_on_a_path_that_is_a_file() {
         let tmp = TempDir::new("prepare-file");
