@@ -405,3 +405,23 @@ fn a_stream_of_tiny_files_keeps_a_bystanders_echo_bounded() {
     assert!(max < Duration::from_secs(1), "max {max:?}");
     assert!(rtts.len() >= 3, "the upload outlasted a few echoes");
 }
+
+#[test]
+fn a_linked_upload_directory_is_resolved_once_at_start_and_logged() {
+    let scene = Scene::new("atk-dirlink");
+    let real = scene.uploads();
+    let link = scene.root.join("link");
+    symlink(&real, &link).unwrap();
+    let server = Server::start(&["-d", link.to_str().unwrap(), "upload=0"]);
+    let real_path = fs::canonicalize(&real).unwrap();
+    server.wait_for_log(&format!("upload directory {}", real_path.display()));
+    assert_eq!(upload(&server, &[b"one\n"]), b"AQ");
+    // Pointing the link elsewhere while the server runs moves nothing.
+    fs::remove_file(&link).unwrap();
+    symlink(scene.outside(), &link).unwrap();
+    let before = scene.outside_state();
+    assert_eq!(upload(&server, &[b"two\n"]), b"AQ");
+    assert_eq!(fs::read(real.join("1.txt")).unwrap(), b"two\n");
+    assert_eq!(scene.outside_state(), before);
+    assert_eq!(fs::read(scene.target()).unwrap(), PRECIOUS);
+}
