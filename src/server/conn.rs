@@ -90,8 +90,9 @@ pub enum ReadStop {
     Drained,
     /// Stopped before the socket said it was drained: this wake-up's
     /// read budget is spent, the session paused on its own budget with
-    /// input carried ([`Session::input_paused`]), or (fault injection) a read was
-    /// cut short. Data may remain: the loop reads again next wake-up.
+    /// input carried ([`Session::input_paused`]), or (fault injection) a
+    /// read was cut short. Data may remain: the loop reads again next
+    /// wake-up.
     Budget,
     /// Not reading now: backpressure, or not in a reading phase.
     Paused,

@@ -93,8 +93,9 @@
 //! a read's worth of bytes into its page cache, no other connection is
 //! served. So one call of `on_input` begins at most [`FILES_PER_TURN`]
 //! files; it then stops and asks the loop for another turn
-//! ([`Session::input_paused`]), and a client streaming thousands of tiny files
-//! makes the others wait for one such slice at a time. Measured here (ext4 on a virtual disk, loopback, release build):
+//! ([`Session::input_paused`]), and a client streaming thousands of tiny
+//! files makes the others wait for one such slice at a time. Measured
+//! here (ext4 on a virtual disk, loopback, release build):
 //!
 //! - one `write` per read (`benches/upload_cost.rs`, 1 GiB in 64 KiB
 //!   reads): 1.3–2.2 GiB/s, a median of 25 µs, 37–82 µs at the 99th
@@ -119,9 +120,9 @@
 //!
 //! If the server process dies mid-file, the temporary stays behind (it is
 //! hidden, and `<k>.txt` still holds its previous content); the next start
-//! removes every such temporary (regular files of that name only). If the machine
-//! loses power, files acknowledged shortly before may be lost, and on some
-//! filesystems be found empty, unless `--upload-fsync` was on.
+//! removes every such temporary (regular files of that name only). If the
+//! machine loses power, files acknowledged shortly before may be lost, and
+//! on some filesystems be found empty, unless `--upload-fsync` was on.
 //!
 //! ## 7. Example
 //!
