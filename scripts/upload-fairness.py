@@ -37,7 +37,8 @@ def main():
     upload_dir = tempfile.mkdtemp(prefix="onepoll-fair-") if made_dir else sys.argv[2]
     binary = os.path.join(os.path.dirname(__file__), "..", "target", "release", "onepoll")
     server = subprocess.Popen(
-        [binary, "-b", "127.0.0.1", "-d", upload_dir, "upload=0", "cmd=0"],
+        [binary, "-b", "127.0.0.1", "-d", upload_dir, "--max-files", str(files),
+         "upload=0", "cmd=0"],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -69,16 +70,19 @@ def main():
             t0 = time.time()
             sender = threading.Thread(target=up.sendall, args=(wire,))
             sender.start()
-            got = 0
+            got = bytearray()
             while True:
                 chunk = up.recv(65536)
                 if not chunk:
                     break
-                got += len(chunk)
+                got += chunk
             sender.join()
             result["seconds"] = time.time() - t0
             result["statuses"] = got
             done.set()
+
+        # (--max-files is raised to FILES: the default, 100,000, would end
+        # a longer stream with E.)
 
         threading.Thread(target=stream, daemon=True).start()
         rtts = []
@@ -89,9 +93,12 @@ def main():
                 sys.exit("bad echo")
             rtts.append((time.perf_counter() - t) * 1000)
             time.sleep(0.01)
+        statuses = result["statuses"]
+        if statuses != b"A" * files + b"Q":
+            sys.exit(f"unexpected statuses: {len(statuses)} bytes, ending {statuses[-8:]!r}")
         print(
             f"{files} one-line files in {result['seconds']:.2f} s "
-            f"({files / result['seconds']:.0f} files/s, {result['statuses']} statuses); "
+            f"({files / result['seconds']:.0f} files/s, all saved); "
             f"bystander ECHO ({len(rtts)} samples): p50 {percentile(rtts, 50):.2f} ms, "
             f"p99 {percentile(rtts, 99):.2f} ms, max {max(rtts):.2f} ms"
         )
