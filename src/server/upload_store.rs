@@ -19,8 +19,10 @@
 //!   go through the descriptor so created, never through a name.
 //! - A per-connection directory is created new with `mkdirat` (which
 //!   fails on an existing name, a link included) and then opened
-//!   `O_DIRECTORY | O_NOFOLLOW`; on a clash another name is tried, then
-//!   `E`.
+//!   `O_DIRECTORY | O_NOFOLLOW` to record its device and inode; on a clash
+//!   another name is tried, then `E`. It is not kept open between files
+//!   (an idle connection holds no descriptor): each commit opens it again
+//!   the same way and renames into it only if it still is that directory.
 //! - The commit is `renameat` of the temporary over `<k>.txt`: a rename
 //!   replaces the directory entry, so a symbolic link named `<k>.txt` is
 //!   itself replaced, never followed (`<k>.txt` being a directory fails
@@ -90,10 +92,12 @@ fn is_still(dir: impl AsFd, name: &str, id: FileId) -> bool {
     rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|s| FileId::of(&s) == id)
 }
 
-/// A per-connection directory the store created, open.
+/// A per-connection directory the store created: its name and what it is.
+/// Not kept open between files (a descriptor per idle connection would
+/// count against the descriptor limit): each commit opens it again
+/// (no-follow) and checks it is still this directory.
 #[derive(Debug)]
 struct ConnDir {
-    fd: OwnedFd,
     name: String,
     id: FileId,
     /// A file was committed into it: it stays when the connection ends.
@@ -163,11 +167,11 @@ impl DirStore {
         };
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let opened = rustix::fs::openat(&*self.dir, name.as_str(), flags, Mode::empty())
-            .and_then(|fd| rustix::fs::fstat(&fd).map(|stat| (fd, FileId::of(&stat))));
-        let (fd, id) =
-            opened.map_err(|e| store_error(StoreOp::CreateDir, self.path.join(&name), e))?;
+            .and_then(|fd| rustix::fs::fstat(&fd));
+        let id = opened
+            .map(|stat| FileId::of(&stat))
+            .map_err(|e| store_error(StoreOp::CreateDir, self.path.join(&name), e))?;
         let dir = Rc::new(ConnDir {
-            fd,
             name,
             id,
             saved: Cell::new(false),
@@ -255,6 +259,22 @@ impl DirFile {
     fn temp_path(&self) -> PathBuf {
         self.dest.with_file_name(&self.temp)
     }
+
+    /// Opens the connection's directory `d` again, not following a link,
+    /// and checks that it is still the directory the store created.
+    fn open_conn_dir(&self, d: &ConnDir) -> Result<OwnedFd, StoreError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*self.dir, d.name.as_str(), flags, Mode::empty())
+            .map_err(|e| store_error(StoreOp::Rename, self.dest.clone(), e))?;
+        match rustix::fs::fstat(&fd) {
+            Ok(stat) if FileId::of(&stat) == d.id => Ok(fd),
+            Ok(_) => {
+                let e = io::Error::other("the connection's directory was replaced");
+                Err(store_error(StoreOp::Rename, self.dest.clone(), e))
+            }
+            Err(e) => Err(store_error(StoreOp::Rename, self.dest.clone(), e)),
+        }
+    }
 }
 
 impl PendingFile for DirFile {
@@ -276,10 +296,11 @@ impl PendingFile for DirFile {
             let e = io::Error::other("the temporary was replaced");
             return Err(store_error(StoreOp::Rename, self.dest.clone(), e));
         }
-        let to_dir: &OwnedFd = match &self.conn_dir {
-            Some(d) => &d.fd,
-            None => &self.dir,
+        let conn_dir = match &self.conn_dir {
+            Some(d) => Some(self.open_conn_dir(d)?),
+            None => None,
         };
+        let to_dir: &OwnedFd = conn_dir.as_ref().unwrap_or(&self.dir);
         rustix::fs::renameat(
             &*self.dir,
             self.temp.as_str(),
@@ -699,6 +720,36 @@ mod tests {
                 "20261121T210501Z-c7.2/",
                 "20261121T210501Z-c7.2/1.txt",
             ]
+        );
+    }
+
+    /// A connection's directory swapped for another (a link or a
+    /// directory) between two files: the next file is refused, and nothing
+    /// is written into the impostor.
+    #[test]
+    fn a_swapped_per_connection_directory_is_not_written_into() {
+        let tmp = TempDir::new("dirstore-swapdir");
+        let outside = TempDir::new("dirstore-swapdir-outside");
+        let dir = &tmp.0;
+        let mut store = store(dir, UploadLayout::PerConnection);
+        store.begin(key(9, 1)).unwrap().commit().unwrap();
+        let name = "20261121T210501Z-c9";
+        fs::rename(dir.join(name), dir.join("moved")).unwrap();
+        for impostor in ["link", "dir"] {
+            if impostor == "link" {
+                symlink(&outside.0, dir.join(name)).unwrap();
+            } else {
+                fs::remove_file(dir.join(name)).unwrap();
+                fs::create_dir(dir.join(name)).unwrap();
+            }
+            let file = store.begin(key(9, 2)).unwrap();
+            let err = file.commit().unwrap_err();
+            assert_eq!(err.op, StoreOp::Rename, "{impostor}");
+        }
+        assert!(outside.listing().is_empty());
+        assert_eq!(
+            tmp.listing(),
+            vec!["20261121T210501Z-c9/", "moved/", "moved/1.txt"]
         );
     }
 
