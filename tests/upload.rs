@@ -4,8 +4,8 @@
 //!
 //! The tests run as root here, where file permissions do not stop writes,
 //! so a directory that cannot be written is made in ways that stop root
-//! too: the upload directory replaced by a regular file while the server
-//! runs (creating the temporary fails with ENOTDIR), `<k>.txt` being a
+//! too: the upload directory removed while the server runs (creating the
+//! temporary in the directory it opened fails with ENOENT), `<k>.txt` being a
 //! directory (the rename fails with EISDIR), and, where mounting is
 //! permitted, a read-only tmpfs (EROFS) and a full one (ENOSPC).
 
