@@ -344,8 +344,8 @@ fn the_file_after_max_files_is_answered_e_closed_and_logged() {
 
 /// Issue 16: one connection streaming thousands of one-line files makes a
 /// bystander's `ECHO` wait at most one bounded slice of file creates, not
-/// the whole stream. The bound asserted is generous (this box is shared);
-/// the figures are printed for the record.
+/// the whole stream. The bounds asserted are generous (this box is
+/// shared); the figures are printed for the record.
 #[test]
 fn a_stream_of_tiny_files_keeps_a_bystanders_echo_bounded() {
     const FILES: usize = 40_000;
@@ -402,8 +402,18 @@ fn a_stream_of_tiny_files_keeps_a_bystanders_echo_bounded() {
         pick(0.99),
         max
     );
-    assert!(max < Duration::from_secs(1), "max {max:?}");
-    assert!(rtts.len() >= 3, "the upload outlasted a few echoes");
+    // Without the per-turn budget the bystander is answered about twice
+    // during the whole stream (once before, once after: 5.4 s here). With
+    // it, every 10 ms. The bounds are generous: a single file call can
+    // stall for long on a disk other builds keep busy, so the tail is
+    // reported above, not asserted tightly.
+    assert!(rtts.len() >= 20, "answered only {} times", rtts.len());
+    assert!(
+        pick(0.5) < Duration::from_millis(100),
+        "p50 {:?}",
+        pick(0.5)
+    );
+    assert!(pick(0.99) < Duration::from_secs(1), "p99 {:?}", pick(0.99));
 }
 
 #[test]
