@@ -206,8 +206,9 @@ impl Store for DirStore {
         let temp_id = match rustix::fs::fstat(&fd) {
             Ok(stat) => FileId::of(&stat),
             Err(e) => {
-                // Ours, just made: remove it by the name it still has.
-                let _ = rustix::fs::unlinkat(&*self.dir, temp.as_str(), AtFlags::empty());
+                // Never seen (fstat of a descriptor just opened), and
+                // without its identity nothing is removed by name: the
+                // empty temporary stays for the next start's sweep.
                 return Err(store_error(StoreOp::Create, self.path.join(temp), e));
             }
         };
