@@ -435,3 +435,116 @@ fn a_linked_upload_directory_is_resolved_once_at_start_and_logged() {
     assert_eq!(scene.outside_state(), before);
     assert_eq!(fs::read(scene.target()).unwrap(), PRECIOUS);
 }
+
+mod planted {
+    //! The directory populated with random names of every kind on the
+    //! names the server will use, then uploads over sockets: whatever was
+    //! planted, nothing outside changes, nothing planted changes but a
+    //! `<k>.txt` a later file replaced, every `A` is a regular file with
+    //! what was sent, and no temporary of the server's is left.
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Copy, Debug)]
+    enum Kind {
+        File,
+        LinkOut,
+        Dangling,
+        Fifo,
+        Dir,
+    }
+
+    fn arb_kind() -> impl Strategy<Value = Kind> {
+        prop_oneof![
+            Just(Kind::File),
+            Just(Kind::LinkOut),
+            Just(Kind::Dangling),
+            Just(Kind::Fifo),
+            Just(Kind::Dir),
+        ]
+    }
+
+    /// Names connections 1–2 may use for files 1–2 (flat layout).
+    fn arb_name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ((1u64..=2), (1u64..=2), 0usize..8)
+                .prop_map(|(id, k, n)| temp_names(k, id).swap_remove(n)),
+            (1u64..=2).prop_map(|k| format!("{k}.txt")),
+        ]
+    }
+
+    fn state(path: &Path) -> Option<String> {
+        let meta = fs::symlink_metadata(path).ok()?;
+        let kind = meta.file_type();
+        Some(if kind.is_symlink() {
+            format!("link {}", fs::read_link(path).unwrap().display())
+        } else if kind.is_dir() {
+            "dir".into()
+        } else if kind.is_file() {
+            format!("file {:?}", fs::read(path).unwrap())
+        } else {
+            "special".into()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+        #[test]
+        fn whatever_is_planted_nothing_outside_or_planted_changes(
+            plants in proptest::collection::btree_map(arb_name(), arb_kind(), 1..12),
+        ) {
+            let scene = Scene::new("atk-planted");
+            let up = scene.uploads();
+            // Planted once the server runs (before, the start-up sweep
+            // would remove the regular files of its temporary pattern).
+            let server = scene.server(&[]);
+            for (name, kind) in &plants {
+                let path = up.join(name);
+                match kind {
+                    Kind::File => fs::write(&path, b"theirs").unwrap(),
+                    Kind::LinkOut => symlink(scene.target(), &path).unwrap(),
+                    Kind::Dangling => symlink(scene.outside().join("new"), &path).unwrap(),
+                    Kind::Fifo => {
+                        let ok = std::process::Command::new("mkfifo").arg(&path).status().unwrap();
+                        assert!(ok.success());
+                    }
+                    Kind::Dir => fs::create_dir(&path).unwrap(),
+                }
+            }
+            let before = scene.outside_state();
+            let planted: Vec<(String, Option<String>)> =
+                plants.keys().map(|n| (n.clone(), state(&up.join(n)))).collect();
+            let mut saved: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+            for id in 1..=2u64 {
+                let bodies: Vec<Vec<u8>> =
+                    (1..=2).map(|k| format!("conn {id} file {k}\n").into_bytes()).collect();
+                let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+                let statuses = upload(&server, &refs);
+                // Each file is saved (A) or refused (E, which ends the
+                // connection); the end message is answered Q.
+                let saved_here = statuses.iter().take_while(|&&b| b == b'A').count();
+                let rest = &statuses[saved_here..];
+                prop_assert!(rest == b"Q" || rest == b"E", "{:?}", statuses);
+                for (k, body) in bodies.iter().enumerate().take(saved_here) {
+                    saved.insert(format!("{}.txt", k + 1), body.clone());
+                }
+            }
+            prop_assert_eq!(fs::read(scene.target()).unwrap(), PRECIOUS);
+            prop_assert_eq!(scene.outside_state(), before);
+            for (name, body) in &saved {
+                prop_assert!(is_regular(&up.join(name)), "{}", name);
+                prop_assert_eq!(&fs::read(up.join(name)).unwrap(), body);
+            }
+            for (name, was) in &planted {
+                if !saved.contains_key(name) {
+                    prop_assert_eq!(&state(&up.join(name)), was, "{}", name);
+                }
+            }
+            for name in names(&up) {
+                if name.ends_with(".tmp") {
+                    prop_assert!(plants.contains_key(&name), "left {}", name);
+                }
+            }
+        }
+    }
+}
