@@ -7,8 +7,9 @@
 //!
 //! Run: `cargo bench --bench upload_cost -- [BYTES]`
 use onepoll::config::{Config, UploadLayout};
-use onepoll::proto::upload::{DirStore, Shared as US, UploadSession};
+use onepoll::proto::upload::{Shared as US, UploadSession};
 use onepoll::proto::{Cx, Output, Session, Shared};
+use onepoll::server::upload_store::DirStore;
 use std::time::{Instant, SystemTime};
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -42,7 +43,7 @@ fn main() {
     let lines = (lines_per_chunk * chunks) as u32;
     let mut shared = Shared::new(&Config::default());
     shared.upload = US::new(
-        Box::new(DirStore::new(dir.clone(), UploadLayout::Flat, false)),
+        Box::new(DirStore::open(&dir, UploadLayout::Flat, false).unwrap()),
         u64::MAX,
     );
     let mut out = Output::new();

@@ -182,6 +182,12 @@ fn options() -> Options {
         "transform's action table: 2021 (0x04 title-case, 0x08 reverse, 0x10 shuffle) or 2023 (0x04 reverse, 0x08 shuffle, 0x10 random); default 2021",
         "2021|2023",
     );
+    o.optopt(
+        "",
+        "max-files",
+        "upload: files one connection may save (default 100000)",
+        "N",
+    );
     o
 }
 
@@ -240,6 +246,7 @@ fn option_name(long: &str) -> &'static str {
         "max-conns-per-ip" => "--max-conns-per-ip",
         "conn-rate-per-ip" => "--conn-rate-per-ip",
         "exempt" => "--exempt",
+        "max-files" => "--max-files",
         _ => "option",
     }
 }
@@ -359,6 +366,10 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
             expected: "CIDR blocks (ADDR[/PREFIX]) separated by commas, or none",
         })?;
     }
+    let max_files = number::<u64>(&m, "max-files", COUNT)?;
+    if let Some(n) = positive(max_files, "max-files", || "0".into())? {
+        config.max_files = n;
+    }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
         (0, true) => log::LevelFilter::Warn,
@@ -459,6 +470,19 @@ mod tests {
             error(&["-p", "1", "transform=2"]),
             UsageError::PortTwice(Protocol::Transform)
         );
+    }
+
+    #[test]
+    fn max_files_defaults_to_the_spec_and_must_be_positive() {
+        assert_eq!(config(&[]).max_files, 100_000);
+        assert_eq!(config(&["--max-files", "3"]).max_files, 3);
+        assert!(matches!(
+            error(&["--max-files", "0"]),
+            UsageError::BadValue {
+                option: "--max-files",
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -178,6 +178,9 @@ pub struct Config {
     /// transform: which action each ACTION code names (`--transform-table`,
     /// spec 1.5; default 2021).
     pub transform_table: crate::proto::transform::Table,
+    /// upload: files one connection may save (`--max-files`); the next
+    /// one is answered `E` and the connection closed.
+    pub max_files: u64,
 }
 
 impl Default for Config {
@@ -203,6 +206,7 @@ impl Default for Config {
             conn_rate_per_ip: 20,
             exempt: admission::default_exempt(),
             transform_table: crate::proto::transform::Table::Y2021,
+            max_files: 100_000,
         }
     }
 }

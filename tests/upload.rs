@@ -4,8 +4,8 @@
 //!
 //! The tests run as root here, where file permissions do not stop writes,
 //! so a directory that cannot be written is made in ways that stop root
-//! too: the upload directory replaced by a regular file while the server
-//! runs (creating the temporary fails with ENOTDIR), `<k>.txt` being a
+//! too: the upload directory removed while the server runs (creating the
+//! temporary in the directory it opened fails with ENOENT), `<k>.txt` being a
 //! directory (the rename fails with EISDIR), and, where mounting is
 //! permitted, a read-only tmpfs (EROFS) and a full one (ENOSPC).
 
@@ -343,9 +343,10 @@ fn a_file_over_max_upload_is_answered_e_and_closed_and_others_go_on() {
 }
 
 #[test]
-fn an_upload_directory_replaced_by_a_file_is_answered_e_and_the_server_goes_on() {
-    // Root ignores permission bits, but not ENOTDIR: the directory turns
-    // into a regular file under the running server.
+fn an_upload_directory_removed_under_the_server_is_answered_e_and_never_replaced() {
+    // Root ignores permission bits, but not a removed directory: the
+    // directory the server opened at start is gone (ENOENT for a new
+    // file in it), and what is put at its path later is not it.
     let tmp = TempDir::new("notdir");
     let dir = tmp.join("uploads");
     let server = Server::start(&["-d", dir.to_str().unwrap(), "upload=0"]);
@@ -357,15 +358,20 @@ fn an_upload_directory_replaced_by_a_file_is_answered_e_and_the_server_goes_on()
     assert_eq!(status(&mut c), b'E');
     assert_closed(&mut c);
     server.wait_for_log("file 1 refused, cannot create");
-    assert!(server.log().contains("Not a directory"), "{}", server.log());
+    assert!(
+        server.log().contains("No such file or directory"),
+        "{}",
+        server.log()
+    );
 
-    // Once the directory is back, uploads work again.
+    // A new directory at that path is not the one opened at start: the
+    // server never writes there (it resolves the path once).
     fs::remove_file(&dir).unwrap();
     fs::create_dir(&dir).unwrap();
     let mut c = server.connect("upload");
-    send(&mut c, &[file(b"kept\n"), END.to_vec()].concat());
-    expect_end(&server, &mut c, b"AQ");
-    assert_eq!(fs::read(dir.join("1.txt")).unwrap(), b"kept\n");
+    send(&mut c, &[file(b"elsewhere\n"), END.to_vec()].concat());
+    expect_end(&server, &mut c, b"E");
+    assert!(listing(&dir).is_empty());
 }
 
 #[test]
@@ -434,15 +440,33 @@ fn an_upload_directory_that_cannot_be_created_is_one_line_and_exit_1() {
 #[test]
 fn temporaries_a_crash_left_are_removed_at_start_and_nothing_else() {
     let dir = TempDir::new("stale");
+    let outside = TempDir::new("stale-outside");
+    fs::write(outside.join(".9.txt.9.tmp"), b"outside").unwrap();
     fs::write(dir.join(".1.txt.7.tmp"), b"half").unwrap();
+    fs::write(dir.join(".2.txt.7.3.tmp"), b"half").unwrap();
     fs::write(dir.join("1.txt"), b"kept\n").unwrap();
     fs::write(dir.join(".notes.tmp"), b"not ours").unwrap();
+    // Temporaries live at the top in both layouts: the sweep never
+    // descends into a directory, nor follows a link, nor removes either.
     let conn_dir = dir.join("20261121T210501Z-c3");
     fs::create_dir(&conn_dir).unwrap();
-    fs::write(conn_dir.join(".2.txt.3.tmp"), b"half").unwrap();
+    fs::write(conn_dir.join(".2.txt.3.tmp"), b"theirs").unwrap();
+    fs::create_dir(dir.join(".3.txt.7.tmp")).unwrap();
+    std::os::unix::fs::symlink(outside.join(".9.txt.9.tmp"), dir.join(".4.txt.7.tmp")).unwrap();
     let server = upload_server(&dir, &[]);
     server.wait_for_log("removed 2 stale upload temporaries");
-    assert_eq!(listing(dir.path()), [".notes.tmp", "1.txt"]);
+    assert_eq!(
+        listing(dir.path()),
+        [
+            ".3.txt.7.tmp/",
+            ".4.txt.7.tmp",
+            ".notes.tmp",
+            "1.txt",
+            "20261121T210501Z-c3/",
+            "20261121T210501Z-c3/.2.txt.3.tmp"
+        ]
+    );
+    assert_eq!(fs::read(outside.join(".9.txt.9.tmp")).unwrap(), b"outside");
 }
 
 // ----------------------------------------------------------------------

@@ -13,11 +13,12 @@
 //! say) are kept by the connection and offered again, followed by the next
 //! bytes read. A core bounds what it leaves unconsumed (a line framer enters
 //! discard mode past `--max-line`), so a connection's carried input is
-//! bounded too. A core with work of its own to finish first
-//! ([`Session::wants_turn`]: transform's large reverse or shuffle, done in
-//! slices) stops at the end of the message that started it; the rest of
-//! that read is carried (bounded by the read buffer) and offered again
-//! once the work is done.
+//! bounded too. A core with work of its own to finish first, or whose
+//! messages are costly ([`Session::wants_turn`]: transform's large reverse
+//! or shuffle, done in slices; upload, after a bounded number of file
+//! creates and renames) stops at the end of a message; the rest of that
+//! read is carried (bounded by the read buffer) and offered again on a
+//! later turn, before anything more is read (fair turns).
 //!
 //! Output to other connections: a core never touches another connection.
 //! It records deliveries ([`Effect`]s) with [`Cx::broadcast`] and
@@ -256,7 +257,8 @@ pub trait Session {
     }
 
     /// True while the session has work of its own to finish before it takes
-    /// more input (transform's large reverse or shuffle, done in slices).
+    /// more input (transform's large reverse or shuffle, done in slices), or
+    /// has spent its per-call budget (upload's files a turn).
     /// While it says so, `on_input` stops at the end of the message that
     /// started the work (returning how much it consumed, as usual), and the
     /// loop offers it no input: it calls [`Session::on_turn`] once per

@@ -40,7 +40,7 @@ use slab::Slab;
 
 use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
 use crate::proto::output::SEGMENT_COST;
-use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Output, Shared};
+use crate::proto::{effects, AnySession, CloseReason, Effect, Output, Shared};
 
 use super::admission::{self, Admission, Refusal};
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
@@ -51,6 +51,7 @@ use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
+use super::upload_store;
 use super::ServerError;
 
 /// The token of the signal pipe.
@@ -181,8 +182,10 @@ impl Server {
     /// `listening <protocol> <tcp|udp> <addr:port>` for each.
     pub fn bind(mut config: Config) -> Result<Server, ServerError> {
         config.max_conns = limits::fit_max_conns(config.max_conns);
+        let mut shared = Shared::new(&config);
         if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
-            upload::prepare_upload_dir(&config).map_err(ServerError::UploadDir)?;
+            let store = upload_store::prepare(&config).map_err(ServerError::UploadDir)?;
+            shared.upload.store = Box::new(store);
         }
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut signals = ShutdownSignals::install().map_err(ServerError::Setup)?;
@@ -247,7 +250,7 @@ impl Server {
             // resident, which idle connections would pay for.
             conns: Slab::with_capacity(config.max_conns),
             timers: Timers::with_capacity(config.max_conns),
-            shared: Shared::new(&config),
+            shared,
             config,
             clock: Clock::new(),
             signals,

@@ -15,6 +15,7 @@
 //!   logged once a second;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
+//! - [`upload_store`]: the upload directory and the files saved in it;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod admission;
@@ -29,6 +30,7 @@ pub mod refusals;
 pub mod rooms;
 pub mod signals;
 pub mod timers;
+pub mod upload_store;
 
 use std::fmt;
 use std::io;
@@ -51,7 +53,7 @@ pub enum ServerError {
         source: io::Error,
     },
     /// The upload directory cannot be created or prepared.
-    UploadDir(crate::proto::upload::UploadDirError),
+    UploadDir(upload_store::UploadDirError),
     /// The poll or the signal handlers could not be set up.
     Setup(io::Error),
     /// Waiting for events failed.

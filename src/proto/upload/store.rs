@@ -1,7 +1,8 @@
 //! Where an upload's bytes go: the [`Store`] trait the upload core writes
 //! through, the names of saved and temporary files, and [`MemStore`], an
 //! in-memory store with injectable faults that lets the core be tested
-//! without a disk. The filesystem store is [`super::DirStore`].
+//! without a disk. The filesystem store is the server's
+//! (`server::upload_store`): this module does no I/O.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -27,56 +28,64 @@ pub struct FileKey {
 
 /// The name a complete file is saved under, relative to the upload
 /// directory: `<k>.txt`, or `<conn-dir>/<k>.txt` in the per-connection
-/// layout.
+/// layout (the first [`connection_dir_name`]; a store that had to pick
+/// another reports that one).
 pub fn saved_name(layout: UploadLayout, key: FileKey) -> PathBuf {
     let file = format!("{}.txt", key.k);
     match layout {
         UploadLayout::Flat => PathBuf::from(file),
-        UploadLayout::PerConnection => PathBuf::from(connection_dir_name(key)).join(file),
+        UploadLayout::PerConnection => PathBuf::from(connection_dir_name(key, 0)).join(file),
     }
 }
 
-/// The temporary a file is written to before it is renamed over its saved
-/// name, in the same directory: `.<k>.txt.<conn-id>.tmp`. Hidden, and
-/// unique per connection, so concurrent connections never share one.
-pub fn temp_name(key: FileKey) -> String {
-    format!(".{}.txt.{}.tmp", key.k, key.conn_id)
+/// How many names a store tries for one temporary or one per-connection
+/// directory before it gives up on a name clash (and the file is
+/// answered `E`).
+pub const NAME_TRIES: u32 = 8;
+
+/// The temporary a file is written to before it is renamed into place, in
+/// the upload directory itself: `.<k>.txt.<conn-id>.tmp` on the first try
+/// (`attempt` 0), `.<k>.txt.<conn-id>.<attempt>.tmp` after a clash.
+/// Hidden, and unique per connection, so concurrent connections never
+/// share one.
+pub fn temp_name(key: FileKey, attempt: u32) -> String {
+    match attempt {
+        0 => format!(".{}.txt.{}.tmp", key.k, key.conn_id),
+        n => format!(".{}.txt.{}.{n}.tmp", key.k, key.conn_id),
+    }
 }
 
-/// Whether `name` has the shape of a [`temp_name`]: the only files the
-/// server ever removes on its own.
+/// Whether `name` has the shape of a [`temp_name`]: the only names the
+/// server's start-up sweep removes (and only regular files of them).
 pub fn is_temp_name(name: &str) -> bool {
     let Some(middle) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")) else {
         return false;
     };
-    match middle.split_once(".txt.") {
-        Some((k, id)) => is_digits(k) && is_digits(id),
-        None => false,
-    }
+    let Some((k, rest)) = middle.split_once(".txt.") else {
+        return false;
+    };
+    let id_ok = match rest.split_once('.') {
+        Some((id, attempt)) => is_digits(id) && is_digits(attempt),
+        None => is_digits(rest),
+    };
+    is_digits(k) && id_ok
 }
 
 /// The directory of one connection in the per-connection layout:
-/// `<UTC time of its first file>-c<conn-id>`, e.g. `20261121T210501Z-c42`.
-/// Names sort by time (to the second) and say which connection (as logged)
-/// the files came from.
-pub fn connection_dir_name(key: FileKey) -> String {
+/// `<UTC time of its first file>-c<conn-id>`, e.g. `20261121T210501Z-c42`
+/// (`attempt` 0), or `…-c42.<attempt>` when that name was taken. Names
+/// sort by time (to the second) and say which connection (as logged) the
+/// files came from.
+pub fn connection_dir_name(key: FileKey, attempt: u32) -> String {
     const STAMP: &[time::format_description::FormatItem<'static>] =
         time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     let stamp = time::OffsetDateTime::from(key.conn_started)
         .format(STAMP)
         .unwrap_or_else(|_| "00000000T000000Z".to_string());
-    format!("{stamp}-c{}", key.conn_id)
-}
-
-/// Whether `name` has the shape of a [`connection_dir_name`].
-pub fn is_connection_dir_name(name: &str) -> bool {
-    let Some((date, rest)) = name.split_once('T') else {
-        return false;
-    };
-    let Some((time, conn)) = rest.split_once("Z-c") else {
-        return false;
-    };
-    date.len() == 8 && is_digits(date) && time.len() == 6 && is_digits(time) && is_digits(conn)
+    match attempt {
+        0 => format!("{stamp}-c{}", key.conn_id),
+        n => format!("{stamp}-c{}.{n}", key.conn_id),
+    }
 }
 
 fn is_digits(s: &str) -> bool {
@@ -144,6 +153,27 @@ pub trait Store: fmt::Debug {
     /// Starts file `key`: a new, empty temporary that no reader of saved
     /// files can see.
     fn begin(&mut self, key: FileKey) -> Result<Box<dyn PendingFile>, StoreError>;
+
+    /// Connection `conn_id` is gone (called once, after its last file was
+    /// committed or dropped): the store forgets what it kept for it (a
+    /// per-connection directory, removed if no file was saved in it).
+    fn end_connection(&mut self, _conn_id: u64) {}
+}
+
+/// The store of a server that opened no upload directory: every file is
+/// refused. [`super::Shared::from_config`] starts with it; the server
+/// puts its filesystem store in its place at start.
+#[derive(Debug, Default)]
+pub struct NoStore;
+
+impl Store for NoStore {
+    fn begin(&mut self, key: FileKey) -> Result<Box<dyn PendingFile>, StoreError> {
+        Err(StoreError {
+            op: StoreOp::Create,
+            path: PathBuf::from(format!("{}.txt", key.k)),
+            source: io::Error::other("no upload directory is open"),
+        })
+    }
 }
 
 /// A file being received. Until [`commit`](PendingFile::commit) succeeds it
@@ -327,14 +357,17 @@ mod tests {
             conn_started: key(7, 1).conn_started + Duration::from_secs(1),
             ..key(7, 1)
         };
-        assert!(connection_dir_name(key(42, 1)) < connection_dir_name(later));
+        assert!(connection_dir_name(key(42, 1), 0) < connection_dir_name(later, 0));
+        assert_eq!(connection_dir_name(key(42, 1), 3), "20261121T210501Z-c42.3");
     }
 
     #[test]
     fn temporaries_are_hidden_unique_per_connection_and_recognised() {
-        assert_eq!(temp_name(key(42, 3)), ".3.txt.42.tmp");
-        assert_ne!(temp_name(key(1, 1)), temp_name(key(2, 1)));
+        assert_eq!(temp_name(key(42, 3), 0), ".3.txt.42.tmp");
+        assert_eq!(temp_name(key(42, 3), 2), ".3.txt.42.2.tmp");
+        assert_ne!(temp_name(key(1, 1), 0), temp_name(key(2, 1), 0));
         assert!(is_temp_name(".3.txt.42.tmp"));
+        assert!(is_temp_name(".3.txt.42.7.tmp"));
         for other in [
             "3.txt",
             ".3.txt.42",
@@ -342,24 +375,12 @@ mod tests {
             "..txt.4.tmp",
             ".a.txt.4.tmp",
             ".3.txt.4x.tmp",
+            ".3.txt.4..tmp",
+            ".3.txt.4.x.tmp",
             ".tmp",
             "notes.tmp",
         ] {
             assert!(!is_temp_name(other), "{other}");
-        }
-    }
-
-    #[test]
-    fn connection_dir_names_are_recognised() {
-        assert!(is_connection_dir_name(&connection_dir_name(key(42, 1))));
-        for other in [
-            "20261121T210501Z-c",
-            "20261121T210501Z-cx",
-            "2026112xT210501Z-c4",
-            "uploads",
-            "20261121T210501-c42",
-        ] {
-            assert!(!is_connection_dir_name(other), "{other}");
         }
     }
 

@@ -129,16 +129,26 @@ fn run(chunks: &[&[u8]], limit: u64, fault: Option<Fault>, eof: bool) -> Outcome
     let mut session = UploadSession::new();
     let mut out = Output::new();
     let mut closing = false;
-    for chunk in chunks {
-        if closing {
-            break;
+    'chunks: for chunk in chunks {
+        // The rest of a chunk is offered again while the core pauses on
+        // its per-call budget of files, as the loop does.
+        let mut rest: &[u8] = chunk;
+        loop {
+            if closing {
+                break 'chunks;
+            }
+            let ((used, paused), close) = call(&mut session, &mut out, &mut shared, |s, cx| {
+                (s.on_input(rest, cx), s.wants_turn())
+            });
+            closing = close;
+            assert!(store.open_temporaries() <= 1, "one file at a time");
+            if used == rest.len() {
+                break;
+            }
+            assert!(paused, "upload leaves input only when it pauses");
+            assert!(used > 0, "a pause makes progress");
+            rest = rest.get(used..).unwrap_or_default();
         }
-        let (used, close) = call(&mut session, &mut out, &mut shared, |s, cx| {
-            s.on_input(chunk, cx)
-        });
-        assert_eq!(used, chunk.len(), "upload consumes all its input");
-        closing = close;
-        assert!(store.open_temporaries() <= 1, "one file at a time");
     }
     let mid_message = session.mid_message();
     let open = store.open_temporaries();
