@@ -214,7 +214,7 @@ pub fn chat_churn(config: &AttackConfig, deadline: Instant) -> Result<Outcome, A
     let churned = churn_start.map_or(Duration::ZERO, |t| t.elapsed());
     let rate = churner.connects as f64 / churned.as_secs_f64().max(1e-3);
     Ok(Outcome::new(format!(
-        "room of {} ({} joined from {} addresses, {} dropped or refused); one address churned {} connections in {:.1} s ({:.0}/s){}",
+        "room of {} ({} joined from {} address(es), {} dropped or refused); one address churned {} connections in {:.1} s ({:.0}/s){}",
         config.room,
         joined,
         sources.addresses,

@@ -148,7 +148,7 @@ pub fn chat_silent(config: &AttackConfig, deadline: Instant) -> Result<Outcome, 
     )?;
     let s = flock.states();
     Ok(Outcome::new(format!(
-        "{} silent chat connections from {} addresses: {} connected {}{}; at the end {} open, {} closed by the server, {} still connecting",
+        "{} silent chat connections from {} address(es): {} connected {}{}; at the end {} open, {} closed by the server, {} still connecting",
         config.conns,
         sources.addresses,
         flock.connected,

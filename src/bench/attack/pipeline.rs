@@ -118,7 +118,7 @@ pub fn run(config: &AttackConfig, deadline: Instant) -> Result<Outcome, AttackEr
         None => "not all written by the end".to_owned(),
     };
     Ok(Outcome::new(format!(
-        "{} cmd connections from {} addresses, {} B each: {:.1} MiB written, {} wrote it all ({}), {} failed; at the end {} open, {} closed by the server",
+        "{} cmd connections from {} address(es), {} B each: {:.1} MiB written, {} wrote it all ({}), {} failed; at the end {} open, {} closed by the server",
         config.conns,
         sources.addresses,
         data.len(),
