@@ -110,6 +110,19 @@ start() {
     SERVER_PID=$!
     wait_port "$(port_of cmd "$BASE")" "$SERVER_PID" || { log "the server did not start; see $SERVER_LOG"; exit 1; }
 }
+# Seconds until the server answers a cmd HELO again (at most LIMIT, then
+# prints "never").
+wait_answer() { # LIMIT
+    local t0 port line
+    t0=$(date +%s.%N)
+    port=$(port_of cmd "$BASE")
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port" && printf 'HELO probe\n' >&3 && read -r -t "$1" line <&3 &&
+        [[ $line == Hello* ]]) 2>/dev/null; then
+        awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
+    else
+        echo never
+    fi
+}
 cleanup() {
     stop_server
     rm -rf "$UPLOAD_DIR"
@@ -141,6 +154,17 @@ while IFS='|' read -r name _ full quick; do
         wait "$SERVER_PID" 2>/dev/null || true
         SERVER_PID=""
         start
+    else
+        # Each attack meets a server that answers: one still busy with the
+        # last attack's backlog is waited for (and that is noted).
+        busy=$(wait_answer 120)
+        if [[ $busy == never ]]; then
+            row="${row% |} (the server did not answer for 120 s after this attack; restarted) |"
+            stop_server
+            start
+        elif awk -v b="$busy" 'BEGIN { exit !(b > 1) }'; then
+            row="${row% |} (then the server answered a new connection only after another $busy s) |"
+        fi
     fi
     printf '%s\n' "$row" >>"$TABLE"
     log "$row"

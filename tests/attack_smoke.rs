@@ -97,14 +97,20 @@ fn every_attack_runs_stops_closes_and_reports() {
             &["shuffle", "-n", "2", "-s", "100000", "-d", "5"],
             "2 answered (0 error)",
         ),
-        (&["chat-paste", "-c", "2", "-s", "1000", "-d", "1"], "dropped"),
+        (
+            &["chat-paste", "-c", "2", "-s", "1000", "-d", "1"],
+            "dropped",
+        ),
         (&["slots", "-c", "20", "-d", "1"], "20 connected"),
         (
             &["transform-hold", "-d", "1", "--interval", "0.2"],
             "another client's 1000 B reverse",
         ),
         (&["udp-amp", "-n", "50", "-d", "1"], "50 replies"),
-        (&["log-flood", "-c", "5", "-n", "100", "-d", "1"], "100 connects"),
+        (
+            &["log-flood", "-c", "5", "-n", "100", "-d", "1"],
+            "100 connects",
+        ),
     ];
     for (args, figure) in runs {
         let name = args[0];
@@ -127,7 +133,13 @@ fn every_attack_runs_stops_closes_and_reports() {
 #[test]
 fn a_missing_server_or_a_bad_command_line_is_an_error() {
     let bench = env!("CARGO_BIN_EXE_onepoll-bench");
-    let run = |args: &[&str]| Command::new(bench).arg("attack").args(args).output().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bench)
+            .arg("attack")
+            .args(args)
+            .output()
+            .unwrap()
+    };
     // Nothing listens on port 1: the bystander cannot start.
     let out = run(&["slots", "-c", "1", "-d", "0.1", "--cmd-port", "1"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");

@@ -25,10 +25,11 @@ const TICK: Duration = Duration::from_millis(50);
 /// What the bystander saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
-    /// Round trips (`ops` is their number).
+    /// Round trips (`ops` is their number), an unanswered echo counted
+    /// with the time it was waited for.
     pub stats: Stats,
     /// Echoes not answered (the connection lost, or no reply within the
-    /// grace after the attack).
+    /// grace after the attack): the maximum is then a lower bound.
     pub unanswered: u64,
     /// Replies that were not `x`.
     pub wrong: u64,
@@ -194,10 +195,14 @@ fn run(
                 }
             }
             Ok(false) => {
+                // Still waiting when the grace ran out: counted with the
+                // time waited so far, a lower bound the report marks.
+                seen.stats.record(sent.elapsed());
                 seen.unanswered += 1;
                 break;
             }
             Err(_) => {
+                seen.stats.record(sent.elapsed());
                 seen.unanswered += 1;
                 sock = None;
             }

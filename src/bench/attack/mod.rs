@@ -125,8 +125,15 @@ fn mib(bytes: u64) -> String {
 impl Summary {
     fn latency(&self) -> String {
         let s = &self.bystander.stats;
+        // An echo still unanswered when the bystander gave up was counted
+        // with the time it waited: the maximum is at least that.
+        let at_least = if self.bystander.unanswered > 0 {
+            ">="
+        } else {
+            ""
+        };
         format!(
-            "{}/{}/{} ms",
+            "{}/{}/{at_least}{} ms",
             ms(s.quantile(0.5)),
             ms(s.quantile(0.99)),
             ms(s.max())
@@ -178,12 +185,16 @@ impl Summary {
             Some(m) => (mib(m.peak), mib(m.after)),
             None => ("-".to_owned(), "-".to_owned()),
         };
+        let idle = self
+            .memory
+            .map_or(String::new(), |m| format!("RSS before {}; ", mib(m.idle)));
         format!(
-            "| {} | {} | {} | {} | {}; {} |",
+            "| {} | {} | {} | {} | {}{}; {} |",
             self.attack,
             self.latency(),
             peak,
             after,
+            idle,
             self.bystander_counts(),
             self.outcome.notes.replace('|', "/")
         )
