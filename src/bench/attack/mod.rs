@@ -289,3 +289,56 @@ pub fn main(args: &[String]) -> i32 {
 pub(crate) fn left(deadline: Instant, cap: Duration) -> Duration {
     deadline.saturating_duration_since(Instant::now()).min(cap)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::stats::Stats;
+
+    fn summary(unanswered: u64) -> Summary {
+        let mut stats = Stats::new();
+        for ms in [1, 2, 3, 400] {
+            stats.record(Duration::from_millis(ms));
+        }
+        Summary {
+            attack: Attack::Slots,
+            bystander: bystander::Seen {
+                stats,
+                unanswered,
+                wrong: 0,
+                reconnects: 0,
+            },
+            memory: Some(Memory {
+                idle: 2 << 20,
+                peak: 300 << 20,
+                after: 3 << 20,
+                settle: Duration::from_secs(10),
+            }),
+            outcome: Outcome::new("held 32 | closed 9968"),
+            elapsed: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn the_line_has_latency_memory_and_the_attacks_figures() {
+        let line = summary(0).render();
+        assert!(
+            line.starts_with("slots: 10.0 s; bystander p50/p99/max 2.00/400/400 ms (4 echoes)"),
+            "{line}"
+        );
+        assert!(
+            line.contains("idle 2.0 MiB, peak 300.0 MiB, 10 s after 3.0 MiB"),
+            "{line}"
+        );
+        assert!(line.ends_with("held 32 | closed 9968"), "{line}");
+    }
+
+    #[test]
+    fn the_row_has_five_cells_and_marks_an_unanswered_echo() {
+        let row = summary(1).render_markdown();
+        assert_eq!(
+            row,
+            "| slots | 2.00/400/>=400 ms | 300.0 MiB | 3.0 MiB | RSS before 2.0 MiB; 4 echoes, 1 unanswered; held 32 / closed 9968 |"
+        );
+    }
+}
