@@ -4,8 +4,8 @@
 # the server's RSS sampled every 100 ms (onepoll-bench attack NAME), so
 # that a user can see the defences of SPEC section 5 work.
 #
-#   scripts/attack.sh [--quick] [--only NAME[,NAME...]] [--settle SECS]
-#                     [--server-args "ARGS"] [-o DIR] [--no-build]
+#   scripts/attack.sh [--quick] [--only NAME[,NAME...]] [--fresh]
+#                     [--settle SECS] [--server-args "ARGS"] [-o DIR] [--no-build]
 #
 # Builds the release (cargo build --release --bins; CARGO_TARGET_DIR is
 # honoured), starts onepoll on 127.0.0.1 (free ports, a fresh temporary
@@ -13,7 +13,11 @@
 # build has that option, so that loopback is not exempt from the
 # per-address limits), runs each attack in turn, and prints a markdown
 # table: attack | bystander p50/p99/max | peak RSS | RSS after | notes.
-# A server that dies during an attack is noted and started again.
+# One server meets every attack in turn (what the allocator keeps from one
+# attack shows in the next one's RSS before); --fresh starts a new one for
+# each. A server that dies during an attack is noted and started again;
+# one still busy after an attack is waited for (up to 120 s) and that is
+# noted too.
 #
 #   --quick         each attack for a few seconds at a smaller scale (the
 #                   whole run takes about 2-3 minutes, most of it the
@@ -21,6 +25,7 @@
 #   --only LIST     run only these attacks (chat-silent, chat-churn,
 #                   cmd-pipeline, upload-tiny, shuffle, chat-paste, slots,
 #                   transform-hold, udp-amp, log-flood)
+#   --fresh         a new server for each attack
 #   --settle SECS   how long after each attack the RSS is read again
 #                   (default 10)
 #   --server-args   extra options for onepoll (e.g. "-q --max-memory 64000000")
@@ -34,10 +39,11 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-QUICK=0 ONLY_LIST="" SETTLE=10 SERVER_ARGS="" OUT="" BUILD=1
+QUICK=0 FRESH=0 ONLY_LIST="" SETTLE=10 SERVER_ARGS="" OUT="" BUILD=1
 while (($#)); do
     case $1 in
         --quick) QUICK=1; shift ;;
+        --fresh) FRESH=1; shift ;;
         --only) ONLY_LIST=$2; shift 2 ;;
         --settle) SETTLE=$2; shift 2 ;;
         --server-args) SERVER_ARGS=$2; shift 2 ;;
@@ -51,9 +57,9 @@ done
 
 # name | protocol | full-scale arguments | --quick arguments
 ATTACKS='
-chat-silent    |chat     |-c 10000 -d 10                 |-c 1000 -d 3
+chat-silent    |chat     |-c 10000 -d 10                 |-c 3000 -d 4
 chat-churn     |chat     |--room 1000 -d 10              |--room 200 -d 3
-cmd-pipeline   |cmd      |-c 5000 -d 10                  |-c 100 -d 3
+cmd-pipeline   |cmd      |-c 5000 -d 10                  |-c 500 -d 3
 upload-tiny    |upload   |-n 400000 -d 60                |-n 20000 -d 5
 shuffle        |transform|-n 3 -d 60                      |-n 3 -s 33554432 -d 10
 chat-paste     |chat     |-d 10                          |-d 3
@@ -138,6 +144,10 @@ TABLE=$OUT/table.md
 } >"$TABLE"
 while IFS='|' read -r name _ full quick; do
     if ((QUICK)); then args=$quick; else args=$full; fi
+    if ((FRESH)) && [[ -n $SERVER_PID ]] && [[ $(wc -l <"$TABLE") -gt 2 ]]; then
+        stop_server
+        start
+    fi
     log "attack $name $args ..."
     # The longest -d of a row, plus the bystander's grace, the settle and slack.
     dur=$(grep -oE -- '-d [0-9.]+' <<<"$args" | awk '{ print int($2) }')
