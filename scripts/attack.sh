@@ -12,7 +12,8 @@
 # upload directory, the log in DIR/server.log; `--exempt none` when the
 # build has that option, so that loopback is not exempt from the
 # per-address limits), runs each attack in turn, and prints a markdown
-# table: attack | bystander p50/p99/max | peak RSS | RSS after | notes.
+# table: attack | bystander p50/p99/max | peak RSS (from the attack's start
+# until the RSS after) | RSS after | notes.
 # One server meets every attack in turn (what the allocator keeps from one
 # attack shows in the next one's RSS before); --fresh starts a new one for
 # each. A server that dies during an attack is noted and started again;
@@ -60,7 +61,7 @@ ATTACKS='
 chat-silent    |chat     |-c 10000 -d 10                 |-c 3000 -d 4
 chat-churn     |chat     |--room 1000 -d 10              |--room 200 -d 3
 cmd-pipeline   |cmd      |-c 5000 -d 10                  |-c 500 -d 3
-upload-tiny    |upload   |-n 400000 -d 60                |-n 20000 -d 5
+upload-tiny    |upload   |-n 400000 -d 60                |-n 20000 -d 15
 shuffle        |transform|-n 3 -d 60                      |-n 3 -s 33554432 -d 10
 chat-paste     |chat     |-d 10                          |-d 3
 slots          |cmd      |-c 10000 -d 10                 |-c 1000 -d 3

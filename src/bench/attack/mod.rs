@@ -84,7 +84,7 @@ impl From<io::Error> for AttackError {
 pub struct Memory {
     /// Before the attack.
     pub idle: u64,
-    /// Highest reading while it ran.
+    /// Highest reading from its start until `after` was read.
     pub peak: u64,
     /// `--settle` after it ended.
     pub after: u64,
@@ -232,13 +232,13 @@ pub fn run(config: &AttackConfig) -> Result<Summary, AttackError> {
     let outcome = outcome?;
     let memory = match (sampler, config.pid) {
         (Some(sampler), Some(pid)) => {
-            sampler.attack_over(pid);
-            let peak = sampler.peak();
             std::thread::sleep(config.settle);
+            let idle = sampler.idle;
+            let (peak, after) = sampler.finish(pid);
             Some(Memory {
-                idle: sampler.idle,
+                idle,
                 peak,
-                after: sampler.finish(pid),
+                after,
                 settle: config.settle,
             })
         }

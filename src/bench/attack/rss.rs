@@ -1,6 +1,7 @@
 //! The server's resident memory while an attack runs: a thread reads
-//! `VmRSS` of `/proc/PID/status` every 100 ms, keeping the peak while the
-//! attack is on and the latest reading always.
+//! `VmRSS` of `/proc/PID/status` every 100 ms and keeps the peak, from the
+//! start of the attack until the reading after it (a server still working
+//! off an attack's backlog after the attack ended peaks then).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,6 @@ fn read(pid: u32) -> Option<u64> {
 struct Shared {
     peak: AtomicU64,
     last: AtomicU64,
-    during: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -42,7 +42,6 @@ impl Sampler {
         let shared = Arc::new(Shared::default());
         shared.peak.store(idle, Ordering::Relaxed);
         shared.last.store(idle, Ordering::Relaxed);
-        shared.during.store(true, Ordering::Relaxed);
         let s = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("rss".to_owned())
@@ -50,9 +49,7 @@ impl Sampler {
                 while !s.stop.load(Ordering::Relaxed) {
                     if let Some(rss) = read(pid) {
                         s.last.store(rss, Ordering::Relaxed);
-                        if s.during.load(Ordering::Relaxed) {
-                            s.peak.fetch_max(rss, Ordering::Relaxed);
-                        }
+                        s.peak.fetch_max(rss, Ordering::Relaxed);
                     }
                     thread::sleep(PERIOD);
                 }
@@ -65,26 +62,14 @@ impl Sampler {
         })
     }
 
-    /// The attack is over: the peak stops here (a last reading is taken).
-    pub fn attack_over(&self, pid: u32) {
-        if let Some(rss) = read(pid) {
-            self.shared.peak.fetch_max(rss, Ordering::Relaxed);
-        }
-        self.shared.during.store(false, Ordering::Relaxed);
-    }
-
-    /// The peak during the attack, bytes.
-    pub fn peak(&self) -> u64 {
-        self.shared.peak.load(Ordering::Relaxed)
-    }
-
-    /// Stops sampling; returns the last reading, bytes.
-    pub fn finish(mut self, pid: u32) -> u64 {
+    /// Stops sampling; returns the peak and the last reading, bytes.
+    pub fn finish(mut self, pid: u32) -> (u64, u64) {
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        read(pid).unwrap_or_else(|| self.shared.last.load(Ordering::Relaxed))
+        let last = read(pid).unwrap_or_else(|| self.shared.last.load(Ordering::Relaxed));
+        (self.shared.peak.load(Ordering::Relaxed).max(last), last)
     }
 }
 
