@@ -60,7 +60,7 @@ done
 ATTACKS='
 chat-silent    |chat     |-c 10000 -d 10                 |-c 3000 -d 4
 chat-churn     |chat     |--room 1000 -d 10              |--room 200 -d 3
-cmd-pipeline   |cmd      |-c 5000 -d 10                  |-c 500 -d 3
+cmd-pipeline   |cmd      |-c 5000 -d 10                  |-c 500 -s 4194304 -d 5
 upload-tiny    |upload   |-n 400000 -d 60                |-n 20000 -d 15
 shuffle        |transform|-n 3 -d 60                      |-n 3 -s 33554432 -d 10
 chat-paste     |chat     |-d 10                          |-d 3
