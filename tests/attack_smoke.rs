@@ -1,7 +1,8 @@
 //! `onepoll-bench attack NAME` end to end against the debug onepoll: each
 //! attack, in a tiny configuration for about a second, runs, stops by
-//! itself, closes everything it opened (the server's descriptors come back
-//! to their idle count) and prints its one-line report. Not a test of
+//! itself, closes everything it opened (the tool counts its own descriptors
+//! before and after; the server's come back to their idle count) and
+//! prints its one-line report. Not a test of
 //! speed, nor of the defences: of the tool.
 
 mod common;
@@ -123,6 +124,10 @@ fn every_attack_runs_stops_closes_and_reports() {
             assert!(out.contains(part), "{name}: no {part:?} in {out:?}");
         }
         assert_eq!(out.lines().count(), 1, "{name}: one line, got {out:?}");
+        assert!(
+            !out.contains("LEFT"),
+            "{name} did not close everything: {out}"
+        );
         wait_for_fds(&server, idle, name);
     }
     let row = attack(&server, &["udp-amp", "-n", "10", "-d", "1", "--markdown"]);

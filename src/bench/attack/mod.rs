@@ -204,6 +204,7 @@ impl Summary {
 /// Runs the attack `config` names, with the bystander and the sampler.
 pub fn run(config: &AttackConfig) -> Result<Summary, AttackError> {
     net::raise_fd_limit();
+    let fds_before = own_fds();
     let sampler = config.pid.and_then(rss::Sampler::start);
     if let (Some(pid), None) = (config.pid, &sampler) {
         return Err(AttackError::Setup(format!(
@@ -229,7 +230,14 @@ pub fn run(config: &AttackConfig) -> Result<Summary, AttackError> {
     };
     let elapsed = start.elapsed();
     let seen = bystander.finish();
-    let outcome = outcome?;
+    let mut outcome = outcome?;
+    // Everything the attack opened is closed by now: say so if not.
+    let leaked = own_fds().saturating_sub(fds_before);
+    if leaked > 0 {
+        outcome
+            .notes
+            .push_str(&format!("; the attack LEFT {leaked} descriptors open"));
+    }
     let memory = match (sampler, config.pid) {
         (Some(sampler), Some(pid)) => {
             std::thread::sleep(config.settle);
@@ -283,6 +291,11 @@ pub fn main(args: &[String]) -> i32 {
             1
         }
     }
+}
+
+/// Descriptors this process has open.
+fn own_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
 /// Time left until `deadline`, at most `cap`.
