@@ -102,6 +102,10 @@ else
     log "note: this build has no --exempt (no per-address limits): the 'before' figures"
 fi
 
+# transform-hold and shuffle speak the server's action table.
+TABLE_ARGS=()
+if [[ $SERVER_ARGS =~ --transform-table[=\ ]+2023 ]]; then TABLE_ARGS=(--table 2023); fi
+
 BASE=$(pick_base_port)
 PORT_ARGS=()
 BENCH_PORTS=()
@@ -155,7 +159,7 @@ while IFS='|' read -r name _ full quick; do
     row="" rc=0
     # shellcheck disable=SC2086
     row=$(timeout --kill-after=5 $((${dur:-10} + ${SETTLE%.*} + 60)) "$BENCH" attack "$name" $args \
-        "${BENCH_PORTS[@]}" --pid "$SERVER_PID" --settle "$SETTLE" --log "$SERVER_LOG" --markdown \
+        "${BENCH_PORTS[@]}" "${TABLE_ARGS[@]}" --pid "$SERVER_PID" --settle "$SETTLE" --log "$SERVER_LOG" --markdown \
         2>"$OUT/$name.err") || rc=$?
     if ((rc)) || [[ -z $row ]]; then
         row="| $name | failed (exit $rc) | - | - | $(tail -1 "$OUT/$name.err" | tr '|' '/') |"
