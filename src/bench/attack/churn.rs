@@ -241,7 +241,7 @@ pub fn log_flood(config: &AttackConfig, deadline: Instant) -> Result<Outcome, At
     let dst = config.addr(Protocol::Cmd);
     let mut sources = Sources::new(config.source, usize::MAX);
     let hold_by = Instant::now() + (config.duration / 5).min(Duration::from_secs(1));
-    let held = hold::open_and_hold(dst, config.conns, &mut sources, hold_by)?;
+    let mut held = hold::open_and_hold(dst, config.conns, &mut sources, hold_by)?;
     let held_states = held.states();
     let before = log_size(config.log.as_deref());
     let mut poll = Poll::new()?;

@@ -42,9 +42,10 @@ impl Flock {
         }
     }
 
-    /// The state of every socket still held.
-    pub fn states(&self) -> StateCount {
-        StateCount::of(self.socks.iter().flatten())
+    /// The state of every socket still held, after a probe (see
+    /// [`net::probe_states`]).
+    pub fn states(&mut self) -> StateCount {
+        net::probe_states(self.socks.iter_mut().flatten())
     }
 
     /// `, N failed (first: why)` or nothing.
@@ -140,7 +141,7 @@ fn settled(flock: &Flock) -> String {
 /// sending nothing, reading nothing, held for `--duration`.
 pub fn chat_silent(config: &AttackConfig, deadline: Instant) -> Result<Outcome, AttackError> {
     let mut sources = Sources::new(config.source, config.per_addr);
-    let flock = open_and_hold(
+    let mut flock = open_and_hold(
         config.addr(Protocol::Chat),
         config.conns,
         &mut sources,
@@ -163,7 +164,7 @@ pub fn chat_silent(config: &AttackConfig, deadline: Instant) -> Result<Outcome, 
 /// slots: one address opens `--conns` cmd connections and holds them.
 pub fn slots(config: &AttackConfig, deadline: Instant) -> Result<Outcome, AttackError> {
     let mut sources = Sources::new(config.source, usize::MAX);
-    let flock = open_and_hold(
+    let mut flock = open_and_hold(
         config.addr(Protocol::Cmd),
         config.conns,
         &mut sources,

@@ -281,6 +281,24 @@ impl StateCount {
     }
 }
 
+/// The states of `socks` after a probe: each gets one LF (an empty line,
+/// which chat ignores and cmd answers with an error), then, 200 ms later,
+/// its TCP state is read. Without the probe a server's close can go
+/// unseen: its FIN waits behind whatever the client has not read, while a
+/// socket the server has closed answers the probe with a reset.
+pub fn probe_states<'a>(
+    socks: impl IntoIterator<Item = &'a mut mio::net::TcpStream>,
+) -> StateCount {
+    let socks: Vec<&mut mio::net::TcpStream> = socks.into_iter().collect();
+    for s in &socks {
+        // A full send buffer refuses it: the server's reset then comes for
+        // what is queued already.
+        let _ = io::Write::write(&mut &**s, b"\n");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    StateCount::of(socks.iter().map(|s| &**s))
+}
+
 /// Raises this process's open-file limit to its hard limit (thousands of
 /// connections need it); failures are ignored (the attack then opens what
 /// it can and says so).
@@ -322,6 +340,37 @@ mod tests {
         let mut top = Sources::new(Ipv4Addr::new(127, 255, 255, 254), 1);
         top.next_addr();
         assert_eq!(top.next_addr(), Ipv4Addr::new(127, 0, 0, 2));
+    }
+
+    #[test]
+    fn the_probe_sees_a_close_stuck_behind_unread_data() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std::net::SocketAddr::V4(dst) = listener.local_addr().unwrap() else {
+            panic!("v4 listener");
+        };
+        let client = connect_blocking(None, dst, Duration::from_secs(5)).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut client = mio::net::TcpStream::from_std(client);
+        let (mut server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let chunk = [b'x'; 65536];
+        let mut queued = 0;
+        while queued < 64 << 20 {
+            match server.write(&chunk) {
+                Ok(n) => queued += n,
+                Err(_) => break,
+            }
+        }
+        drop(server);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            tcp_state(&client),
+            TcpState::Open,
+            "the FIN waits behind the data"
+        );
+        let seen = probe_states([&mut client]);
+        assert_eq!((seen.closed, seen.open), (1, 0));
     }
 
     #[test]

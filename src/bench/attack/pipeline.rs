@@ -112,7 +112,7 @@ pub fn run(config: &AttackConfig, deadline: Instant) -> Result<Outcome, AttackEr
     }
     let total: usize = pipers.iter().map(|p| p.sent).sum();
     let whole = pipers.iter().filter(|p| p.sent >= data.len()).count();
-    let states = net::StateCount::of(pipers.iter().filter_map(|p| p.sock.as_ref()));
+    let states = net::probe_states(pipers.iter_mut().filter_map(|p| p.sock.as_mut()));
     let written = match all_written {
         Some(t) => format!("all written in {:.2} s", t.as_secs_f64()),
         None => "not all written by the end".to_owned(),
