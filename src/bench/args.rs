@@ -431,7 +431,8 @@ pub fn usage() -> String {
         WORKLOAD: transform | tne | tne-udp | cmd | chat | upload | idle | churn | chaos\n\
         Drives a onepoll server (or any server speaking its protocols) from one event loop\n\
         over many connections, checks every reply byte for byte, and prints throughput,\n\
-        latency percentiles, errors and disconnects.";
+        latency percentiles, errors and disconnects.\n\
+        `onepoll-bench attack --help`: the hostile loads of issue 16.";
     options().usage(brief)
 }
 

@@ -18,12 +18,15 @@
 //!   server's CPU and memory; [`progress`] — the line on stderr.
 //! - [`chaos`] — misbehaving clients (slow readers, trickles, resets,
 //!   garbage, half-open connections) and the check that the server copes.
+//! - [`attack`] — `onepoll-bench attack NAME`: the hostile loads of issue
+//!   16, with a bystander timing `ECHO` and the server's RSS sampled.
 //!
 //! Adding a workload: a [`args::Workload`] variant, its script (if it is
 //! request/reply, that is all) or its own driver module, and its arm in
 //! [`run`].
 
 pub mod args;
+pub mod attack;
 pub mod chaos;
 pub mod chat;
 pub mod check;
@@ -107,6 +110,9 @@ pub fn run(config: &BenchConfig) -> Result<Report, BenchError> {
 /// prints, and returns the exit code — 0 when every operation succeeded, 1
 /// when any failed or the run could not start, 2 on a usage error.
 pub fn main(args: &[String]) -> i32 {
+    if let Some(("attack", rest)) = args.split_first().map(|(a, rest)| (a.as_str(), rest)) {
+        return attack::main(rest);
+    }
     let config = match args::parse(args) {
         Ok(args::Command::Help) => {
             print!("{}", args::usage());
