@@ -2,7 +2,7 @@
 # The hostile loads of issue 16 against a release build of onepoll, each
 # with a bystander timing `ECHO x` every 10 ms on its own connection and
 # the server's RSS sampled every 100 ms (onepoll-bench attack NAME), so
-# that a user can see the defences of SPEC section 5 work.
+# that a user can see the defences against hostile load work (docs/PROTOCOLS.md).
 #
 #   scripts/attack.sh [--quick] [--only NAME[,NAME...]] [--fresh]
 #                     [--settle SECS] [--server-args "ARGS"] [-o DIR] [--no-build]

@@ -78,7 +78,7 @@ impl Protocol {
     }
 
     /// What a connection refused by the per-address limits is told, for
-    /// protocols that have text (SPEC section 5).
+    /// protocols that have text (the hostile-load rules of docs/PROTOCOLS.md).
     pub fn too_many_from_address_reply(self) -> &'static [u8] {
         match self {
             Protocol::Tne => b"TNE20003:E:too many connections from your address\n",
@@ -163,7 +163,7 @@ pub struct Config {
     /// upload: largest file.
     pub max_upload: u64,
     /// transform: bytes reverse and shuffle may hold, all connections,
-    /// taken as their data arrives (SPEC 2: 134217728).
+    /// taken as their data arrives (docs/PROTOCOLS.md, the server: 134217728).
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,

@@ -1,4 +1,4 @@
-//! Whole messages that transform holds (SPEC 1.5): what reverse and shuffle
+//! Whole messages that transform holds (docs/PROTOCOLS.md, transform): what reverse and shuffle
 //! (and any action that needs a message whole) plug into, kept apart from
 //! transform's action table.
 //!
@@ -14,8 +14,8 @@
 //!
 //! Adding an action that holds its message: give [`Job`] a variant and its
 //! arm in [`Job::step`], and map the action to it in transform's
-//! `Action::held_job`. Random's result is a new sequence of bytes (SPEC
-//! 1.5: it "holds it and its result"): it is written behind the message in
+//! `Action::held_job`. Random's result is a new sequence of bytes (it
+//! holds its message and its result): it is written behind the message in
 //! the same buffer, charged to the budget as it grows, and moved over the
 //! message in slices once done, so it needs no state beyond what a
 //! [`Held`] has (a connection holds one inline: keep it at six words).

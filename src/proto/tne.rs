@@ -183,7 +183,7 @@ fn put_line(result: Result<&[u8], TneError>, out: &mut Output) {
 }
 
 /// A reply datagram is at most this many times as long as the datagram it
-/// answers (SPEC 1.1; QUIC's limit towards an unvalidated address, RFC 9000
+/// answers (docs/PROTOCOLS.md, tne; QUIC's limit towards an unvalidated address, RFC 9000
 /// section 8): the source address of a datagram can be forged, so a short
 /// request must not buy a long reply aimed at someone else.
 pub const AMPLIFICATION: usize = 3;

@@ -1,4 +1,4 @@
-//! Who may connect: the per-address limits of SPEC section 5.
+//! Who may connect: the per-address limits of the hostile-load rules of docs/PROTOCOLS.md.
 //!
 //! An address, as these limits count it, is an IPv4 address or an IPv6 /64
 //! (an IPv4-mapped IPv6 peer, `::ffff:a.b.c.d`, counts as `a.b.c.d`): an

@@ -88,7 +88,7 @@ pub struct DatagramCounts {
     /// Replies dropped on a send error other than `WouldBlock`.
     pub dropped: u64,
     /// Error replies whose reason was cut to stay within 3 times the
-    /// datagram they answer (SPEC 1.1; the future metric
+    /// datagram they answer (docs/PROTOCOLS.md, tne; the future metric
     /// `onepoll_udp_replies_cut_total`).
     pub cut: u64,
 }

@@ -1,7 +1,7 @@
 //! `onepoll-bench attack NAME`: the hostile loads of issue 16, each one
 //! bounded in time and count, aimed only at 127.0.0.0/8, run while a
 //! bystander times `ECHO x` on its own connection and the server's RSS is
-//! sampled — so that a user can see the defences of SPEC section 5 work
+//! sampled — so that a user can see the defences of the hostile-load rules of docs/PROTOCOLS.md work
 //! (or, on a build without them, see what they are for).
 //!
 //! The parts:

@@ -1,7 +1,7 @@
 //! The text check every relayed chat line passes (protocol section 2):
 //! valid UTF-8 with no control character but TAB, where "control" also
 //! covers the characters that let a sender make a line look like another
-//! line, or like another sender's, on some terminal (SPEC 1.3):
+//! line, or like another sender's, on some terminal (docs/PROTOCOLS.md, chat):
 //!
 //! | code points | what they are |
 //! |-------------|---------------|
@@ -64,7 +64,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// SPEC 1.3's list, written out as ranges, independently of
+    /// docs/PROTOCOLS.md, chat's list, written out as ranges, independently of
     /// [`is_control`]'s `match`.
     const LISTED: [(u32, u32); 9] = [
         (0x00, 0x08),
