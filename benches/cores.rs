@@ -11,7 +11,7 @@
 //! cost of the action).
 //!
 //! Cores measured: the transform header parser and each action, chat
-//! fan-out into N queues, and the upload line counter; the line framer of
+//! fan-out into N queues, the upload line counter, and chat's text check; the line framer of
 //! tne, cmd and chat has its own bench, `benches/framing.rs`. Adding a core: write `fn <core>(c: &mut Criterion)`, using
 //! [`feed`], and list it in `criterion_group!`.
 
@@ -177,11 +177,37 @@ fn upload_lines(c: &mut Criterion) {
     group.finish();
 }
 
+// --------------------------------------------------------------- chat text
+
+/// chat's text check (UTF-8, and the control characters SPEC 1.3 lists) on
+/// 1000 lines of 80 bytes: ASCII (the fast path) and not (lines/s).
+fn chat_text(c: &mut Criterion) {
+    use onepoll::proto::chat::check_text;
+    let mut group = c.benchmark_group("chat/text");
+    for (name, line) in [
+        ("ascii", "the quick brown fox jumps over the lazy dog, again and again, and then some"),
+        ("utf8", "h\u{e9}llo w\u{f6}rld \u{2603} caf\u{e9} na\u{ef}ve \u{201c}quoted\u{201d} r\u{e9}sum\u{e9}"),
+    ] {
+        let lines: Vec<&[u8]> = vec![line.as_bytes(); 1000];
+        group.throughput(Throughput::Elements(lines.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                lines
+                    .iter()
+                    .filter(|l| check_text(black_box(l)).is_ok())
+                    .count()
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     cores,
     transform_header,
     transform_actions,
     chat_fanout,
-    upload_lines
+    upload_lines,
+    chat_text
 );
 criterion_main!(cores);

@@ -17,8 +17,9 @@
 //! **Cost.** The common line is ASCII: one pass over its bytes, ORed
 //! together with no early exit (which the compiler vectorizes), finds both
 //! a C0 control or DEL and whether any byte is 0x80 or above; an ASCII
-//! line is then done. Only a line with a byte above 0x7F is validated as
-//! UTF-8 and walked a character at a time.
+//! line is then done (but for UTF-8 validation, itself word at a time on
+//! ASCII). A line with a byte above 0x7F is also searched (vectorized, by
+//! `memchr`) for the three lead bytes the other controls start with.
 
 use super::command::ChatError;
 
@@ -53,10 +54,28 @@ pub fn check_text(line: &[u8]) -> Result<&str, ChatError> {
         return Err(ChatError::InvalidText);
     }
     let text = std::str::from_utf8(line).map_err(|_| ChatError::InvalidText)?;
-    if high && text.chars().any(is_control) {
+    if high && has_wide_control(line) {
         return Err(ChatError::InvalidText);
     }
     Ok(text)
+}
+
+/// Whether valid UTF-8 `text` holds a control character above U+007F.
+/// Every one of them starts with byte 0xC2 (C1: C2 80–C2 9F), 0xD8
+/// (U+061C: D8 9C) or 0xE2 (U+200E/F: E2 80 8E/8F; U+2028–U+202E: E2 80
+/// A8–AE; U+2066–U+2069: E2 81 A6–A9); in valid UTF-8 these are always
+/// lead bytes, so a vectorized search for the three finds every candidate.
+fn has_wide_control(text: &[u8]) -> bool {
+    memchr::memchr3_iter(0xc2, 0xd8, 0xe2, text).any(|at| {
+        let next = text.get(at..).unwrap_or_default();
+        matches!(
+            next,
+            [0xc2, 0x80..=0x9f, ..]
+                | [0xd8, 0x9c, ..]
+                | [0xe2, 0x80, 0x8e | 0x8f | 0xa8..=0xae, ..]
+                | [0xe2, 0x81, 0xa6..=0xa9, ..]
+        )
+    })
 }
 
 #[cfg(test)]
