@@ -18,7 +18,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// the peer's end of stream before it is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The five protocols.
+/// The five protocols, and `stats` (spec section 6), served only when named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// TNE20003 message/acknowledge (TCP and UDP).
@@ -31,6 +31,10 @@ pub enum Protocol {
     Upload,
     /// Binary header, pipelined text transforms.
     Transform,
+    /// The stats listener: Prometheus metrics over HTTP, or INFO/CLIENTS
+    /// lines (spec section 6). Never in [`Protocol::ALL`]: served only
+    /// when named.
+    Stats,
 }
 
 impl Protocol {
@@ -43,6 +47,26 @@ impl Protocol {
         Protocol::Transform,
     ];
 
+    /// How many protocols there are, `stats` included: the length of
+    /// per-protocol counter arrays (see [`Protocol::index`]).
+    pub const COUNT: usize = 6;
+
+    /// Every protocol, `stats` included, in [`Protocol::index`] order.
+    pub const EVERY: [Protocol; Protocol::COUNT] = [
+        Protocol::Tne,
+        Protocol::Cmd,
+        Protocol::Chat,
+        Protocol::Upload,
+        Protocol::Transform,
+        Protocol::Stats,
+    ];
+
+    /// A dense index below [`Protocol::COUNT`], for per-protocol counters.
+    #[inline(always)]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The protocol's name on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -51,6 +75,7 @@ impl Protocol {
             Protocol::Chat => "chat",
             Protocol::Upload => "upload",
             Protocol::Transform => "transform",
+            Protocol::Stats => "stats",
         }
     }
 
@@ -62,6 +87,7 @@ impl Protocol {
             Protocol::Chat => 6000,
             Protocol::Upload => 8010,
             Protocol::Transform => 8083,
+            Protocol::Stats => 9108,
         }
     }
 
@@ -72,6 +98,7 @@ impl Protocol {
             Protocol::Tne => b"TNE20003:E:server full\n",
             Protocol::Cmd | Protocol::Chat => b"ERR server full\n",
             Protocol::Upload | Protocol::Transform => b"",
+            Protocol::Stats => b"ERR server full\n",
         }
     }
 
@@ -95,7 +122,7 @@ impl fmt::Display for UnknownProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown protocol '{}' (expected tne, cmd, chat, upload or transform)",
+            "unknown protocol '{}' (expected tne, cmd, chat, upload, transform or stats)",
             self.0
         )
     }
@@ -106,7 +133,7 @@ impl std::error::Error for UnknownProtocol {}
 impl FromStr for Protocol {
     type Err = UnknownProtocol;
     fn from_str(s: &str) -> Result<Protocol, UnknownProtocol> {
-        Protocol::ALL
+        Protocol::EVERY
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownProtocol(s.to_string()))
@@ -120,6 +147,17 @@ pub enum UploadLayout {
     Flat,
     /// `<upload-dir>/<conn-id>/<k>.txt`: connections never collide.
     PerConnection,
+}
+
+impl Config {
+    /// The address `protocol`'s listener binds: its own
+    /// (`PROTOCOL=ADDR:PORT`) or `--bind`.
+    pub fn bind_addr(&self, protocol: Protocol) -> IpAddr {
+        self.bind_for
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map_or(self.bind, |(_, addr)| *addr)
+    }
 }
 
 /// Everything the server is told on its command line.
@@ -154,6 +192,10 @@ pub struct Config {
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,
+    // --- stats and systemd (issue 19) ---
+    /// Listeners bound to their own address instead of [`Config::bind`]
+    /// (`PROTOCOL=ADDR:PORT`, `[ADDR]:PORT` for IPv6). Empty by default.
+    pub bind_for: Vec<(Protocol, IpAddr)>,
 }
 
 impl Default for Config {
@@ -175,6 +217,7 @@ impl Default for Config {
             max_upload: 1 << 30,
             max_buffer: 256 * 1024 * 1024,
             log_level: log::LevelFilter::Info,
+            bind_for: Vec::new(),
         }
     }
 }

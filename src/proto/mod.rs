@@ -27,11 +27,13 @@
 pub mod budget;
 pub mod chat;
 pub mod cmd;
+pub mod counts;
 pub mod effects;
 pub mod framing;
 pub mod output;
 pub mod prefix;
 pub mod rng;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tne;
@@ -63,6 +65,8 @@ pub struct Shared {
     pub upload: upload::Shared,
     /// chat: the room (who is connected under which nick) and its limits.
     pub chat: chat::Shared,
+    /// Event counters for the stats listener (issue 19).
+    pub counts: counts::Counts,
 }
 
 impl Shared {
@@ -94,6 +98,7 @@ impl Shared {
             transform: transform::Shared::new(config.max_buffer, rng::Rng::from_entropy()),
             upload: upload::Shared::from_config(config),
             chat: chat::Shared::new(config.max_line, config.max_sendq),
+            counts: counts::Counts::default(),
         }
     }
 }
@@ -155,6 +160,16 @@ impl<'a> Cx<'a> {
         } else {
             self.effects.push(Effect::SendTo { to, msg });
         }
+    }
+
+    /// Asks the loop to render `report` (figures only the loop has) into
+    /// this connection's output, after the replies and reports asked for
+    /// before it (the stats listener).
+    pub fn report(&mut self, report: stats::Report) {
+        self.effects.push(Effect::Report {
+            to: self.conn_id,
+            report,
+        });
     }
 
     /// Asks the loop to close the connection once the replies queued so far
@@ -299,6 +314,7 @@ sessions! {
     Chat(chat::ChatSession),
     Transform(transform::TransformSession),
     Upload(upload::UploadSession),
+    Stats(stats::StatsSession),
 }
 
 impl AnySession {
@@ -310,6 +326,7 @@ impl AnySession {
             Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
             Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
+            Protocol::Stats => AnySession::Stats(stats::StatsSession::new()),
         }
     }
 }

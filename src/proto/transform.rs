@@ -94,6 +94,7 @@ use super::budget::{Budget, Reservation};
 use super::prefix::{split_at_most, WordReader};
 use super::rng::Rng;
 use super::{Cx, Output, Session};
+use crate::config::Protocol;
 
 /// Largest LENGTH a header can carry (27 bits).
 pub const MAX_LENGTH: u32 = (1 << 27) - 1;
@@ -311,6 +312,7 @@ impl TransformSession {
     /// case, the whole reply).
     fn begin<'a>(&mut self, header: [u8; 4], mut rest: &'a [u8], cx: &mut Cx<'_>) -> &'a [u8] {
         let (code, length) = decode_header(header);
+        cx.shared.counts.request(Protocol::Transform);
         self.state = match Action::from_code(code) {
             Some(action) if action.streams() => {
                 let (chunk, after) = split_at_most(rest, length as usize);

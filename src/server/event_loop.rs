@@ -25,7 +25,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -40,8 +40,10 @@ use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::metrics::{Closed, Metrics, Refusal};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
+use super::stats::{self, View};
 use super::timers::{millis, Clock, TimerKind, Timers};
 use super::ServerError;
 
@@ -149,6 +151,8 @@ pub struct Server {
     /// Chat connections read in this wake-up: their read allowance
     /// ([`Conn::chat_read`]) is reset when it ends.
     chat_readers: Vec<usize>,
+    /// The loop's figures for the stats listener.
+    metrics: Metrics,
 }
 
 impl Server {
@@ -169,7 +173,7 @@ impl Server {
         let mut listeners = Vec::new();
         let mut datagrams = Vec::new();
         for (index, &(protocol, port)) in config.listeners.iter().enumerate() {
-            let addr = SocketAddr::new(config.bind, port);
+            let addr = SocketAddr::new(config.bind_addr(protocol), port);
             let bind_error = |source| ServerError::Bind {
                 protocol,
                 addr,
@@ -229,6 +233,7 @@ impl Server {
             index: ConnIndex::default(),
             slow: Vec::new(),
             chat_readers: Vec::new(),
+            metrics: Metrics::new(),
         })
     }
 
@@ -259,8 +264,10 @@ impl Server {
                 }
                 return Err(ServerError::Poll(e));
             }
+            let woke = Instant::now();
             self.clock.tick();
             for event in events.iter() {
+                self.metrics.events += 1;
                 self.dispatch(event);
             }
             self.resume_still_ready();
@@ -269,6 +276,9 @@ impl Server {
             self.fire_timers();
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
+            self.metrics.refusal_log.flush(self.clock.now);
+            self.metrics.wakeups += 1;
+            self.metrics.wakeup_duration.observe(woke.elapsed());
             if let Some(deadline) = self.shutdown_at {
                 if self.conns.is_empty() {
                     #[cfg(feature = "fault-injection")]
@@ -297,6 +307,7 @@ impl Server {
             self.timers.next_at(),
             self.shutdown_at,
             self.accept_paused_until,
+            self.metrics.refusal_log.due(),
         ]
         .into_iter()
         .flatten()
@@ -349,6 +360,10 @@ impl Server {
 
     #[inline(never)]
     fn route_pending(&mut self) {
+        // A stats session asks for reports only, and no other core does.
+        if let Some(Effect::Report { .. }) = self.effects.first() {
+            self.serve_reports();
+        }
         while !self.effects.is_empty() || !self.slow.is_empty() {
             let mut sink = SlabSink {
                 conns: &mut self.conns,
@@ -381,6 +396,31 @@ impl Server {
         }
     }
 
+    /// Renders the reports the stats session asked for into its output,
+    /// in order (see [`crate::proto::stats`]).
+    #[cold]
+    fn serve_reports(&mut self) {
+        let udp_requests = self.datagrams.iter().map(|d| d.counts.received).sum();
+        for effect in std::mem::take(&mut self.effects) {
+            let Effect::Report { to, report } = effect else {
+                self.effects.push(effect);
+                continue;
+            };
+            let view = View {
+                metrics: &self.metrics,
+                shared: &self.shared,
+                conns: &self.conns,
+                config: &self.config,
+                udp_requests,
+                now: self.clock.now,
+            };
+            let bytes = stats::render(report, &view);
+            if let Some((_, conn)) = self.conns.iter_mut().find(|(_, c)| c.id == to) {
+                conn.put_report(&bytes);
+            }
+        }
+    }
+
     fn on_conn_event(&mut self, key: usize, event: &Event) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -395,7 +435,11 @@ impl Server {
             let lent = conn.borrow_replies(&mut self.replies);
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.flush_replies(&self.clock, lent.then_some(&mut self.replies));
+                conn.flush_replies(
+                    &self.clock,
+                    &mut self.shared.counts,
+                    lent.then_some(&mut self.replies),
+                );
             }
         }
         self.queue_flush(key);
@@ -543,6 +587,11 @@ impl Server {
                     AcceptError::OutOfDescriptors => {
                         match self.reserve.shed_one(&listener.socket) {
                             Shed::Refused => {
+                                self.metrics.refused(
+                                    protocol,
+                                    Refusal::Descriptors,
+                                    self.clock.now,
+                                );
                                 if self.reserve.shed.is_power_of_two() {
                                     log::warn!(
                                     "out of file descriptors ({e}): {} connection(s) refused so far; serving the {} open",
@@ -587,10 +636,12 @@ impl Server {
     /// TCP_NODELAY from its listener).
     fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr, nodelay: bool) {
         if self.conns.len() >= self.config.max_conns {
-            log::warn!(
+            log::debug!(
                 "refused {protocol} connection from {peer}: --max-conns {} reached",
                 self.config.max_conns
             );
+            self.metrics
+                .refused(protocol, Refusal::ServerFull, self.clock.now);
             Conn::refuse(stream, protocol.server_full_reply(), &mut self.scratch);
             return;
         }
@@ -610,6 +661,7 @@ impl Server {
             return;
         }
         entry.insert(conn);
+        self.metrics.opened(protocol);
         log::info!("open {protocol} #{id} from {peer}");
         if !protocol.is_request_reply() {
             self.index.insert(id, key);
@@ -772,7 +824,7 @@ impl Server {
         };
         conn.queued = false;
         if conn.phase != Phase::Dead {
-            conn.flush(&self.clock);
+            conn.flush(&self.clock, &mut self.shared.counts);
         }
         let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
         match conn.phase {
@@ -808,6 +860,8 @@ impl Server {
             self.timers
                 .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
         }
+        let how = Closed::of(conn.final_reason(), conn.peer_eof(), conn.reset);
+        self.metrics.closed(conn.protocol(), how);
         // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
         // removes it from the epoll set, one syscall fewer per connection.
         log::info!(
@@ -815,7 +869,7 @@ impl Server {
             conn.protocol(),
             conn.id,
             conn.peer,
-            conn.final_reason()
+            how.words()
         );
     }
 }

@@ -11,6 +11,8 @@
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
+//! - [`metrics`]: the loop's counters and wake-up histogram;
+//! - [`stats`]: the stats listener's reports (Prometheus, `INFO`);
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod conn;
@@ -20,8 +22,10 @@ pub mod event_loop;
 pub mod faults;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod rooms;
 pub mod signals;
+pub mod stats;
 pub mod timers;
 
 use std::fmt;

@@ -140,7 +140,7 @@ pub use store::{Fault, FileKey, MemStore, PendingFile, Store, StoreError};
 
 use super::prefix::{split_at_most, WordReader};
 use super::{CloseReason, Cx, Session};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 
 /// Status: file saved.
 pub const SAVED: u8 = b'A';
@@ -312,6 +312,8 @@ impl UploadSession {
                         self.files
                     );
                     cx.out.put(&[SAVED]);
+                    cx.shared.counts.request(Protocol::Upload);
+                    cx.shared.counts.upload_files_saved += 1;
                 }
                 Err(e) => self.refuse(Refusal::Store(e), cx),
             }
