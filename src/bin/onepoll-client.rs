@@ -16,6 +16,7 @@ fn usage(opts: &Options) -> String {
         client::chat::USAGE,
         client::upload::USAGE,
         client::transform::USAGE,
+        client::stats::USAGE,
     ];
     let brief = format!(
         "Usage: onepoll-client [-h HOST] [-p PORT] [-v] PROTOCOL [ARGS]\n\n\
@@ -64,6 +65,7 @@ fn run(args: &[String]) -> Result<(), ClientError> {
         "chat" => client::chat::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
         "upload" => client::upload::run(&options, rest),
+        "stats" => client::stats::run(&options, rest),
         other => Err(ClientError::Usage(format!(
             "unknown or unavailable protocol '{other}'\n{}",
             usage(&opts)
