@@ -44,6 +44,7 @@ use super::metrics::{Closed, Metrics, Refusal};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::stats::{self, View};
+use super::systemd::{self, Notifier, Passed};
 use super::timers::{millis, Clock, TimerKind, Timers};
 use super::ServerError;
 
@@ -111,6 +112,49 @@ fn bind_tne(addr: SocketAddr) -> io::Result<(Listener, DatagramEndpoint)> {
     }
 }
 
+/// Serves a socket systemd passed in: registers it and logs
+/// `listening <protocol> <tcp|udp> <addr:port>` as if bound here.
+fn adopt(
+    socket: Passed,
+    poll: &Poll,
+    listeners: &mut Vec<Listener>,
+    datagrams: &mut Vec<DatagramEndpoint>,
+) -> Result<(), ServerError> {
+    let protocol = socket.protocol();
+    let addr = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let bind_error = |source| ServerError::Bind {
+        protocol,
+        addr,
+        source,
+    };
+    match socket {
+        Passed::Tcp(_, socket) => {
+            let mut listener = Listener {
+                protocol,
+                socket: mio::net::TcpListener::from_std(socket),
+                addr,
+                nodelay_inherited: false,
+            };
+            poll.registry()
+                .register(
+                    &mut listener.socket,
+                    listener_token(listeners.len()),
+                    Interest::READABLE,
+                )
+                .map_err(bind_error)?;
+            log::info!("listening {protocol} tcp {addr} (from systemd)");
+            listeners.push(listener);
+        }
+        Passed::Udp(_, socket) => {
+            let socket = mio::net::UdpSocket::from_std(socket);
+            datagrams.push(DatagramEndpoint::new(protocol, socket, addr));
+        }
+    }
+    Ok(())
+}
+
 /// The server: its poll, listeners, connections and shared state.
 pub struct Server {
     poll: Poll,
@@ -153,6 +197,10 @@ pub struct Server {
     chat_readers: Vec<usize>,
     /// The loop's figures for the stats listener.
     metrics: Metrics,
+    /// systemd's notify socket (`Type=notify`), if started by systemd.
+    notifier: Option<Notifier>,
+    /// When the next `STATUS=` (and `WATCHDOG=1`) is due.
+    notify_at: Option<u64>,
 }
 
 impl Server {
@@ -160,8 +208,23 @@ impl Server {
     /// listener of `config` (tne: a TCP listener and a UDP socket on the
     /// same port number), installs the signal handlers and logs
     /// `listening <protocol> <tcp|udp> <addr:port>` for each.
+    ///
+    /// Started by systemd with sockets (`LISTEN_FDS`), it serves those
+    /// instead, each for the protocol it is named after, and binds nothing.
     pub fn bind(mut config: Config) -> Result<Server, ServerError> {
         config.max_conns = limits::fit_max_conns(config.max_conns);
+        let sole = match config.listeners.as_slice() {
+            [(protocol, _)] => Some(*protocol),
+            _ => None,
+        };
+        let passed = systemd::passed_sockets(sole).map_err(ServerError::Activation)?;
+        if !passed.is_empty() {
+            config.listeners = passed
+                .iter()
+                .map(|s| (s.protocol(), s.local_addr().map_or(0, |a| a.port())))
+                .collect();
+            config.listeners.dedup();
+        }
         if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
             upload::prepare_upload_dir(&config).map_err(ServerError::UploadDir)?;
         }
@@ -172,7 +235,12 @@ impl Server {
             .map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
         let mut datagrams = Vec::new();
-        for (index, &(protocol, port)) in config.listeners.iter().enumerate() {
+        let to_bind = if passed.is_empty() {
+            config.listeners.as_slice()
+        } else {
+            &[]
+        };
+        for (index, &(protocol, port)) in to_bind.iter().enumerate() {
             let addr = SocketAddr::new(config.bind_addr(protocol), port);
             let bind_error = |source| ServerError::Bind {
                 protocol,
@@ -195,6 +263,9 @@ impl Server {
                 .map_err(bind_error)?;
             log::info!("listening {} tcp {}", protocol, listener.addr);
             listeners.push(listener);
+        }
+        for socket in passed {
+            adopt(socket, &poll, &mut listeners, &mut datagrams)?;
         }
         for (index, endpoint) in datagrams.iter_mut().enumerate() {
             let (protocol, addr) = (endpoint.protocol, endpoint.addr);
@@ -234,6 +305,8 @@ impl Server {
             slow: Vec::new(),
             chat_readers: Vec::new(),
             metrics: Metrics::new(),
+            notifier: Notifier::from_env(),
+            notify_at: None,
         })
     }
 
@@ -256,6 +329,7 @@ impl Server {
     /// Serves until a shutdown signal has been handled.
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
+        self.notify_tick(true);
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -277,6 +351,9 @@ impl Server {
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
             self.metrics.refusal_log.flush(self.clock.now);
+            if self.notify_at.is_some_and(|at| self.clock.now >= at) {
+                self.notify_tick(false);
+            }
             self.metrics.wakeups += 1;
             self.metrics.wakeup_duration.observe(woke.elapsed());
             if let Some(deadline) = self.shutdown_at {
@@ -299,6 +376,26 @@ impl Server {
         }
     }
 
+    /// Tells systemd (under `Type=notify`) that the loop turns: `READY=1`
+    /// the first time, then `STATUS=` with the connection count and, with
+    /// `WatchdogSec=`, `WATCHDOG=1`, at half the watchdog period (every
+    /// [`systemd::STATUS_EVERY`] at most). Sent from the loop itself, so a
+    /// loop that stops turning stops the pings and systemd restarts it.
+    fn notify_tick(&mut self, first: bool) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let mut state = systemd::status_line(self.metrics.open_total());
+        if first {
+            state.insert_str(0, "READY=1\n");
+        }
+        if notifier.watchdog_every.is_some() {
+            state.push_str("\nWATCHDOG=1");
+        }
+        notifier.notify(&state);
+        self.notify_at = Some(self.clock.after(notifier.tick_every()));
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.still_ready.is_empty() || !self.datagrams_ready.is_empty() {
             return Some(Duration::ZERO);
@@ -308,6 +405,7 @@ impl Server {
             self.shutdown_at,
             self.accept_paused_until,
             self.metrics.refusal_log.due(),
+            self.notify_at,
         ]
         .into_iter()
         .flatten()
@@ -729,6 +827,12 @@ impl Server {
             self.conns.len()
         );
         self.shutdown_at = Some(self.clock.after(SHUTDOWN_GRACE));
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(&format!(
+                "STOPPING=1\nSTATUS=shutting down, {} connection(s) open",
+                self.conns.len()
+            ));
+        }
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }

@@ -13,6 +13,7 @@
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`metrics`]: the loop's counters and wake-up histogram;
 //! - [`stats`]: the stats listener's reports (Prometheus, `INFO`);
+//! - [`systemd`]: socket activation and the notify protocol;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod conn;
@@ -26,6 +27,7 @@ pub mod metrics;
 pub mod rooms;
 pub mod signals;
 pub mod stats;
+pub mod systemd;
 pub mod timers;
 
 use std::fmt;
@@ -54,6 +56,8 @@ pub enum ServerError {
     Setup(io::Error),
     /// Waiting for events failed.
     Poll(io::Error),
+    /// The sockets systemd passed cannot be served.
+    Activation(systemd::ActivationError),
 }
 
 impl fmt::Display for ServerError {
@@ -67,6 +71,7 @@ impl fmt::Display for ServerError {
             ServerError::UploadDir(e) => write!(f, "{e}"),
             ServerError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
+            ServerError::Activation(e) => write!(f, "{e}"),
         }
     }
 }
@@ -77,6 +82,7 @@ impl std::error::Error for ServerError {
             ServerError::Bind { source, .. } => Some(source),
             ServerError::UploadDir(e) => Some(e),
             ServerError::Setup(e) | ServerError::Poll(e) => Some(e),
+            ServerError::Activation(e) => Some(e),
         }
     }
 }
