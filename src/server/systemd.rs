@@ -71,9 +71,11 @@ impl std::error::Error for ActivationError {}
 
 /// The sockets systemd passed to this process, if any (`LISTEN_PID` is
 /// ours). The variables are removed from the environment, as
-/// `sd_listen_fds(1)` does, so no child inherits them. An fd without a
-/// name goes to `sole` (the one protocol named on the command line), if
-/// there is one. Call at start, while the process is single-threaded.
+/// `sd_listen_fds(1)` does, so no child inherits them. Each socket serves
+/// the protocol it is named after; one whose name is no protocol serves
+/// `sole` (the one protocol named on the command line) if there is one,
+/// else the protocol whose default port it is bound to. Call at start,
+/// while the process is single-threaded.
 pub fn passed_sockets(sole: Option<Protocol>) -> Result<Vec<Passed>, ActivationError> {
     let ours = std::env::var("LISTEN_PID")
         .ok()
@@ -95,14 +97,28 @@ pub fn passed_sockets(sole: Option<Protocol>) -> Result<Vec<Passed>, ActivationE
     let mut passed = Vec::new();
     for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(n) {
         let name = names.next().unwrap_or("");
+        let socket = adopt(fd, Protocol::Tne)?;
         let protocol = match (name.parse::<Protocol>(), sole) {
             (Ok(p), _) => p,
-            (Err(_), Some(p)) if name.is_empty() || name == "unknown" => p,
-            (Err(e), _) => return Err(ActivationError::Name(e)),
+            (Err(_), Some(p)) => p,
+            (Err(e), None) => by_default_port(&socket).ok_or(ActivationError::Name(e))?,
         };
-        passed.push(adopt(fd, protocol)?);
+        passed.push(match socket {
+            Passed::Tcp(_, s) => Passed::Tcp(protocol, s),
+            Passed::Udp(_, s) => Passed::Udp(protocol, s),
+        });
     }
     Ok(passed)
+}
+
+/// The protocol whose default port `socket` is bound to: what a socket
+/// unit that names none of its sockets (`FileDescriptorName=` unset, so
+/// each is named after the unit) is taken to mean.
+fn by_default_port(socket: &Passed) -> Option<Protocol> {
+    let port = socket.local_addr().ok()?.port();
+    Protocol::EVERY
+        .into_iter()
+        .find(|p| p.default_port() == port)
 }
 
 fn adopt(fd: RawFd, protocol: Protocol) -> Result<Passed, ActivationError> {
