@@ -216,7 +216,7 @@ impl Notifier {
         }
     }
 
-    /// How often the loop must call [`Notifier::tick`].
+    /// How often the loop sends `STATUS=` (and `WATCHDOG=1`).
     pub fn tick_every(&self) -> Duration {
         self.watchdog_every
             .map_or(STATUS_EVERY, |w| w.min(STATUS_EVERY))
