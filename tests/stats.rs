@@ -511,3 +511,120 @@ fn a_real_prometheus_scrapes_the_counters() {
     let scrapes = query(api, "onepoll_requests_total{protocol=\"stats\"}").unwrap();
     assert!(scrapes >= 1.0);
 }
+
+#[test]
+fn a_reset_is_told_from_a_close_in_the_log_and_the_counters() {
+    use std::os::fd::AsRawFd;
+    let server = stats_server(&[]);
+    let mut polite = server.connect("cmd");
+    polite.write_all(b"HELO x\n").unwrap();
+    let mut rude = server.connect("cmd");
+    rude.write_all(b"HELO y\n").unwrap();
+    let mut buf = [0u8; 64];
+    let _ = polite.read(&mut buf).unwrap();
+    let _ = rude.read(&mut buf).unwrap();
+    drop(polite);
+    // SO_LINGER with a zero timeout: close sends a reset, not a FIN.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt reads one linger struct from a live socket's fd.
+    let rc = unsafe {
+        libc::setsockopt(
+            rude.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    drop(rude);
+    let text = scrape_until(
+        &server,
+        &[
+            (
+                "onepoll_connections_closed_total{protocol=\"cmd\",reason=\"peer\"}",
+                1.0,
+            ),
+            (
+                "onepoll_connections_closed_total{protocol=\"cmd\",reason=\"reset\"}",
+                1.0,
+            ),
+        ],
+    );
+    assert_eq!(
+        value(
+            &text,
+            "onepoll_connections_closed_total{protocol=\"cmd\",reason=\"reset\"}"
+        ),
+        1.0
+    );
+    server.wait_for_log("close cmd #1 from");
+    assert!(
+        server.log().contains("(closed by peer)"),
+        "{}",
+        server.log()
+    );
+    assert!(server.log().contains("(reset by peer)"), "{}", server.log());
+}
+
+#[test]
+fn a_quiet_server_still_reports_refusals_once_a_second() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_onepoll"))
+        .args(["-q", "-b", "127.0.0.1", "--max-conns", "1"])
+        .arg(format!("cmd={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let held = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    };
+    held.set_read_timeout(Some(PATIENCE)).unwrap();
+    (&held).write_all(b"HELO x\n").unwrap();
+    let mut buf = [0u8; 64];
+    let _ = (&held).read(&mut buf).unwrap();
+    for _ in 0..5 {
+        let mut refused = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        refused.set_read_timeout(Some(PATIENCE)).unwrap();
+        assert_eq!(read_to_end(&mut refused), b"ERR server full\n");
+    }
+    // The rest of the burst is logged within a second of the first line.
+    thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    drop(held);
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("refused")).collect();
+    let counted: u64 = lines
+        .iter()
+        .filter_map(|l| {
+            l.split("refused ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(counted, 5, "{log}");
+    assert!(lines.len() <= 2, "{log}");
+    assert!(
+        !log.contains("open cmd"),
+        "-q hides the per-connection lines: {log}"
+    );
+}
