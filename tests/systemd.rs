@@ -224,3 +224,26 @@ fn notify_tells_ready_status_watchdog_and_stopping() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_unnamed_socket_serves_the_one_protocol_named() {
+    let Some(activate) = activator() else {
+        return;
+    };
+    let port = free_port();
+    let mut server = Activated::start(
+        Command::new(&activate)
+            .args(["-l", &format!("127.0.0.1:{port}")])
+            .arg(env!("CARGO_BIN_EXE_onepoll"))
+            .arg("cmd"),
+    );
+    server.wait_for("Listening on");
+    let mut cmd = connect(port);
+    cmd.write_all(b"HELO box\nBYE\n").unwrap();
+    let mut text = String::new();
+    cmd.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("Hello box"), "{text}");
+    server.wait_for(&format!(
+        "listening cmd tcp 127.0.0.1:{port} (from systemd)"
+    ));
+}

@@ -907,6 +907,7 @@ impl Server {
         }
         self.clock.tick();
         for event in events.iter() {
+            self.metrics.events += 1;
             self.dispatch(event);
         }
     }
