@@ -628,3 +628,14 @@ fn a_quiet_server_still_reports_refusals_once_a_second() {
         "-q hides the per-connection lines: {log}"
     );
 }
+
+#[test]
+fn each_listener_may_have_its_own_address() {
+    // Protocols on --bind (127.0.0.1), stats on IPv6 loopback.
+    let server = Server::start(&["tne=0", "stats=[::1]:0"]);
+    let stats = server.addr("stats");
+    assert_eq!(stats.ip(), "::1".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(server.addr("tne").ip().to_string(), "127.0.0.1");
+    let text = scrape(&server);
+    assert_eq!(value(&text, "onepoll_connections{protocol=\"stats\"}"), 1.0);
+}
