@@ -499,6 +499,7 @@ impl Server {
     #[cold]
     fn serve_reports(&mut self) {
         let udp_requests = self.datagrams.iter().map(|d| d.counts.received).sum();
+        let udp_dropped = self.datagrams.iter().map(|d| d.counts.dropped).sum();
         for effect in std::mem::take(&mut self.effects) {
             let Effect::Report { to, report } = effect else {
                 self.effects.push(effect);
@@ -510,6 +511,7 @@ impl Server {
                 conns: &self.conns,
                 config: &self.config,
                 udp_requests,
+                udp_dropped,
                 now: self.clock.now,
             };
             let bytes = stats::render(report, &view);

@@ -65,6 +65,7 @@ pub fn info(view: &View<'_>) -> String {
         let _ = writeln!(out, "closed_{}:{n}", reason.label());
     }
     let _ = writeln!(out, "udp_replies_cut:{}", counts.udp_replies_cut);
+    let _ = writeln!(out, "udp_replies_dropped:{}", view.udp_dropped);
     let _ = writeln!(out, "chat_deliveries:{}", counts.chat_deliveries);
     let _ = writeln!(out, "upload_files_saved:{}", counts.upload_files_saved);
     let _ = writeln!(out, "upload_files_refused:{}", counts.upload_files_refused);

@@ -33,6 +33,8 @@ pub struct View<'a> {
     pub config: &'a Config,
     /// tne datagrams answered (UDP requests), all sockets.
     pub udp_requests: u64,
+    /// tne UDP replies dropped on a send error, all sockets.
+    pub udp_dropped: u64,
     /// Loop milliseconds now.
     pub now: u64,
 }
