@@ -65,7 +65,7 @@ impl fmt::Display for UsageError {
             ),
             UsageError::UnknownProtocol(name) => write!(
                 f,
-                "unknown protocol '{name}' (expected tne, cmd, chat, upload or transform)"
+                "unknown protocol '{name}' (expected tne, cmd, chat, upload, transform or stats)"
             ),
             UsageError::BadPort(port) => {
                 write!(
@@ -204,7 +204,13 @@ default port. Logs go to stderr; stdout stays empty.
 Examples:
   onepoll                          every protocol on its default port
   onepoll transform=9000           transform on port 9000
-  onepoll -b ::1 -p 0 transform    transform on IPv6 loopback, any free port";
+  onepoll -b ::1 -p 0 transform    transform on IPv6 loopback, any free port
+  onepoll tne chat stats=127.0.0.1:9108
+                                   tne and chat, and metrics on loopback only
+
+stats (9108) is served only when named: GET /metrics (Prometheus), or
+the lines INFO, CLIENTS, QUIT. Started by systemd with sockets
+(LISTEN_FDS, each named after its protocol), it serves those instead.";
     let mut text = options().usage(brief);
     text.push_str(
         "\nSIGINT or SIGTERM: stop accepting, send pending replies (up to 5 s), exit 0;\n\
@@ -284,6 +290,26 @@ fn resolve_bind(text: &str) -> Option<IpAddr> {
 fn parse_port(text: &str) -> Result<u16, UsageError> {
     text.parse()
         .map_err(|_| UsageError::BadPort(text.to_string()))
+}
+
+/// `PORT`, `ADDR:PORT` or `[ADDR]:PORT` after `PROTOCOL=`: the port, and
+/// (stats and systemd, issue 19) the listener's own address noted in
+/// `bind_for`.
+fn parse_listen_addr(
+    text: &str,
+    protocol: Protocol,
+    bind_for: &mut Vec<(Protocol, IpAddr)>,
+) -> Result<u16, UsageError> {
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(port);
+    }
+    match text.parse::<std::net::SocketAddr>() {
+        Ok(addr) => {
+            bind_for.push((protocol, addr.ip()));
+            Ok(addr.port())
+        }
+        Err(_) => Err(UsageError::BadPort(text.to_string())),
+    }
 }
 
 /// Parses the arguments after the program name.
@@ -388,12 +414,16 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     let mut listeners: Vec<(Protocol, Option<u16>)> = Vec::new();
     for word in &m.free {
         let (name, port) = match word.split_once('=') {
-            Some((name, port)) => (name, Some(parse_port(port)?)),
+            Some((name, port)) => (name, Some(port)),
             None => (word.as_str(), None),
         };
         let protocol: Protocol = name
             .parse()
             .map_err(|_| UsageError::UnknownProtocol(name.to_string()))?;
+        let port = match port {
+            Some(text) => Some(parse_listen_addr(text, protocol, &mut config.bind_for)?),
+            None => None,
+        };
         if listeners.iter().any(|(p, _)| *p == protocol) {
             return Err(UsageError::Duplicate(protocol));
         }
@@ -555,6 +585,36 @@ mod tests {
     fn upload_fsync_is_off_unless_asked_for() {
         assert!(!config(&["upload"]).upload_fsync);
         assert!(config(&["--upload-fsync", "upload"]).upload_fsync);
+    }
+
+    #[test]
+    fn a_listener_may_name_its_own_address() {
+        let c = config(&["tne", "stats=127.0.0.1:9108", "chat=[::1]:0"]);
+        assert_eq!(
+            c.listeners,
+            vec![
+                (Protocol::Tne, 20003),
+                (Protocol::Stats, 9108),
+                (Protocol::Chat, 0)
+            ]
+        );
+        assert_eq!(
+            c.bind_addr(Protocol::Stats),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            c.bind_addr(Protocol::Chat),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(c.bind_addr(Protocol::Tne), c.bind);
+        assert_eq!(
+            error(&["stats=localhost:1"]),
+            UsageError::BadPort("localhost:1".into())
+        );
+        assert!(!config(&[])
+            .listeners
+            .iter()
+            .any(|(p, _)| *p == Protocol::Stats));
     }
 
     #[test]

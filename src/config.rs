@@ -20,7 +20,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// the peer's end of stream before it is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The five protocols.
+/// The five protocols, and `stats` (spec section 6), served only when named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// TNE20003 message/acknowledge (TCP and UDP).
@@ -33,6 +33,10 @@ pub enum Protocol {
     Upload,
     /// Binary header, pipelined text transforms.
     Transform,
+    /// The stats listener: Prometheus metrics over HTTP, or INFO/CLIENTS
+    /// lines (spec section 6). Never in [`Protocol::ALL`]: served only
+    /// when named.
+    Stats,
 }
 
 impl Protocol {
@@ -45,6 +49,26 @@ impl Protocol {
         Protocol::Transform,
     ];
 
+    /// How many protocols there are, `stats` included: the length of
+    /// per-protocol counter arrays (see [`Protocol::index`]).
+    pub const COUNT: usize = 6;
+
+    /// Every protocol, `stats` included, in [`Protocol::index`] order.
+    pub const EVERY: [Protocol; Protocol::COUNT] = [
+        Protocol::Tne,
+        Protocol::Cmd,
+        Protocol::Chat,
+        Protocol::Upload,
+        Protocol::Transform,
+        Protocol::Stats,
+    ];
+
+    /// A dense index below [`Protocol::COUNT`], for per-protocol counters.
+    #[inline(always)]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The protocol's name on the command line and in logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +77,7 @@ impl Protocol {
             Protocol::Chat => "chat",
             Protocol::Upload => "upload",
             Protocol::Transform => "transform",
+            Protocol::Stats => "stats",
         }
     }
 
@@ -64,6 +89,7 @@ impl Protocol {
             Protocol::Chat => 6000,
             Protocol::Upload => 8010,
             Protocol::Transform => 8083,
+            Protocol::Stats => 9108,
         }
     }
 
@@ -74,6 +100,7 @@ impl Protocol {
             Protocol::Tne => b"TNE20003:E:server full\n",
             Protocol::Cmd | Protocol::Chat => b"ERR server full\n",
             Protocol::Upload | Protocol::Transform => b"",
+            Protocol::Stats => b"ERR server full\n",
         }
     }
 
@@ -83,7 +110,7 @@ impl Protocol {
         match self {
             Protocol::Tne => b"TNE20003:E:too many connections from your address\n",
             Protocol::Cmd | Protocol::Chat => b"ERR too many connections from your address\n",
-            Protocol::Upload | Protocol::Transform => b"",
+            Protocol::Upload | Protocol::Transform | Protocol::Stats => b"",
         }
     }
 
@@ -107,7 +134,7 @@ impl fmt::Display for UnknownProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown protocol '{}' (expected tne, cmd, chat, upload or transform)",
+            "unknown protocol '{}' (expected tne, cmd, chat, upload, transform or stats)",
             self.0
         )
     }
@@ -118,7 +145,7 @@ impl std::error::Error for UnknownProtocol {}
 impl FromStr for Protocol {
     type Err = UnknownProtocol;
     fn from_str(s: &str) -> Result<Protocol, UnknownProtocol> {
-        Protocol::ALL
+        Protocol::EVERY
             .into_iter()
             .find(|p| p.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| UnknownProtocol(s.to_string()))
@@ -132,6 +159,17 @@ pub enum UploadLayout {
     Flat,
     /// `<upload-dir>/<conn-id>/<k>.txt`: connections never collide.
     PerConnection,
+}
+
+impl Config {
+    /// The address `protocol`'s listener binds: its own
+    /// (`PROTOCOL=ADDR:PORT`) or `--bind`.
+    pub fn bind_addr(&self, protocol: Protocol) -> IpAddr {
+        self.bind_for
+            .iter()
+            .find(|(p, _)| *p == protocol)
+            .map_or(self.bind, |(_, addr)| *addr)
+    }
 }
 
 /// Everything the server is told on its command line.
@@ -181,6 +219,10 @@ pub struct Config {
     /// upload: files one connection may save (`--max-files`); the next
     /// one is answered `E` and the connection closed.
     pub max_files: u64,
+    // --- stats and systemd (issue 19) ---
+    /// Listeners bound to their own address instead of [`Config::bind`]
+    /// (`PROTOCOL=ADDR:PORT`, `[ADDR]:PORT` for IPv6). Empty by default.
+    pub bind_for: Vec<(Protocol, IpAddr)>,
 }
 
 impl Default for Config {
@@ -207,6 +249,7 @@ impl Default for Config {
             exempt: admission::default_exempt(),
             transform_table: crate::proto::transform::Table::Y2021,
             max_files: 100_000,
+            bind_for: Vec::new(),
         }
     }
 }

@@ -69,7 +69,7 @@ fn max_conns_refuses_the_next_connection_and_accepts_again_after_a_close() {
         closed_within(&mut refused, PATIENCE),
         "third connection served"
     );
-    server.wait_for_log("--max-conns 2 reached");
+    server.wait_for_log("1 server full (--max-conns 2 reached)");
     round_trip(&mut a, b"a still served");
     drop(b);
     server.wait_for_log("close transform #2");

@@ -130,7 +130,8 @@ pub fn script(protocol: Protocol, config: &BenchConfig) -> Script {
                 expect: Expect::Exact(b"A".to_vec()),
             }
         }
-        Protocol::Chat => Script {
+        // Not a load target (args refuse it): no requests, like chat.
+        Protocol::Chat | Protocol::Stats => Script {
             hello: None,
             greeting: Some(b"WELCOME "),
             request: Vec::new(),

@@ -18,6 +18,7 @@ fn usage(opts: &Options) -> String {
         client::chat::USAGE,
         client::upload::USAGE,
         client::transform::USAGE,
+        client::stats::USAGE,
     ];
     let brief = format!(
         "Usage: onepoll-client [-h HOST] [-p PORT] [-t SECS] [-v] PROTOCOL [ARGS]\n\n\
@@ -89,9 +90,11 @@ fn run(args: &[String]) -> Result<(), ClientError> {
         "chat" => client::chat::run(&options, rest),
         "transform" => client::transform::run(&options, rest),
         "upload" => client::upload::run(&options, rest),
+        "stats" => client::stats::run(&options, rest),
         other => {
             return Err(ClientError::Usage(format!(
-                "unknown or unavailable protocol '{other}'\n{}",
+                "unknown or unavailable protocol '{other}'
+{}",
                 usage(&opts)
             )))
         }

@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod cmd;
 pub mod lines;
+pub mod stats;
 pub mod tne;
 pub mod transform;
 pub mod upload;

@@ -96,6 +96,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use super::framing::LineFramer;
 use super::{Cx, Output, Session};
+use crate::config::Protocol;
 
 /// The verbs of section 3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -399,7 +400,10 @@ impl Session for CmdSession {
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         let greeted = &mut self.greeted;
         self.framer.each_line(input, |line| match line {
-            Ok(line) => answer(greeted, line, cx),
+            Ok(line) => {
+                cx.shared.counts.request(Protocol::Cmd);
+                answer(greeted, line, cx)
+            }
             Err(_) => {
                 put_error(CmdError::LineTooLong, cx.out);
                 ControlFlow::Continue(())

@@ -61,6 +61,15 @@ pub enum Effect {
         /// The message.
         msg: Rc<[u8]>,
     },
+    /// The stats listener asks the loop to render `report` into the
+    /// output of connection `to` (its own). The loop takes these out of
+    /// the queue before [`route`], which ignores any left.
+    Report {
+        /// The asking connection's id.
+        to: u64,
+        /// What to render.
+        report: super::stats::Report,
+    },
 }
 
 /// Where routed messages go: the loop's connections (or a test's).
@@ -107,6 +116,7 @@ pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver
                 }
             }
             Effect::SendTo { to, msg } => sink.deliver(to, &msg),
+            Effect::Report { .. } => {}
         }
     }
 }

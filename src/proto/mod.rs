@@ -32,6 +32,7 @@
 pub mod budget;
 pub mod chat;
 pub mod cmd;
+pub mod counts;
 pub mod effects;
 pub mod framing;
 pub mod held;
@@ -39,6 +40,7 @@ pub mod output;
 pub mod prefix;
 pub mod random_edit;
 pub mod rng;
+pub mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tne;
@@ -70,6 +72,8 @@ pub struct Shared {
     pub upload: upload::Shared,
     /// chat: the room (who is connected under which nick) and its limits.
     pub chat: chat::Shared,
+    /// Event counters for the stats listener (issue 19).
+    pub counts: counts::Counts,
 }
 
 impl Shared {
@@ -102,6 +106,7 @@ impl Shared {
                 .with_table(config.transform_table),
             upload: upload::Shared::from_config(config),
             chat: chat::Shared::new(config.max_line, config.max_sendq),
+            counts: counts::Counts::default(),
         }
     }
 }
@@ -163,6 +168,16 @@ impl<'a> Cx<'a> {
         } else {
             self.effects.push(Effect::SendTo { to, msg });
         }
+    }
+
+    /// Asks the loop to render `report` (figures only the loop has) into
+    /// this connection's output, after the replies and reports asked for
+    /// before it (the stats listener).
+    pub fn report(&mut self, report: stats::Report) {
+        self.effects.push(Effect::Report {
+            to: self.conn_id,
+            report,
+        });
     }
 
     /// Asks the loop to close the connection once the replies queued so far
@@ -329,6 +344,7 @@ sessions! {
     Chat(chat::ChatSession),
     Transform(transform::TransformSession),
     Upload(upload::UploadSession),
+    Stats(stats::StatsSession),
 }
 
 impl AnySession {
@@ -340,6 +356,7 @@ impl AnySession {
             Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
             Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
             Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
+            Protocol::Stats => AnySession::Stats(stats::StatsSession::new()),
         }
     }
 }

@@ -71,6 +71,7 @@ use std::ops::ControlFlow;
 
 use super::framing::LineFramer;
 use super::{Cx, Output, Session};
+use crate::config::Protocol;
 
 /// Every message starts with this header.
 pub const HEADER: &[u8] = b"TNE20003:";
@@ -267,6 +268,7 @@ impl TneSession {
 impl Session for TneSession {
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         self.framer.each_line(input, |line| {
+            cx.shared.counts.request(Protocol::Tne);
             let result = match line {
                 Ok(line) => parse_message(line),
                 Err(_) => Err(TneError::TooLong),

@@ -117,6 +117,7 @@ use super::prefix::{split_at_most, WordReader};
 pub use super::random_edit::{is_possible_edit, random_edit, OverBudget, RandomEdit, MAX_REPEAT};
 use super::rng::Rng;
 use super::{Cx, Output, Session};
+use crate::config::Protocol;
 
 /// Largest LENGTH a header can carry (27 bits).
 pub const MAX_LENGTH: u32 = (1 << 27) - 1;
@@ -435,6 +436,7 @@ impl TransformSession {
     /// case, the whole reply).
     fn begin<'a>(&mut self, header: [u8; 4], mut rest: &'a [u8], cx: &mut Cx<'_>) -> &'a [u8] {
         let (code, length) = decode_header(header);
+        cx.shared.counts.request(Protocol::Transform);
         self.state = match cx.shared.transform.table.action(code) {
             Some(action) if action.streams() => {
                 let (chunk, after) = split_at_most(rest, length as usize);

@@ -31,7 +31,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -47,9 +47,12 @@ use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::metrics::{Closed, Metrics};
 use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
+use super::stats::{self, View};
+use super::systemd::{self, Notifier, Passed};
 use super::timers::{millis, Clock, TimerKind, Timers};
 use super::upload_store;
 use super::ServerError;
@@ -125,6 +128,49 @@ fn bind_tne(addr: SocketAddr) -> io::Result<(Listener, DatagramEndpoint)> {
     }
 }
 
+/// Serves a socket systemd passed in: registers it and logs
+/// `listening <protocol> <tcp|udp> <addr:port>` as if bound here.
+fn adopt(
+    socket: Passed,
+    poll: &Poll,
+    listeners: &mut Vec<Listener>,
+    datagrams: &mut Vec<DatagramEndpoint>,
+) -> Result<(), ServerError> {
+    let protocol = socket.protocol();
+    let addr = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let bind_error = |source| ServerError::Bind {
+        protocol,
+        addr,
+        source,
+    };
+    match socket {
+        Passed::Tcp(_, socket) => {
+            let mut listener = Listener {
+                protocol,
+                socket: mio::net::TcpListener::from_std(socket),
+                addr,
+                nodelay_inherited: false,
+            };
+            poll.registry()
+                .register(
+                    &mut listener.socket,
+                    listener_token(listeners.len()),
+                    Interest::READABLE,
+                )
+                .map_err(bind_error)?;
+            log::info!("listening {protocol} tcp {addr} (from systemd)");
+            listeners.push(listener);
+        }
+        Passed::Udp(_, socket) => {
+            let socket = mio::net::UdpSocket::from_std(socket);
+            datagrams.push(DatagramEndpoint::new(protocol, socket, addr));
+        }
+    }
+    Ok(())
+}
+
 /// The server: its poll, listeners, connections and shared state.
 pub struct Server {
     poll: Poll,
@@ -173,6 +219,12 @@ pub struct Server {
     admission: Admission,
     /// Connections refused at accept: counters, and their log line.
     refusals: RefusalLog,
+    /// The loop's figures for the stats listener.
+    metrics: Metrics,
+    /// systemd's notify socket (`Type=notify`), if started by systemd.
+    notifier: Option<Notifier>,
+    /// When the next `STATUS=` (and `WATCHDOG=1`) is due.
+    notify_at: Option<u64>,
 }
 
 impl Server {
@@ -180,8 +232,23 @@ impl Server {
     /// listener of `config` (tne: a TCP listener and a UDP socket on the
     /// same port number), installs the signal handlers and logs
     /// `listening <protocol> <tcp|udp> <addr:port>` for each.
+    ///
+    /// Started by systemd with sockets (`LISTEN_FDS`), it serves those
+    /// instead, each for the protocol it is named after, and binds nothing.
     pub fn bind(mut config: Config) -> Result<Server, ServerError> {
         config.max_conns = limits::fit_max_conns(config.max_conns);
+        let sole = match config.listeners.as_slice() {
+            [(protocol, _)] => Some(*protocol),
+            _ => None,
+        };
+        let passed = systemd::passed_sockets(sole).map_err(ServerError::Activation)?;
+        if !passed.is_empty() {
+            config.listeners = passed
+                .iter()
+                .map(|s| (s.protocol(), s.local_addr().map_or(0, |a| a.port())))
+                .collect();
+            config.listeners.dedup();
+        }
         let mut shared = Shared::new(&config);
         if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
             let store = upload_store::prepare(&config).map_err(ServerError::UploadDir)?;
@@ -194,8 +261,13 @@ impl Server {
             .map_err(ServerError::Setup)?;
         let mut listeners = Vec::new();
         let mut datagrams = Vec::new();
-        for (index, &(protocol, port)) in config.listeners.iter().enumerate() {
-            let addr = SocketAddr::new(config.bind, port);
+        let to_bind = if passed.is_empty() {
+            config.listeners.as_slice()
+        } else {
+            &[]
+        };
+        for (index, &(protocol, port)) in to_bind.iter().enumerate() {
+            let addr = SocketAddr::new(config.bind_addr(protocol), port);
             let bind_error = |source| ServerError::Bind {
                 protocol,
                 addr,
@@ -217,6 +289,9 @@ impl Server {
                 .map_err(bind_error)?;
             log::info!("listening {} tcp {}", protocol, listener.addr);
             listeners.push(listener);
+        }
+        for socket in passed {
+            adopt(socket, &poll, &mut listeners, &mut datagrams)?;
         }
         for (index, endpoint) in datagrams.iter_mut().enumerate() {
             let (protocol, addr) = (endpoint.protocol, endpoint.addr);
@@ -268,6 +343,9 @@ impl Server {
             admission,
             refusals,
             chat_readers: Vec::new(),
+            metrics: Metrics::new(),
+            notifier: Notifier::from_env(),
+            notify_at: None,
         })
     }
 
@@ -290,6 +368,7 @@ impl Server {
     /// Serves until a shutdown signal has been handled.
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
+        self.notify_tick(true);
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -298,8 +377,10 @@ impl Server {
                 }
                 return Err(ServerError::Poll(e));
             }
+            let woke = Instant::now();
             self.clock.tick();
             for event in events.iter() {
+                self.metrics.events += 1;
                 self.dispatch(event);
             }
             self.resume_still_ready();
@@ -310,6 +391,11 @@ impl Server {
             self.report_refusals();
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
+            if self.notify_at.is_some_and(|at| self.clock.now >= at) {
+                self.notify_tick(false);
+            }
+            self.metrics.wakeups += 1;
+            self.metrics.wakeup_duration.observe(woke.elapsed());
             if let Some(deadline) = self.shutdown_at {
                 if self.conns.is_empty() {
                     #[cfg(feature = "fault-injection")]
@@ -330,6 +416,26 @@ impl Server {
         }
     }
 
+    /// Tells systemd (under `Type=notify`) that the loop turns: `READY=1`
+    /// the first time, then `STATUS=` with the connection count and, with
+    /// `WatchdogSec=`, `WATCHDOG=1`, at half the watchdog period (every
+    /// [`systemd::STATUS_EVERY`] at most). Sent from the loop itself, so a
+    /// loop that stops turning stops the pings and systemd restarts it.
+    fn notify_tick(&mut self, first: bool) {
+        let Some(notifier) = &self.notifier else {
+            return;
+        };
+        let mut state = systemd::status_line(self.metrics.open_total());
+        if first {
+            state.insert_str(0, "READY=1\n");
+        }
+        if notifier.watchdog_every.is_some() {
+            state.push_str("\nWATCHDOG=1");
+        }
+        notifier.notify(&state);
+        self.notify_at = Some(self.clock.after(notifier.tick_every()));
+    }
+
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.still_ready.is_empty()
             || !self.datagrams_ready.is_empty()
@@ -342,6 +448,7 @@ impl Server {
             self.shutdown_at,
             self.accept_paused_until,
             self.refusals.next_report(),
+            self.notify_at,
         ]
         .into_iter()
         .flatten()
@@ -394,6 +501,10 @@ impl Server {
 
     #[inline(never)]
     fn route_pending(&mut self) {
+        // A stats session asks for reports only, and no other core does.
+        if let Some(Effect::Report { .. }) = self.effects.first() {
+            self.serve_reports();
+        }
         while !self.effects.is_empty() || !self.slow.is_empty() {
             let mut sink = SlabSink {
                 conns: &mut self.conns,
@@ -401,8 +512,10 @@ impl Server {
                 max_sendq: self.config.max_sendq,
                 flush_list: &mut self.flush_list,
                 slow: &mut self.slow,
+                delivered: 0,
             };
             effects::route(&mut self.effects, &self.shared, &mut sink);
+            self.shared.counts.chat_deliveries += sink.delivered;
             let slow = std::mem::take(&mut self.slow);
             let max_sendq = self.config.max_sendq;
             for key in slow {
@@ -426,6 +539,33 @@ impl Server {
         }
     }
 
+    /// Renders the reports the stats session asked for into its output,
+    /// in order (see [`crate::proto::stats`]).
+    #[cold]
+    fn serve_reports(&mut self) {
+        let udp_requests = self.datagrams.iter().map(|d| d.counts.received).sum();
+        let udp_dropped = self.datagrams.iter().map(|d| d.counts.dropped).sum();
+        for effect in std::mem::take(&mut self.effects) {
+            let Effect::Report { to, report } = effect else {
+                self.effects.push(effect);
+                continue;
+            };
+            let view = View {
+                metrics: &self.metrics,
+                shared: &self.shared,
+                conns: &self.conns,
+                config: &self.config,
+                udp_requests,
+                udp_dropped,
+                now: self.clock.now,
+            };
+            let bytes = stats::render(report, &view);
+            if let Some((_, conn)) = self.conns.iter_mut().find(|(_, c)| c.id == to) {
+                conn.put_report(&bytes);
+            }
+        }
+    }
+
     fn on_conn_event(&mut self, key: usize, event: &Event) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -440,7 +580,11 @@ impl Server {
             let lent = conn.borrow_replies(&mut self.replies);
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.flush_replies(&self.clock, lent.then_some(&mut self.replies));
+                conn.flush_replies(
+                    &self.clock,
+                    &mut self.shared.counts,
+                    lent.then_some(&mut self.replies),
+                );
             }
         }
         self.queue_flush(key);
@@ -551,7 +695,9 @@ impl Server {
             return;
         };
         let max_line = self.shared.tne.max_line;
+        let cut_before = endpoint.counts.cut;
         let stop = endpoint.serve(&mut self.scratch, max_line);
+        self.shared.counts.udp_replies_cut += endpoint.counts.cut - cut_before;
         if stop == DatagramStop::Budget && !self.datagrams_ready.contains(&index) {
             self.datagrams_ready.push(index);
         }
@@ -591,11 +737,9 @@ impl Server {
                     AcceptError::OutOfDescriptors => {
                         match self.reserve.shed_one(&listener.socket) {
                             Shed::Refused => {
-                                self.refusals.note(
-                                    RefusalReason::Descriptors,
-                                    None,
-                                    self.clock.now,
-                                );
+                                let reason = RefusalReason::Descriptors;
+                                self.metrics.refused(protocol, reason);
+                                self.refusals.note(reason, None, self.clock.now);
                                 self.report_refusals();
                             }
                             Shed::BacklogEmpty => return,
@@ -655,7 +799,7 @@ impl Server {
     fn admit(&mut self, protocol: Protocol, stream: TcpStream, peer: SocketAddr, nodelay: bool) {
         if self.conns.len() >= self.config.max_conns {
             let reply = protocol.server_full_reply();
-            return self.refuse(RefusalReason::ServerFull, stream, peer, reply);
+            return self.refuse(protocol, RefusalReason::ServerFull, stream, peer, reply);
         }
         if let Err(why) = self.admission.admit(peer.ip(), self.clock.now) {
             let reason = match why {
@@ -663,7 +807,7 @@ impl Server {
                 Refusal::Rate => RefusalReason::Rate,
             };
             let reply = protocol.too_many_from_address_reply();
-            return self.refuse(reason, stream, peer, reply);
+            return self.refuse(protocol, reason, stream, peer, reply);
         }
         if !nodelay {
             if let Err(e) = stream.set_nodelay(true) {
@@ -682,6 +826,7 @@ impl Server {
             return;
         }
         entry.insert(conn);
+        self.metrics.opened(protocol);
         log::info!("open {protocol} #{id} from {peer}");
         if !protocol.is_request_reply() {
             self.index.insert(id, key);
@@ -700,8 +845,16 @@ impl Server {
 
     /// Closes a connection refused at accept (after `reply`, if any) and
     /// counts it; the count is logged once a second at most.
-    fn refuse(&mut self, reason: RefusalReason, stream: TcpStream, peer: SocketAddr, reply: &[u8]) {
+    fn refuse(
+        &mut self,
+        protocol: Protocol,
+        reason: RefusalReason,
+        stream: TcpStream,
+        peer: SocketAddr,
+        reply: &[u8],
+    ) {
         Conn::refuse(stream, reply, &mut self.scratch);
+        self.metrics.refused(protocol, reason);
         let ip = admission::canonical(peer.ip());
         self.refusals.note(reason, Some(ip), self.clock.now);
         self.report_refusals();
@@ -766,6 +919,12 @@ impl Server {
             self.conns.len()
         );
         self.shutdown_at = Some(self.clock.after(SHUTDOWN_GRACE));
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(&format!(
+                "STOPPING=1\nSTATUS=shutting down, {} connection(s) open",
+                self.conns.len()
+            ));
+        }
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
@@ -849,6 +1008,7 @@ impl Server {
         }
         self.clock.tick();
         for event in events.iter() {
+            self.metrics.events += 1;
             self.dispatch(event);
         }
     }
@@ -870,7 +1030,7 @@ impl Server {
         };
         conn.queued = false;
         if conn.phase != Phase::Dead {
-            conn.flush(&self.clock);
+            conn.flush(&self.clock, &mut self.shared.counts);
         }
         let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
         match conn.phase {
@@ -907,6 +1067,8 @@ impl Server {
             self.timers
                 .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
         }
+        let how = Closed::of(conn.final_reason(), conn.peer_eof(), conn.reset);
+        self.metrics.closed(conn.protocol(), how);
         // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
         // removes it from the epoll set, one syscall fewer per connection.
         log::info!(
@@ -914,7 +1076,7 @@ impl Server {
             conn.protocol(),
             conn.id,
             conn.peer,
-            conn.final_reason()
+            how.words()
         );
     }
 }

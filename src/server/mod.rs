@@ -16,6 +16,9 @@
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`upload_store`]: the upload directory and the files saved in it;
+//! - [`metrics`]: the loop's counters and wake-up histogram;
+//! - [`stats`]: the stats listener's reports (Prometheus, `INFO`);
+//! - [`systemd`]: socket activation and the notify protocol;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
 pub mod admission;
@@ -26,9 +29,12 @@ pub mod event_loop;
 pub mod faults;
 pub mod limits;
 pub mod listener;
+pub mod metrics;
 pub mod refusals;
 pub mod rooms;
 pub mod signals;
+pub mod stats;
+pub mod systemd;
 pub mod timers;
 pub mod upload_store;
 
@@ -58,6 +64,8 @@ pub enum ServerError {
     Setup(io::Error),
     /// Waiting for events failed.
     Poll(io::Error),
+    /// The sockets systemd passed cannot be served.
+    Activation(systemd::ActivationError),
 }
 
 impl fmt::Display for ServerError {
@@ -71,6 +79,7 @@ impl fmt::Display for ServerError {
             ServerError::UploadDir(e) => write!(f, "{e}"),
             ServerError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
+            ServerError::Activation(e) => write!(f, "{e}"),
         }
     }
 }
@@ -81,6 +90,7 @@ impl std::error::Error for ServerError {
             ServerError::Bind { source, .. } => Some(source),
             ServerError::UploadDir(e) => Some(e),
             ServerError::Setup(e) | ServerError::Poll(e) => Some(e),
+            ServerError::Activation(e) => Some(e),
         }
     }
 }

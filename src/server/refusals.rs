@@ -27,6 +27,26 @@ pub enum RefusalReason {
     Descriptors,
 }
 
+impl RefusalReason {
+    /// Every reason, in label order.
+    pub const ALL: [RefusalReason; 4] = [
+        RefusalReason::ServerFull,
+        RefusalReason::PerIp,
+        RefusalReason::Rate,
+        RefusalReason::Descriptors,
+    ];
+
+    /// The metrics' label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RefusalReason::ServerFull => "server_full",
+            RefusalReason::PerIp => "per_ip",
+            RefusalReason::Rate => "rate",
+            RefusalReason::Descriptors => "descriptors",
+        }
+    }
+}
+
 /// Refusals counted by reason: the metrics' names (`server_full`,
 /// `per_ip`, `rate`, `descriptors`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -74,6 +74,8 @@ pub struct SlabSink<'a> {
     pub flush_list: &'a mut Vec<usize>,
     /// Receivers that just became slow consumers.
     pub slow: &'a mut Vec<usize>,
+    /// Deliveries queued (`onepoll_chat_deliveries_total`).
+    pub delivered: u64,
 }
 
 impl Deliver for SlabSink<'_> {
@@ -87,6 +89,7 @@ impl Deliver for SlabSink<'_> {
         if !conn.deliver(msg) {
             return;
         }
+        self.delivered += 1;
         if !conn.queued {
             conn.queued = true;
             self.flush_list.push(key);

@@ -183,6 +183,7 @@ pub use text::{check_text, is_control};
 
 use super::framing::{Frame, LineFramer};
 use super::{CloseReason, Cx, Session};
+use crate::config::Protocol;
 
 /// The reply to `/help`.
 pub const HELP_REPLY: &[u8] = b"OK commands: /nick /who /msg /quit /help\n";
@@ -312,6 +313,7 @@ impl ChatSession {
         if line.is_empty() {
             return;
         }
+        cx.shared.counts.request(Protocol::Chat);
         let result = check_text(line)
             .and_then(Command::parse)
             .and_then(|command| self.run(command, cx));

@@ -149,7 +149,7 @@ pub use store::{Fault, FileKey, MemStore, NoStore, PendingFile, Store, StoreErro
 
 use super::prefix::{split_at_most, WordReader};
 use super::{CloseReason, Cx, Session};
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 
 /// Status: file saved.
 pub const SAVED: u8 = b'A';
@@ -355,6 +355,8 @@ impl UploadSession {
                         self.files
                     );
                     cx.out.put(&[SAVED]);
+                    cx.shared.counts.request(Protocol::Upload);
+                    cx.shared.counts.upload_files_saved += 1;
                 }
                 Err(e) => self.refuse(Refusal::Store(e), cx),
             }
@@ -363,6 +365,7 @@ impl UploadSession {
 
     /// Answers `E`, drops the current file and ends the session.
     fn refuse(&mut self, why: Refusal, cx: &mut Cx<'_>) {
+        cx.shared.counts.upload_files_refused += 1;
         if let State::Lines { file, .. } = std::mem::replace(&mut self.state, State::Done) {
             file.abort();
         }
