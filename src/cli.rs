@@ -150,8 +150,26 @@ fn options() -> Options {
     o.optopt(
         "",
         "max-buffer",
-        "transform: bytes reverse/shuffle hold, all connections (default 268435456)",
+        "transform: bytes reverse/shuffle hold, all connections (default 134217728)",
         "BYTES",
+    );
+    o.optopt(
+        "",
+        "max-memory",
+        "every client buffer together; past it the biggest are closed (default 268435456)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "chat-rate",
+        "chat: lines per second read from one client; 0 = no limit (default 10)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "chat-burst",
+        "chat: lines a client may send at once before --chat-rate applies (default 20)",
+        "N",
     );
     o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
     o.optflag("q", "quiet", "log warnings and errors only");
@@ -212,6 +230,9 @@ fn option_name(long: &str) -> &'static str {
         "max-buffer" => "--max-buffer",
         "bind" => "--bind",
         "upload-layout" => "--upload-layout",
+        "max-memory" => "--max-memory",
+        "chat-rate" => "--chat-rate",
+        "chat-burst" => "--chat-burst",
         _ => "option",
     }
 }
@@ -295,6 +316,17 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     }
     if let Some(n) = number::<usize>(&m, "max-buffer", COUNT)? {
         config.max_buffer = n;
+    }
+    let max_memory = number::<usize>(&m, "max-memory", COUNT)?;
+    if let Some(n) = positive(max_memory, "max-memory", || "0".into())? {
+        config.max_memory = n;
+    }
+    if let Some(n) = number::<u32>(&m, "chat-rate", COUNT)? {
+        config.chat_rate = n;
+    }
+    let chat_burst = number::<u32>(&m, "chat-burst", COUNT)?;
+    if let Some(n) = positive(chat_burst, "chat-burst", || "0".into())? {
+        config.chat_burst = n;
     }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
@@ -451,5 +483,33 @@ mod tests {
         assert!(matches!(parse(&["--help", "gopher"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));
         assert!(usage().contains("--max-buffer"));
+    }
+
+    #[test]
+    fn memory_and_flood_options_have_the_spec_defaults() {
+        let c = config(&[]);
+        assert_eq!(c.max_memory, 268_435_456);
+        assert_eq!(c.max_buffer, 134_217_728);
+        assert_eq!((c.chat_rate, c.chat_burst), (10, 20));
+        let c = config(&[
+            "--max-memory",
+            "4000000",
+            "--chat-rate",
+            "0",
+            "--chat-burst",
+            "5",
+        ]);
+        assert_eq!(c.max_memory, 4_000_000);
+        assert_eq!((c.chat_rate, c.chat_burst), (0, 5));
+        for bad in [
+            ["--max-memory", "0"],
+            ["--chat-burst", "0"],
+            ["--chat-rate", "-1"],
+        ] {
+            assert!(
+                matches!(error(&bad), UsageError::BadValue { .. }),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -154,6 +154,15 @@ pub struct Config {
     pub max_buffer: usize,
     /// Log detail.
     pub log_level: log::LevelFilter,
+    /// Every client buffer together (unsent output, carried input,
+    /// transform messages held): past it, the biggest holders are closed
+    /// (spec section 5, `server::memory_budget`).
+    pub max_memory: usize,
+    /// chat: lines per second read from one client; 0 = no limit
+    /// (`server::flood`).
+    pub chat_rate: u32,
+    /// chat: lines a client may send at once before `chat_rate` applies.
+    pub chat_burst: u32,
 }
 
 impl Default for Config {
@@ -173,8 +182,11 @@ impl Default for Config {
             max_line: 8192,
             max_sendq: 1024 * 1024,
             max_upload: 1 << 30,
-            max_buffer: 256 * 1024 * 1024,
+            max_buffer: 128 * 1024 * 1024,
             log_level: log::LevelFilter::Info,
+            max_memory: 256 * 1024 * 1024,
+            chat_rate: 10,
+            chat_burst: 20,
         }
     }
 }

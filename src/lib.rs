@@ -88,3 +88,4 @@ pub mod client;
 pub mod config;
 pub mod proto;
 pub mod server;
+pub mod sys;

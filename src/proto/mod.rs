@@ -182,6 +182,9 @@ pub enum CloseReason {
     SendqExceeded,
     /// The server is shutting down.
     Shutdown,
+    /// Every client buffer together passed `--max-memory`, and this
+    /// connection held among the most (`server::memory_budget`).
+    MemoryLimit,
 }
 
 impl CloseReason {
@@ -193,6 +196,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::SendqExceeded => "sendq exceeded",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::MemoryLimit => "memory limit",
         }
     }
 
@@ -202,7 +206,10 @@ impl CloseReason {
     pub fn server_initiated(self) -> bool {
         matches!(
             self,
-            CloseReason::IdleTimeout | CloseReason::SendqExceeded | CloseReason::Shutdown
+            CloseReason::IdleTimeout
+                | CloseReason::SendqExceeded
+                | CloseReason::Shutdown
+                | CloseReason::MemoryLimit
         )
     }
 }
@@ -247,6 +254,12 @@ pub trait Session {
     fn mid_message(&self) -> bool {
         false
     }
+
+    /// Heap bytes the session itself holds for a message not yet answered
+    /// (transform's whole message), counted in the memory budget.
+    fn held_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Declares the closed set of protocol sessions the loop can hold, and
@@ -281,6 +294,9 @@ macro_rules! sessions {
             fn mid_message(&self) -> bool {
                 match self { $(AnySession::$variant(s) => s.mid_message(),)+ }
             }
+            fn held_bytes(&self) -> usize {
+                match self { $(AnySession::$variant(s) => s.held_bytes(),)+ }
+            }
         }
 
         impl AnySession {
@@ -302,6 +318,16 @@ sessions! {
 }
 
 impl AnySession {
+    /// The chat session, if this is one (the loop sets its flood-control
+    /// allowance).
+    #[inline]
+    pub fn chat_mut(&mut self) -> Option<&mut chat::ChatSession> {
+        match self {
+            AnySession::Chat(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A fresh session of `protocol` for a new connection.
     pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
         match protocol {

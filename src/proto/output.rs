@@ -532,6 +532,22 @@ impl Output {
         self.front_sent = 0;
     }
 
+    /// What the queue holds in memory, for the loop's memory budget, in
+    /// constant time: an inline buffer's capacity or a shared message's
+    /// length; for a queue, its bytes (the front's sent part too) plus its
+    /// slots. A shared message counts in full for every receiver holding it
+    /// (an upper bound: it is what closing that receiver can free at most,
+    /// and what `--max-sendq` counts too).
+    #[inline]
+    pub fn charge(&self) -> usize {
+        match &self.store {
+            Store::Empty => 0,
+            Store::Owned(v) => v.capacity(),
+            Store::Shared(rc) => rc.len(),
+            Store::Queue(queue) => self.len + self.front_sent + queue.capacity() * SEGMENT_COST,
+        }
+    }
+
     /// Bytes of heap memory owned by the queue (buffers' capacity), for
     /// memory accounting and tests.
     pub fn heap_bytes(&self) -> usize {

@@ -453,6 +453,14 @@ impl Session for TransformSession {
     fn mid_message(&self) -> bool {
         !matches!(&self.state, State::Header(reader) if reader.is_empty())
     }
+
+    /// The whole message being collected, as allocated.
+    fn held_bytes(&self) -> usize {
+        match &self.state {
+            State::Whole { reply, .. } => reply.capacity(),
+            _ => 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::config::{Protocol, BACKPRESSURE_BYTES};
 use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
+use super::flood::TokenBucket;
 use super::timers::Clock;
 
 #[cfg(feature = "fault-injection")]
@@ -155,6 +156,13 @@ pub struct Conn {
     /// Bytes read from this chat connection in the current wake-up,
     /// against the loop's per-wake-up allowance (the loop resets it).
     pub chat_read: u32,
+    /// What the memory budget last counted for this connection
+    /// (see `server::memory_budget`; 4 bytes, as an idle connection's
+    /// size matters: a connection holding 4 GiB is counted as that).
+    pub charged: u32,
+    /// chat: the flood-control bucket's clock (`server::flood`); its
+    /// tokens are the chat session's line allowance.
+    pub flood_at: u32,
 }
 
 impl Conn {
@@ -187,6 +195,8 @@ impl Conn {
             grace_armed: false,
             kill_pending: false,
             chat_read: 0,
+            charged: 0,
+            flood_at: 0,
         }
     }
 
@@ -216,6 +226,62 @@ impl Conn {
     /// memory accounting).
     pub fn heap_bytes(&self) -> usize {
         self.carry.capacity() + self.output.heap_bytes()
+    }
+
+    /// What this connection's buffers hold, as the memory budget counts it,
+    /// in constant time: carried input, unsent output
+    /// ([`Output::charge`]) and a message the session holds.
+    #[inline]
+    pub fn memory_charge(&self) -> u32 {
+        let bytes = self.carry.capacity() + self.output.charge() + self.session.held_bytes();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the connection is finished and only waits to be removed.
+    pub fn is_dead(&self) -> bool {
+        self.phase == Phase::Dead
+    }
+
+    /// Frees the connection's buffers at once (a connection closed for the
+    /// memory budget: it is dead, nothing more is sent or read).
+    pub fn discard_buffers(&mut self) {
+        self.output = Output::new();
+        self.carry = Vec::new();
+    }
+
+    /// chat: the flood-control bucket: the core's line allowance (the
+    /// tokens) and [`Conn::flood_at`] (its clock). Other protocols: empty.
+    pub fn flood_bucket(&mut self) -> TokenBucket {
+        TokenBucket {
+            tokens: self
+                .session
+                .chat_mut()
+                .and_then(|chat| chat.line_allowance())
+                .unwrap_or(0),
+            credited_at: self.flood_at,
+        }
+    }
+
+    /// chat: stores the bucket back: the core may consume at most
+    /// `bucket.tokens` more complete lines. Other protocols ignore it.
+    pub fn set_flood_bucket(&mut self, bucket: TokenBucket) {
+        self.flood_at = bucket.credited_at;
+        if let Some(chat) = self.session.chat_mut() {
+            chat.set_line_allowance(Some(bucket.tokens));
+        }
+    }
+
+    /// Whether input is carried (read but not yet consumed).
+    pub fn has_carry(&self) -> bool {
+        !self.carry.is_empty()
+    }
+
+    /// Offers the carried input to the session again, without reading:
+    /// lines flood control left unconsumed, now that tokens are back.
+    pub fn feed_carried(&mut self, io: &mut IoCx<'_>) {
+        if self.phase == Phase::Open && !self.carry.is_empty() {
+            self.feed(io, &[]);
+        }
     }
 
     /// Runs `f` on the session with a context; a panic in the core is
@@ -721,7 +787,9 @@ mod tests {
     fn a_connection_stays_small() {
         // A debug build's mio stream also carries the id of its selector
         // (8 bytes with padding); the release build is what runs.
-        let limit = if cfg!(debug_assertions) { 208 } else { 200 };
+        // 8 bytes more since the memory budget and flood control: the
+        // budget's count of this connection and the flood bucket's clock.
+        let limit = if cfg!(debug_assertions) { 216 } else { 208 };
         assert!(std::mem::size_of::<Conn>() <= limit);
         assert_eq!(std::mem::size_of::<super::super::timers::Due>(), 24);
     }

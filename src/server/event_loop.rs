@@ -38,8 +38,10 @@ use crate::proto::{effects, upload, AnySession, CloseReason, Effect, Output, Sha
 
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
+use super::flood::{FloodLimit, TokenBucket};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::memory_budget::MemoryBudget;
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
@@ -149,6 +151,13 @@ pub struct Server {
     /// Chat connections read in this wake-up: their read allowance
     /// ([`Conn::chat_read`]) is reset when it ends.
     chat_readers: Vec<usize>,
+    /// Every client buffer together against `--max-memory`
+    /// (`buffered_bytes` and `limit` are there for the stats listener).
+    pub memory: MemoryBudget,
+    /// Connections to close for the memory budget (kept for reuse).
+    victims: Vec<usize>,
+    /// chat flood control (`--chat-rate`, `--chat-burst`).
+    flood: FloodLimit,
 }
 
 impl Server {
@@ -214,7 +223,6 @@ impl Server {
             conns: Slab::with_capacity(config.max_conns),
             timers: Timers::with_capacity(config.max_conns),
             shared: Shared::new(&config),
-            config,
             clock: Clock::new(),
             signals,
             reserve: ReserveFd::new(),
@@ -229,6 +237,13 @@ impl Server {
             index: ConnIndex::default(),
             slow: Vec::new(),
             chat_readers: Vec::new(),
+            memory: MemoryBudget::new(config.max_memory),
+            victims: Vec::new(),
+            flood: FloodLimit {
+                rate: config.chat_rate,
+                burst: config.chat_burst,
+            },
+            config,
         })
     }
 
@@ -269,6 +284,7 @@ impl Server {
             self.fire_timers();
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
+            self.memory.housekeeping(self.clock.now, self.conns.len());
             if let Some(deadline) = self.shutdown_at {
                 if self.conns.is_empty() {
                     #[cfg(feature = "fault-injection")]
@@ -297,6 +313,7 @@ impl Server {
             self.timers.next_at(),
             self.shutdown_at,
             self.accept_paused_until,
+            self.memory.trim_due_at(),
         ]
         .into_iter()
         .flatten()
@@ -356,6 +373,7 @@ impl Server {
                 max_sendq: self.config.max_sendq,
                 flush_list: &mut self.flush_list,
                 slow: &mut self.slow,
+                memory: &mut self.memory,
             };
             effects::route(&mut self.effects, &self.shared, &mut sink);
             let slow = std::mem::take(&mut self.slow);
@@ -397,8 +415,69 @@ impl Server {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.flush_replies(&self.clock, lent.then_some(&mut self.replies));
             }
+            self.account(key);
         }
         self.queue_flush(key);
+    }
+
+    /// Counts connection `key` in the memory budget again after its turn
+    /// (its deliveries to others were counted as they were queued); if the
+    /// total is over `--max-memory`, closes the biggest holders.
+    #[inline]
+    fn account(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            self.memory.recount(conn);
+        }
+        if self.memory.over() {
+            self.enforce_memory();
+        }
+    }
+
+    /// The total passed `--max-memory`: closes the connections holding the
+    /// most until it is back under 90% (see `server::memory_budget`). Each
+    /// is ended at once, its buffers freed; a chat client's `LEAVE NICK
+    /// memory limit` goes to the others, and if those lines push the total
+    /// over again, the next biggest go too.
+    #[inline(never)]
+    fn enforce_memory(&mut self) {
+        while self.memory.over() {
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            let members = self.shared.chat.room.len();
+            self.memory.pick_biggest(&self.conns, members, &mut victims);
+            if victims.is_empty() {
+                self.victims = victims;
+                return;
+            }
+            for &key in &victims {
+                let now = self.clock.now;
+                let (total, limit) = (self.memory.buffered_bytes, self.memory.limit);
+                let log_it = self.memory.note_closed(now);
+                let (_, conns, mut io) = self.io_parts();
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
+                if log_it {
+                    log::warn!(
+                        "{} #{} from {} holds {} bytes; all client buffers ({total}) passed --max-memory {limit}: closing it",
+                        conn.protocol(),
+                        conn.id,
+                        conn.peer,
+                        conn.charged,
+                    );
+                }
+                conn.reason = Some(CloseReason::MemoryLimit);
+                conn.end_session(&mut io, CloseReason::MemoryLimit);
+                conn.kill();
+                conn.discard_buffers();
+                if let Some(conn) = self.conns.get_mut(key) {
+                    self.memory.recount(conn);
+                }
+                self.queue_flush(key);
+            }
+            self.victims = victims;
+            self.route();
+        }
     }
 
     /// Reads connection `key` within its per-wake-up budget, routing
@@ -414,8 +493,15 @@ impl Server {
     /// for the sender's burst.
     fn pump(&mut self, key: usize) {
         let max_sendq = self.config.max_sendq;
-        let (reads, read_len) = match self.conns.get(key) {
+        let paced = self.flood.enabled();
+        let (reads, read_len, chat) = match self.conns.get(key) {
             Some(conn) if !conn.protocol().is_request_reply() => {
+                if paced && !self.pace(key) {
+                    return;
+                }
+                let Some(conn) = self.conns.get(key) else {
+                    return;
+                };
                 let allowance = chat_read_bytes(max_sendq);
                 let left = allowance.saturating_sub(conn.chat_read as usize);
                 if left == 0 {
@@ -423,14 +509,91 @@ impl Server {
                     self.mark_still_ready(key);
                     return;
                 }
-                (1, left)
+                (1, left, true)
             }
-            _ => (READS_PER_WAKE, SCRATCH_BYTES),
+            _ => (READS_PER_WAKE, SCRATCH_BYTES, false),
         };
+        let more = self.read_turn(key, reads, read_len);
+        if chat && paced && !self.paced(key) {
+            // Out of tokens: the refill deadline reads it again.
+            return;
+        }
+        if more {
+            self.mark_still_ready(key);
+        }
+    }
+
+    /// Chat flood control before a read: credits the client's tokens and
+    /// lets the core consume that many lines, first from the input carried
+    /// since flood control last stopped it. Returns whether to read the
+    /// socket now; if not, the refill deadline is armed.
+    #[inline(never)]
+    fn pace(&mut self, key: usize) -> bool {
+        let (limit, now, max_sendq) = (self.flood, self.clock.now, self.config.max_sendq);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open {
+            return true;
+        }
+        let mut bucket = conn.flood_bucket();
+        bucket.refill(limit, now);
+        conn.set_flood_bucket(bucket);
+        if bucket.tokens == 0 {
+            // Waiting for the deadline armed when the last token went.
+            return false;
+        }
+        if !conn.has_carry() {
+            return true;
+        }
+        let (_, conns, mut io) = self.io_parts();
+        if let Some(conn) = conns.get_mut(key) {
+            conn.feed_carried(&mut io);
+            if conn.sendq() > max_sendq && !conn.kill_pending {
+                conn.kill_pending = true;
+                self.slow.push(key);
+            }
+        }
+        self.route();
+        self.paced(key)
+    }
+
+    /// Chat flood control after the core consumed lines (each took one of
+    /// the tokens it was allowed). Returns whether any are left; if none,
+    /// arms the refill deadline: once per time the tokens run out, as
+    /// only consuming lines spends them (a deadline left over from an
+    /// earlier time only reads the client once more, harmlessly).
+    fn paced(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open || conn.flood_bucket().tokens > 0 {
+            return true;
+        }
+        self.arm_refill(key);
+        false
+    }
+
+    /// Arms the deadline at which the chat client `key` earns its next
+    /// token and is read again.
+    fn arm_refill(&mut self, key: usize) {
+        let limit = self.flood;
+        if let Some(conn) = self.conns.get_mut(key) {
+            let at = conn.flood_bucket().next_token_at(limit, self.clock.now);
+            self.timers.arm(at, key, conn.id, TimerKind::ChatRefill);
+        }
+    }
+
+    /// Up to `reads` reads of `read_len` bytes at most from connection
+    /// `key`, routing deliveries after each. Returns whether the socket may
+    /// hold more (the read budget ran out first).
+    #[inline(always)]
+    fn read_turn(&mut self, key: usize, reads: usize, read_len: usize) -> bool {
+        let max_sendq = self.config.max_sendq;
         for _ in 0..reads {
             let (scratch, conns, mut io) = self.io_parts();
             let Some(conn) = conns.get_mut(key) else {
-                return;
+                return false;
             };
             let len = read_len.min(scratch.len());
             let (scratch, _) = scratch.split_at_mut(len);
@@ -450,10 +613,10 @@ impl Server {
             match step {
                 ReadStep::More => {}
                 ReadStep::Stop(ReadStop::Budget) => break,
-                ReadStep::Stop(_) => return,
+                ReadStep::Stop(_) => return false,
             }
         }
-        self.mark_still_ready(key);
+        true
     }
 
     fn queue_flush(&mut self, key: usize) {
@@ -491,6 +654,7 @@ impl Server {
                 conn.still_ready = false;
             }
             self.pump(key);
+            self.account(key);
             self.queue_flush(key);
         }
         self.still_ready.drain(..listed);
@@ -605,6 +769,9 @@ impl Server {
         let key = entry.key();
         let session = AnySession::new(protocol, &mut self.shared);
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
+        if protocol == Protocol::Chat && self.flood.enabled() {
+            conn.set_flood_bucket(TokenBucket::full(self.flood, self.clock.now));
+        }
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
             return;
@@ -619,6 +786,7 @@ impl Server {
             conn.open_session(&mut io);
         }
         self.route();
+        self.account(key);
         self.queue_flush(key);
         if let Some(idle) = self.config.idle_timeout {
             self.timers
@@ -653,6 +821,10 @@ impl Server {
                         }
                         self.route();
                     }
+                }
+                TimerKind::ChatRefill => {
+                    self.pump(due.key());
+                    self.account(due.key());
                 }
                 TimerKind::CloseGrace => {
                     log::debug!(
@@ -775,6 +947,7 @@ impl Server {
             conn.flush(&self.clock);
         }
         let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+        self.memory.recount(conn);
         match conn.phase {
             Phase::Dead => return self.close(key),
             Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
@@ -802,6 +975,7 @@ impl Server {
         conn.end_session(&mut io, reason);
         self.route();
         let conn = self.conns.remove(key);
+        self.memory.forget(&conn);
         self.index.remove(conn.id);
         if self.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;

@@ -19,6 +19,7 @@ use slab::Slab;
 use crate::proto::Deliver;
 
 use super::conn::Conn;
+use super::memory_budget::MemoryBudget;
 
 /// A hasher for connection ids, which are already unique small integers:
 /// one multiply spreads them over the table (no SipHash per delivery).
@@ -74,6 +75,8 @@ pub struct SlabSink<'a> {
     pub flush_list: &'a mut Vec<usize>,
     /// Receivers that just became slow consumers.
     pub slow: &'a mut Vec<usize>,
+    /// The memory budget: each delivery is counted as it is queued.
+    pub memory: &'a mut MemoryBudget,
 }
 
 impl Deliver for SlabSink<'_> {
@@ -87,6 +90,7 @@ impl Deliver for SlabSink<'_> {
         if !conn.deliver(msg) {
             return;
         }
+        self.memory.recount(conn);
         if !conn.queued {
             conn.queued = true;
             self.flush_list.push(key);

@@ -248,6 +248,11 @@ enum State {
 pub struct ChatSession {
     state: State,
     lines: LineFramer,
+    /// Flood control: complete lines `on_input` may still consume, or
+    /// `None` for no limit. The loop sets it from the client's token
+    /// bucket (`server::flood`); lines past it are left unconsumed, so the
+    /// loop carries them and reads the client no faster.
+    lines_left: Option<u32>,
 }
 
 impl ChatSession {
@@ -257,6 +262,26 @@ impl ChatSession {
         ChatSession {
             state: State::Fresh,
             lines: LineFramer::new(max_line),
+            lines_left: None,
+        }
+    }
+
+    /// Lets `on_input` consume at most `lines` more complete lines (`None`:
+    /// no limit), for flood control. A line too long counts as one.
+    pub fn set_line_allowance(&mut self, lines: Option<u32>) {
+        self.lines_left = lines;
+    }
+
+    /// Lines `on_input` may still consume (`None`: no limit).
+    pub fn line_allowance(&self) -> Option<u32> {
+        self.lines_left
+    }
+
+    /// One line consumed: one less allowed.
+    #[inline(always)]
+    fn take_line(&mut self) {
+        if let Some(left) = &mut self.lines_left {
+            *left = left.saturating_sub(1);
         }
     }
 
@@ -402,19 +427,29 @@ impl Session for ChatSession {
         }
     }
 
-    /// Consumes every complete line; leaves at most `--max-line` + 1 bytes
-    /// of an incomplete one. After `/quit`, consumes and ignores the rest.
+    /// Consumes every complete line (up to the flood-control allowance, see
+    /// [`ChatSession::set_line_allowance`]); leaves at most `--max-line` + 1
+    /// bytes of an incomplete one. After `/quit`, consumes and ignores the
+    /// rest.
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         if self.state == State::Fresh {
             self.join(cx);
         }
         let mut at = 0;
         while self.state == State::Joined {
+            if self.lines_left == Some(0) {
+                // Flood control: the rest waits, unconsumed.
+                return at;
+            }
             let (frame, used) = self.lines.decode(input.get(at..).unwrap_or_default());
             at += used;
             match frame {
-                Frame::Line(line) => self.on_line(line, cx),
+                Frame::Line(line) => {
+                    self.take_line();
+                    self.on_line(line, cx)
+                }
                 Frame::TooLong => {
+                    self.take_line();
                     put_line(cx, &[b"ERR ", ChatError::LineTooLong.reason().as_bytes()])
                 }
                 Frame::NeedMore => return at,
@@ -447,7 +482,7 @@ impl Session for ChatSession {
         }
         match reason {
             CloseReason::Shutdown => self.on_shutdown(cx),
-            CloseReason::IdleTimeout | CloseReason::SendqExceeded => {
+            CloseReason::IdleTimeout | CloseReason::SendqExceeded | CloseReason::MemoryLimit => {
                 put_line(cx, &[b"BYE ", reason.as_str().as_bytes()]);
                 self.leave(cx, Leave::Because(reason.as_str()));
             }
