@@ -44,7 +44,7 @@ if (($#)); then
     done
 else
     NAMES=(onepoll c-epoll tokio-tuned)
-    CMDS=("target/release/onepoll -q -b 127.0.0.1"
+    CMDS=("target/release/onepoll -q -b 127.0.0.1 --chat-rate 0"
         "/tmp/onepoll-c -q -b 127.0.0.1"
         "/tmp/peer-target/release/onepoll-tokio-tuned -q -b 127.0.0.1")
 fi

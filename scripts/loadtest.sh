@@ -34,7 +34,7 @@ while (($#)); do
         *) log "unknown option $1 (see --help)"; exit 2 ;;
     esac
 done
-CMD=${*:-target/release/onepoll -q -b 127.0.0.1}
+CMD=${*:-target/release/onepoll -q -b 127.0.0.1 --chat-rate 0}
 LABEL=$(basename "${CMD%% *}")
 BENCH=target/release/onepoll-bench
 OUT=${OUT:-target/loadtest/$(date +%Y%m%d-%H%M%S)}
