@@ -147,11 +147,12 @@ impl<'a> Cx<'a> {
     }
 
     /// Asks the loop to deliver `msg` to connection `to`, if it is still
-    /// open. A message to this very connection is queued on [`Cx::out`] at
-    /// once, so it keeps its place among this call's replies.
+    /// open. A message to this very connection is copied into [`Cx::out`]
+    /// at once, so it keeps its place among this call's replies (a copy:
+    /// it is this connection's alone, and counted as such).
     pub fn send_to(&mut self, to: u64, msg: Rc<[u8]>) {
         if to == self.conn_id {
-            self.out.put_shared(msg);
+            self.out.put(&msg);
         } else {
             self.effects.push(Effect::SendTo { to, msg });
         }

@@ -435,9 +435,10 @@ impl Server {
 
     /// The total passed `--max-memory`: closes the connections holding the
     /// most until it is back under 90% (see `server::memory_budget`). Each
-    /// is ended at once, its buffers freed; a chat client's `LEAVE NICK
-    /// memory limit` goes to the others, and if those lines push the total
-    /// over again, the next biggest go too.
+    /// is ended at once, its buffers freed; the `LEAVE NICK memory limit`
+    /// lines of the chat clients closed together go to the others as one
+    /// message (one queue slot each, not one per client closed), and if
+    /// they push the total over again, the next biggest go too.
     #[inline(never)]
     fn enforce_memory(&mut self) {
         while self.memory.over() {
@@ -474,6 +475,16 @@ impl Server {
                     self.memory.recount(conn);
                 }
                 self.queue_flush(key);
+            }
+            // Every one of them is dead, so none receives the others'
+            // LEAVE: one `except` for all lets routing join them.
+            if let Some(first) = victims.first().and_then(|&k| self.conns.get(k)) {
+                let id = first.id;
+                for effect in &mut self.effects {
+                    if let Effect::Broadcast { except, .. } = effect {
+                        *except = id;
+                    }
+                }
             }
             self.victims = victims;
             self.route();

@@ -81,13 +81,25 @@ pub struct SlabSink<'a> {
 
 impl Deliver for SlabSink<'_> {
     fn deliver(&mut self, to: u64, msg: &Rc<[u8]>) {
+        self.push(to, msg, false);
+    }
+
+    fn deliver_private(&mut self, to: u64, msg: &Rc<[u8]>) {
+        self.push(to, msg, true);
+    }
+}
+
+impl SlabSink<'_> {
+    /// Queues `msg` on `to`: shared, or copied if `private`.
+    #[inline(always)]
+    fn push(&mut self, to: u64, msg: &Rc<[u8]>, private: bool) {
         let Some(key) = self.index.key(to) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !conn.deliver(msg) {
+        if !conn.deliver(msg, private) {
             return;
         }
         self.memory.recount(conn);
