@@ -6,11 +6,12 @@ bystander's round trips while it runs.
 
   scripts/memory_attack.py cmd  HOST:PORT PID [--conns 5000] [--bytes 1000000] [--secs 20]
       N cmd connections each pipelining BYTES of `ECHO <1000 x>` and never
-      reading; the bystander sends `ECHO x` every 10 ms on its own
-      connection.
+      reading; the bystander sends `ECHO x` every 10 ms (--every) on its
+      own connection.
   scripts/memory_attack.py chat HOST:PORT PID [--conns 10000] [--secs 20]
       N chat connections that join, send nothing and never read (so every
-      JOIN goes to everyone); the bystander sends `/help` every 10 ms.
+      JOIN goes to everyone); the bystander sends `/help` every 200 ms
+      (within the default --chat-rate of 10 lines/s).
 
 --rcvbuf B sets each attacking socket's receive buffer before it connects
 (small: the kernel holds less of what the server sends, so the server's
@@ -34,9 +35,10 @@ def rss_kib(pid):
 
 
 class Bystander:
-    """A well-behaved client: one request every 10 ms, round trips kept."""
+    """A well-behaved client: one request every `every` s, round trips kept."""
 
-    def __init__(self, addr, proto):
+    def __init__(self, addr, proto, every):
+        self.every = every
         self.sock = socket.create_connection(addr)
         self.sock.setblocking(False)
         self.proto = proto
@@ -61,14 +63,15 @@ class Bystander:
             self.buf += data
         except BlockingIOError:
             pass
-        while b"\n" in self.buf:
-            line, self.buf = self.buf.split(b"\n", 1)
+        lines = self.buf.split(b"\n")
+        self.buf = lines.pop()
+        for line in lines:
             if self.sent_at is not None and line.startswith(self.want):
                 if not self.greeting:
                     self.rtts.append(now - self.sent_at)
                 self.greeting = False
                 self.sent_at = None
-                self.next_at = now + 0.010
+                self.next_at = now + self.every
         if self.sent_at is None and now >= self.next_at:
             if self.proto == "cmd":
                 self.sock.sendall(b"ECHO x\n")
@@ -108,6 +111,7 @@ def main():
     ap.add_argument("--bytes", type=int, default=1_000_000)
     ap.add_argument("--secs", type=float, default=20)
     ap.add_argument("--rcvbuf", type=int, default=0)
+    ap.add_argument("--every", type=int, default=0, help="bystander period, ms")
     a = ap.parse_args()
     host, port = a.addr.rsplit(":", 1)
     addr = (host, int(port))
@@ -115,9 +119,11 @@ def main():
 
     idle = rss_kib(a.pid)
     print(f"idle RSS {idle / 1024:.1f} MiB", flush=True)
+    # A chat bystander within the default flood control (10 lines/s).
+    every = (a.every or (10 if a.attack == "cmd" else 200)) / 1000
     report = multiprocessing.Queue()
     by = multiprocessing.Process(
-        target=lambda: Bystander(addr, a.attack).run(a.secs, report), daemon=True)
+        target=lambda: Bystander(addr, a.attack, every).run(a.secs, report), daemon=True)
     by.start()
 
     line = b"ECHO " + b"x" * 1000 + b"\n"

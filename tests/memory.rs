@@ -159,17 +159,15 @@ fn cmd_pipelining_without_reading_is_cut_at_the_budget_and_others_are_served() {
 
 #[test]
 fn chat_receivers_that_never_read_are_closed_biggest_first_with_leave_memory_limit() {
-    const SILENT: usize = 12;
-    const LINES: usize = 100;
+    const SILENT: usize = 6;
+    const ROUNDS: usize = 1500;
     // Not slow consumers: --max-sendq is far above what they hold.
     let server = Server::start(&[
         "chat=0",
         "--chat-rate",
         "0",
         "--max-memory",
-        "8000000",
-        "--max-line",
-        "70000",
+        "3000000",
         "--max-sendq",
         "100000000",
     ]);
@@ -177,14 +175,14 @@ fn chat_receivers_that_never_read_are_closed_biggest_first_with_leave_memory_lim
     let bystander = server.connect("chat");
     let mut bystander = Lines::new(bystander);
     assert_eq!(bystander.line(), "WELCOME guest1");
-    // Silent members: they join and never read (nicks guest2..).
+    // Silent members: they join and never read (guest2..guest7).
     let silent: Vec<TcpStream> = (0..SILENT).map(|_| connect_small(addr, 4096)).collect();
     let talker = server.connect("chat");
     let mut talker_out = talker.try_clone().unwrap();
     let mut talker_in = Lines::new(talker);
     let talker_nick = talker_in.line().replace("WELCOME ", "");
-    // The bystander reads everything: every MSG once, in order, and the
-    // LEAVEs of the members closed for the budget.
+    // The bystander reads everything: every numbered MSG once, in order,
+    // and the LEAVEs of the members closed for the budget.
     let reader = thread::spawn(move || {
         let prefix = format!("MSG {talker_nick} ");
         let (mut next, mut leaves) = (0usize, Vec::new());
@@ -202,21 +200,28 @@ fn chat_receivers_that_never_read_are_closed_biggest_first_with_leave_memory_lim
             }
         }
     });
-    // 100 lines of 60 KB: loopback's kernel buffers take up to 4 MB for
-    // each silent member, the server queues the other 2 MB or more: 24 MB
-    // or more in all (each receiver's share of a message counted), against
-    // an 8 MB budget.
+    // 6 MB of private messages for each silent member (a private message
+    // is that member's alone, charged in full): loopback's kernel buffers
+    // take up to 4 MB each, the server queues the rest, 12 MB or more in
+    // all against a 3 MB budget. A numbered line to the room now and then.
     let mut wire = Vec::new();
-    for i in 0..LINES {
-        wire.extend_from_slice(format!("{i:06} ").as_bytes());
-        wire.resize(wire.len() + 60_000, b'.');
-        wire.push(b'\n');
+    let text = ".".repeat(4000);
+    let mut numbered = 0;
+    for round in 0..ROUNDS {
+        for member in 2..2 + SILENT {
+            wire.extend_from_slice(format!("/msg guest{member} {round:06} {text}\n").as_bytes());
+        }
+        if round % 100 == 0 {
+            wire.extend_from_slice(format!("{numbered:06} hello\n").as_bytes());
+            numbered += 1;
+        }
     }
     wire.extend_from_slice(b"end\n/who\n");
     talker_out.write_all(&wire).unwrap();
     let (got, leaves) = reader.join().expect("bystander");
-    assert_eq!(got, LINES, "the bystander got every line");
-    // The talker hears the LEAVEs too, then its /who.
+    assert_eq!(got, numbered, "the bystander got every line");
+    // The talker hears the LEAVEs too, and an OK per private message
+    // (or `ERR no such nick` once its receiver is gone), then its /who.
     let who = loop {
         let line = talker_in.line();
         if line.starts_with("WHO ") {
@@ -237,7 +242,7 @@ fn chat_receivers_that_never_read_are_closed_biggest_first_with_leave_memory_lim
             "{nick} closed and still in {who}"
         );
     }
-    server.wait_for_log("passed --max-memory 8000000");
+    server.wait_for_log("passed --max-memory 3000000");
     drop(silent);
 }
 

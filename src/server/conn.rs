@@ -54,6 +54,10 @@ mod seam {
 /// the end of the wake-up (large streamed replies).
 const FLUSH_EARLY_BYTES: usize = 64 * 1024;
 
+/// Carried input capacity kept while the carry holds little (see
+/// `Conn::feed`).
+const CARRY_KEEP: usize = 64 * 1024;
+
 /// Reads one connection may do per wake-up before others get their turn.
 pub const READS_PER_WAKE: usize = 32;
 
@@ -237,6 +241,22 @@ impl Conn {
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 
+    /// How much this connection holds that would not go anyway, to rank
+    /// it among the biggest holders: its carried input and held message,
+    /// and, if its socket is full (the peer is not reading, or not fast
+    /// enough), its unsent output as `--max-sendq` counts it (bytes and
+    /// slots queued: what it has not read, not the capacity a past burst
+    /// left). A socket with room gets its output at the end of this
+    /// wake-up.
+    pub fn lasting_charge(&self) -> usize {
+        let own = self.carry.capacity() + self.session.held_bytes();
+        if self.write_blocked {
+            own + self.output.footprint()
+        } else {
+            own
+        }
+    }
+
     /// Whether the connection is finished and only waits to be removed.
     pub fn is_dead(&self) -> bool {
         self.phase == Phase::Dead
@@ -370,6 +390,12 @@ impl Conn {
                 carry.drain(..used);
                 if carry.is_empty() {
                     *carry = Vec::new();
+                } else if carry.capacity() > CARRY_KEEP && carry.len() <= CARRY_KEEP / 4 {
+                    // A sender streaming lines always ends a read mid-line:
+                    // the carry never empties, and would keep the capacity
+                    // of the largest read appended to it (256 KiB or more,
+                    // charged to the memory budget) for a few bytes.
+                    carry.shrink_to(CARRY_KEEP / 4);
                 }
             }
         });

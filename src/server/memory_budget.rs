@@ -30,12 +30,15 @@
 //! and charged in full, as are replies and carried input.
 //!
 //! **Closing.** Only when the total is over: one pass over the connections
-//! collects their charges, sorted largest first, and closes from the top
-//! until the projected total is under 90% of the limit. The `LEAVE NICK
+//! collects what each holds that would not go anyway
+//! ([`Conn::lasting_charge`]: unsent output counts only where the socket is
+//! full, since a client that reads gets its queue written at the end of
+//! this wake-up), sorted largest first, and closes from the top until the
+//! projected total is under 90% of the limit. So in a storm of deliveries
+//! a member that reads is not taken for one that does not. The `LEAVE NICK
 //! memory limit` lines of the chat clients closed together go out as one
 //! message, one queue slot for each remaining member, which the projection
-//! counts. Closing is logged one line
-//! per connection, at most [`LOG_LINES_PER_SECOND`] a second; the rest are
+//! counts. Closing is logged one line per connection, at most [`LOG_LINES_PER_SECOND`] a second; the rest are
 //! counted into one line per second.
 //!
 //! **Giving memory back.** glibc keeps freed memory in its arenas. After a
@@ -75,8 +78,9 @@ pub struct MemoryBudget {
     pub closed_total: u64,
     /// Where closing stops: 90% of the limit.
     low_water: usize,
-    /// Charges of the connections, gathered when over (kept for reuse).
-    holders: Vec<(usize, usize, bool)>,
+    /// What the connections hold (lasting, charged), their keys and
+    /// whether they are chat clients, gathered when over (kept for reuse).
+    holders: Vec<(usize, usize, usize, bool)>,
     /// Start of the current logging second (loop ms).
     log_window: u64,
     /// Closing lines logged in the current second.
@@ -149,13 +153,16 @@ impl MemoryBudget {
             conns
                 .iter()
                 .filter(|(_, c)| c.charged > 0 && !c.is_dead() && !c.kill_pending)
-                .map(|(key, c)| (c.charged as usize, key, c.protocol() == Protocol::Chat)),
+                .map(|(key, c)| {
+                    let chat = c.protocol() == Protocol::Chat;
+                    (c.lasting_charge(), c.charged as usize, key, chat)
+                }),
         );
         self.holders
             .sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
         let mut freed = 0usize;
         let mut chat_closed = 0usize;
-        for &(charge, key, chat) in &self.holders {
+        for &(_, charge, key, chat) in &self.holders {
             let leaves = if chat_closed > 0 {
                 chat_members.saturating_sub(chat_closed) * SEGMENT_COST
             } else {
