@@ -94,6 +94,8 @@ pub struct MemoryBudget {
     last_trim: Option<u64>,
     /// A trim is wanted but waits for [`TRIM_INTERVAL_MS`].
     trim_pending: bool,
+    /// When to log the total next (debug level, once a second).
+    next_report: u64,
 }
 
 impl MemoryBudget {
@@ -112,6 +114,7 @@ impl MemoryBudget {
             high_conns: 0,
             last_trim: None,
             trim_pending: false,
+            next_report: 0,
         }
     }
 
@@ -217,6 +220,14 @@ impl MemoryBudget {
     pub fn housekeeping(&mut self, now: u64, conns: usize) {
         if self.unlogged > 0 {
             self.roll_log_window(now);
+        }
+        if log::log_enabled!(log::Level::Debug) && now >= self.next_report {
+            self.next_report = now + 1000;
+            log::debug!(
+                "client buffers: {} bytes in {conns} connection(s), limit {}",
+                self.buffered_bytes,
+                self.limit
+            );
         }
         self.high_bytes = self.high_bytes.max(self.buffered_bytes);
         self.high_conns = self.high_conns.max(conns);
