@@ -850,4 +850,28 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(out.segment_count(), 0);
     }
+
+    #[test]
+    fn the_charge_counts_owned_bytes_and_slots_not_shared_text() {
+        let mut out = Output::new();
+        let line: Rc<[u8]> = Rc::from(&b"MSG a 0123456789\n"[..]);
+        out.put_shared(Rc::clone(&line));
+        assert_eq!(out.charge(), 0, "one inline shared message");
+        out.put_shared(Rc::clone(&line));
+        out.put(b"OK\n");
+        let slots = match &out.store {
+            Store::Queue(q) => q.capacity() * SEGMENT_COST,
+            _ => unreachable!(),
+        };
+        assert_eq!(out.charge(), 3 + slots, "the owned reply and the slots");
+        // Part of the first shared message goes: still not charged.
+        out.consume(4);
+        assert_eq!(out.charge(), 3 + slots);
+        // Both shared messages go: the owned reply is left.
+        out.consume(2 * line.len() - 4);
+        assert_eq!(out.shared, 0);
+        out.consume(3);
+        assert!(out.is_empty());
+        assert_eq!(out.charge(), out.heap_bytes());
+    }
 }
