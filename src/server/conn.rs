@@ -157,16 +157,10 @@ pub struct Conn {
     pub grace_armed: bool,
     /// Marked as a slow consumer: the loop ends it after routing.
     pub kill_pending: bool,
-    /// Bytes read from this chat connection in the current wake-up,
-    /// against the loop's per-wake-up allowance (the loop resets it).
-    pub chat_read: u32,
     /// What the memory budget last counted for this connection
     /// (see `server::memory_budget`; 4 bytes, as an idle connection's
     /// size matters: a connection holding 4 GiB is counted as that).
     pub charged: u32,
-    /// chat: the flood-control bucket's clock (`server::flood`); its
-    /// tokens are the chat session's line allowance.
-    pub flood_at: u32,
 }
 
 impl Conn {
@@ -198,9 +192,7 @@ impl Conn {
             still_ready: false,
             grace_armed: false,
             kill_pending: false,
-            chat_read: 0,
             charged: 0,
-            flood_at: 0,
         }
     }
 
@@ -270,24 +262,40 @@ impl Conn {
     }
 
     /// chat: the flood-control bucket: the core's line allowance (the
-    /// tokens) and [`Conn::flood_at`] (its clock). Other protocols: empty.
+    /// tokens) and its clock, both kept in the chat session. Other
+    /// protocols: empty.
     pub fn flood_bucket(&mut self) -> TokenBucket {
-        TokenBucket {
-            tokens: self
-                .session
-                .chat_mut()
-                .and_then(|chat| chat.line_allowance())
-                .unwrap_or(0),
-            credited_at: self.flood_at,
+        match self.session.chat_mut() {
+            Some(chat) => TokenBucket {
+                tokens: chat.line_allowance().unwrap_or(0),
+                credited_at: chat.flood_clock,
+            },
+            None => TokenBucket::default(),
         }
     }
 
     /// chat: stores the bucket back: the core may consume at most
     /// `bucket.tokens` more complete lines. Other protocols ignore it.
     pub fn set_flood_bucket(&mut self, bucket: TokenBucket) {
-        self.flood_at = bucket.credited_at;
         if let Some(chat) = self.session.chat_mut() {
+            chat.flood_clock = bucket.credited_at;
             chat.set_line_allowance(Some(bucket.tokens));
+        }
+    }
+
+    /// chat: bytes read in the current wake-up, against the loop's
+    /// per-wake-up allowance (0 for other protocols).
+    #[inline]
+    pub fn chat_read(&mut self) -> u32 {
+        self.session
+            .chat_mut()
+            .map_or(0, |chat| chat.read_this_wake)
+    }
+
+    /// chat: a new wake-up, the whole read allowance back.
+    pub fn reset_chat_read(&mut self) {
+        if let Some(chat) = self.session.chat_mut() {
+            chat.read_this_wake = 0;
         }
     }
 
@@ -433,9 +441,9 @@ impl Conn {
             }
         };
         self.last_active = io.clock.now;
-        if !self.protocol().is_request_reply() {
-            self.chat_read = self
-                .chat_read
+        if let Some(chat) = self.session.chat_mut() {
+            chat.read_this_wake = chat
+                .read_this_wake
                 .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         }
         if n == 0 {
@@ -819,10 +827,10 @@ mod tests {
     fn a_connection_stays_small() {
         // A debug build's mio stream also carries the id of its selector
         // (8 bytes with padding); the release build is what runs.
-        // 16 bytes more since the memory budget and flood control: the
-        // budget's count of this connection, the flood bucket's clock, and
-        // the output's count of its shared bytes.
-        let limit = if cfg!(debug_assertions) { 224 } else { 216 };
+        // 8 bytes more since the memory budget: the budget's count of this
+        // connection and the output's count of its shared bytes (a chat
+        // connection's flood-control clock is in its session).
+        let limit = if cfg!(debug_assertions) { 216 } else { 208 };
         assert!(std::mem::size_of::<Conn>() <= limit);
         assert_eq!(std::mem::size_of::<super::super::timers::Due>(), 24);
     }

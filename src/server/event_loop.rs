@@ -510,11 +510,11 @@ impl Server {
                 if paced && !self.pace(key) {
                     return;
                 }
-                let Some(conn) = self.conns.get(key) else {
+                let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
                 let allowance = chat_read_bytes(max_sendq);
-                let left = allowance.saturating_sub(conn.chat_read as usize);
+                let left = allowance.saturating_sub(conn.chat_read() as usize);
                 if left == 0 {
                     // Spent in this wake-up: read on in the next.
                     self.mark_still_ready(key);
@@ -608,9 +608,9 @@ impl Server {
             };
             let len = read_len.min(scratch.len());
             let (scratch, _) = scratch.split_at_mut(len);
-            let read_before = conn.chat_read;
+            let read_before = conn.chat_read();
             let step = conn.read_once(scratch, &mut io);
-            let first_read = read_before == 0 && conn.chat_read > 0;
+            let first_read = read_before == 0 && conn.chat_read() > 0;
             if !conn.protocol().is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending
             {
                 // Its own replies (a client that asks and never reads).
@@ -943,7 +943,7 @@ impl Server {
     fn reset_chat_allowances(&mut self) {
         for key in self.chat_readers.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.chat_read = 0;
+                conn.reset_chat_read();
             }
         }
     }
