@@ -54,7 +54,7 @@ else
         log "no peers ${PEERS:+at $PEERS }(set PEERS=DIR to compare with them): running onepoll alone, as --only-onepoll does"
         ALONE=1
     fi
-    NAMES=(onepoll) CMDS=("$RELEASE/onepoll -q -b 127.0.0.1")
+    NAMES=(onepoll) CMDS=("$RELEASE/onepoll -q -b 127.0.0.1 --chat-rate 0")
     if ((!ALONE)); then
         NAMES+=(c-epoll tokio-tuned)
         CMDS+=("/tmp/onepoll-c -q -b 127.0.0.1"

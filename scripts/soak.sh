@@ -93,7 +93,7 @@ FLOOD_CONNS=$((NOFILE / 16 < 400 ? NOFILE / 16 : 400))
 
 BASE=$(pick_base_port)
 # -q: warnings and errors only (a line per connection would be gigabytes).
-start_server "env $MALLOC_ENV $SERVER -q -b 127.0.0.1 -d $UPLOAD_DIR" "$BASE" "${PROTOCOLS[@]}" \
+start_server "env $MALLOC_ENV $SERVER -q -b 127.0.0.1 --chat-rate 0 -d $UPLOAD_DIR" "$BASE" "${PROTOCOLS[@]}" \
     || { log "onepoll did not start (see $SERVER_LOG)"; exit 1; }
 PID=$SERVER_PID
 for p in "${PROTOCOLS[@]}"; do

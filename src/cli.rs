@@ -15,8 +15,8 @@ use crate::server::admission;
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    /// Run the server.
-    Run(Config),
+    /// Run the server (boxed: a config is large beside the other cases).
+    Run(Box<Config>),
     /// Print the help text and exit 0.
     Help,
     /// Print the version and exit 0.
@@ -172,6 +172,24 @@ fn options() -> Options {
         "addresses the per-address limits skip, or none (default 127.0.0.0/8,::1/128)",
         "CIDR,..",
     );
+    o.optopt(
+        "",
+        "max-memory",
+        "every client buffer together; past it the biggest are closed (default 268435456)",
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "chat-rate",
+        "chat: lines per second read from one client; 0 = no limit (default 10)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "chat-burst",
+        "chat: lines a client may send at once before --chat-rate applies (default 20)",
+        "N",
+    );
     o.optflagmulti("v", "verbose", "more log detail (twice: trace)");
     o.optflag("q", "quiet", "log warnings and errors only");
     o.optflag("", "help", "print this help and exit");
@@ -253,6 +271,9 @@ fn option_name(long: &str) -> &'static str {
         "conn-rate-per-ip" => "--conn-rate-per-ip",
         "exempt" => "--exempt",
         "max-files" => "--max-files",
+        "max-memory" => "--max-memory",
+        "chat-rate" => "--chat-rate",
+        "chat-burst" => "--chat-burst",
         _ => "option",
     }
 }
@@ -396,6 +417,17 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     if let Some(n) = positive(max_files, "max-files", || "0".into())? {
         config.max_files = n;
     }
+    let max_memory = number::<usize>(&m, "max-memory", COUNT)?;
+    if let Some(n) = positive(max_memory, "max-memory", || "0".into())? {
+        config.max_memory = n;
+    }
+    if let Some(n) = number::<u32>(&m, "chat-rate", COUNT)? {
+        config.chat_rate = n;
+    }
+    let chat_burst = number::<u32>(&m, "chat-burst", COUNT)?;
+    if let Some(n) = positive(chat_burst, "chat-burst", || "0".into())? {
+        config.chat_burst = n;
+    }
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
         (0, true) => log::LevelFilter::Warn,
@@ -447,7 +479,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
             .map(|(p, port)| (p, port.unwrap_or_else(|| p.default_port())))
             .collect();
     }
-    Ok(Command::Run(config))
+    Ok(Command::Run(Box::new(config)))
 }
 
 #[cfg(test)]
@@ -456,7 +488,7 @@ mod tests {
 
     fn config(args: &[&str]) -> Config {
         match parse(args) {
-            Ok(Command::Run(c)) => c,
+            Ok(Command::Run(c)) => *c,
             other => panic!("{args:?} gave {other:?}"),
         }
     }
@@ -655,6 +687,34 @@ mod tests {
         }
         for option in ["--max-conns-per-ip", "--conn-rate-per-ip", "--exempt"] {
             assert!(usage().contains(option), "{option}");
+        }
+    }
+
+    #[test]
+    fn memory_and_flood_options_have_the_spec_defaults() {
+        let c = config(&[]);
+        assert_eq!(c.max_memory, 268_435_456);
+        assert_eq!(c.max_buffer, 134_217_728);
+        assert_eq!((c.chat_rate, c.chat_burst), (10, 20));
+        let c = config(&[
+            "--max-memory",
+            "4000000",
+            "--chat-rate",
+            "0",
+            "--chat-burst",
+            "5",
+        ]);
+        assert_eq!(c.max_memory, 4_000_000);
+        assert_eq!((c.chat_rate, c.chat_burst), (0, 5));
+        for bad in [
+            ["--max-memory", "0"],
+            ["--chat-burst", "0"],
+            ["--chat-rate", "-1"],
+        ] {
+            assert!(
+                matches!(error(&bad), UsageError::BadValue { .. }),
+                "{bad:?}"
+            );
         }
     }
 }

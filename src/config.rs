@@ -223,6 +223,15 @@ pub struct Config {
     /// Listeners bound to their own address instead of [`Config::bind`]
     /// (`PROTOCOL=ADDR:PORT`, `[ADDR]:PORT` for IPv6). Empty by default.
     pub bind_for: Vec<(Protocol, IpAddr)>,
+    /// Every client buffer together (unsent output, carried input,
+    /// transform messages held): past it, the biggest holders are closed
+    /// (spec section 5, `server::memory_budget`).
+    pub max_memory: usize,
+    /// chat: lines per second read from one client; 0 = no limit
+    /// (`server::flood`).
+    pub chat_rate: u32,
+    /// chat: lines a client may send at once before `chat_rate` applies.
+    pub chat_burst: u32,
 }
 
 impl Default for Config {
@@ -250,6 +259,9 @@ impl Default for Config {
             transform_table: crate::proto::transform::Table::Y2021,
             max_files: 100_000,
             bind_for: Vec::new(),
+            max_memory: 256 * 1024 * 1024,
+            chat_rate: 10,
+            chat_burst: 20,
         }
     }
 }

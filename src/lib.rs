@@ -18,6 +18,7 @@
 //!   place that does I/O, and it routes what the cores ask for.
 //! - [`config`] and [`cli`] — every limit in one struct, and the command
 //!   line that fills it.
+//! - [`sys`] — the few C library calls that need `unsafe`.
 //! - [`client`] — the client side of each protocol, used by
 //!   `onepoll-client`.
 //! - [`bench`](mod@bench) — the load generator `onepoll-bench`: one mio loop driving
@@ -56,8 +57,9 @@
 //! 4. **Every byte of buffering is bounded**: carried input by the cores'
 //!    limits (`--max-line`), output by backpressure (1 MiB) or the
 //!    slow-consumer limit (`--max-sendq`), held messages by `--max-buffer`
-//!    (charged as their data arrives),
-//!    connections by `--max-conns`. An idle connection owns no heap buffer.
+//!    (charged as their data arrives), connections by `--max-conns`; and
+//!    all of it together by `--max-memory` (`server::memory_budget`: the
+//!    biggest holders are closed). An idle connection owns no heap buffer.
 //! 5. **Nothing is lost on close.** A peer's EOF still gets every reply it is
 //!    owed; a close the server starts shuts the write side first and drains
 //!    input briefly, so the last reply is not destroyed by a reset.
@@ -91,3 +93,4 @@ pub mod client;
 pub mod config;
 pub mod proto;
 pub mod server;
+pub mod sys;

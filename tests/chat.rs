@@ -118,7 +118,7 @@ fn a_line_is_relayed_to_every_other_client_and_not_to_the_sender() {
 fn two_hundred_receivers_get_every_line_in_order() {
     const RECEIVERS: usize = 200;
     const LINES: usize = 300;
-    let server = Server::start(&["chat=0"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0"]);
     let mut receivers: Vec<Client> = (0..RECEIVERS).map(|_| Client::join(&server).0).collect();
     let (mut sender, nick) = Client::join(&server);
     for i in 0..LINES {
@@ -294,7 +294,7 @@ fn any_split_of_the_input_gives_the_same_lines() {
         "MSG bob last",
     ];
     for seed in 1..=8u64 {
-        let server = Server::start(&["chat=0", "--max-line", "40"]);
+        let server = Server::start(&["chat=0", "--chat-rate", "0", "--max-line", "40"]);
         let mut c = room(&server, 2);
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         c[0].writer.set_nodelay(true).unwrap();
@@ -371,7 +371,7 @@ fn spawn_reader(mut client: Client, from: String) -> thread::JoinHandle<Vec<Stri
 
 #[test]
 fn a_receiver_that_never_reads_is_dropped_and_nobody_else_waits() {
-    let server = Server::start(&["chat=0", "--max-sendq", "65536"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0", "--max-sendq", "65536"]);
     let mut c = room(&server, 6);
     let mut sender = c.remove(0);
     let sleeper = c.remove(0); // guest2: never reads
@@ -424,7 +424,7 @@ fn a_receiver_that_never_reads_is_dropped_and_nobody_else_waits() {
 #[test]
 fn a_burst_from_one_sender_does_not_drop_receivers_that_read() {
     const LINES: usize = 100_000;
-    let server = Server::start(&["chat=0"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0"]);
     let mut c = room(&server, 11);
     let sender = c.remove(0);
     let readers: Vec<_> = c
@@ -494,7 +494,7 @@ fn lines_that_arrive_while_a_large_room_is_flushed_all_arrive_in_order() {
     const SENDERS: usize = 3;
     const RECEIVERS: usize = 300;
     const LINES: usize = 1000;
-    let server = Server::start(&["chat=0"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0"]);
     let mut c = room(&server, SENDERS + RECEIVERS);
     let senders: Vec<Client> = c.drain(..SENDERS).collect();
     let readers: Vec<_> = c
@@ -545,7 +545,7 @@ fn a_chat_sender_is_read_once_per_wake_up_however_its_input_arrives() {
     const RECEIVERS: usize = 100;
     const CHUNKS: usize = 24;
     const LINES_PER_CHUNK: usize = 256;
-    let server = Server::start(&["chat=0", "--max-sendq", "6144"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0", "--max-sendq", "6144"]);
     let mut c = room(&server, 1 + RECEIVERS);
     let sender = c.remove(0);
     let readers: Vec<_> = c
@@ -584,7 +584,7 @@ fn a_chat_sender_is_read_once_per_wake_up_however_its_input_arrives() {
 #[test]
 fn server_memory_stays_bounded_with_receivers_that_never_read() {
     const SLEEPERS: usize = 8;
-    let server = Server::start(&["chat=0", "--max-sendq", "1048576"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0", "--max-sendq", "1048576"]);
     let mut c = room(&server, SLEEPERS + 2);
     let mut sender = c.remove(0);
     let reader = spawn_reader(c.remove(0), "guest1".into());
@@ -619,7 +619,7 @@ fn server_memory_stays_bounded_with_receivers_that_never_read() {
 
 #[test]
 fn a_client_that_asks_and_never_reads_is_dropped() {
-    let server = Server::start(&["chat=0", "--max-sendq", "65536"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0", "--max-sendq", "65536"]);
     let mut c = room(&server, 2);
     // 2,000,000 /who requests (36 MB of replies) it never reads.
     let wire = b"/who\n".repeat(2_000_000);
@@ -723,7 +723,7 @@ fn wait_child(child: &mut std::process::Child) -> Option<i32> {
 
 #[test]
 fn the_client_relays_a_pipe_both_ways_and_quits_at_its_end() {
-    let server = Server::start(&["chat=0"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0"]);
     let port = server.addr("chat").port();
     let (mut other, _) = Client::join(&server);
     let mut child = client_process(port, &["--nick", "ann"]);
@@ -755,7 +755,7 @@ fn the_client_relays_a_pipe_both_ways_and_quits_at_its_end() {
 
 #[test]
 fn the_client_reads_a_file_as_stdin() {
-    let server = Server::start(&["chat=0"]);
+    let server = Server::start(&["chat=0", "--chat-rate", "0"]);
     let port = server.addr("chat").port();
     let dir = std::env::temp_dir().join(format!("onepoll-chat-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -10,7 +10,7 @@ use onepoll::server::Server;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match cli::parse(&args) {
-        Ok(Command::Run(config)) => config,
+        Ok(Command::Run(config)) => *config,
         Ok(Command::Help) => {
             print!("{}", cli::usage());
             return ExitCode::SUCCESS;

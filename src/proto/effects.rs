@@ -77,6 +77,14 @@ pub trait Deliver {
     /// Queues `msg` on connection `to`'s output with `put_shared`, unless
     /// `to` is gone or closing; enforces `--max-sendq` (see the module doc).
     fn deliver(&mut self, to: u64, msg: &Rc<[u8]>);
+
+    /// Queues a message for `to` alone (a private message): by default as
+    /// [`Deliver::deliver`] does. The loop copies it instead, so that it
+    /// counts as that connection's own memory (a shared broadcast does
+    /// not: see `server::memory_budget`).
+    fn deliver_private(&mut self, to: u64, msg: &Rc<[u8]>) {
+        self.deliver(to, msg);
+    }
 }
 
 /// Routes every effect in `effects`, in the order they were recorded, and
@@ -115,7 +123,7 @@ pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver
                     }
                 }
             }
-            Effect::SendTo { to, msg } => sink.deliver(to, &msg),
+            Effect::SendTo { to, msg } => sink.deliver_private(to, &msg),
             Effect::Report { .. } => {}
         }
     }

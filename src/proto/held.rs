@@ -191,6 +191,11 @@ impl Held {
         self.count.saturating_sub(gathered as u32)
     }
 
+    /// Heap bytes the message holds, as allocated.
+    pub fn heap_bytes(&self) -> usize {
+        self.reply.capacity()
+    }
+
     /// Whether every data byte has arrived.
     pub fn is_whole(&self) -> bool {
         self.left() == 0

@@ -160,11 +160,12 @@ impl<'a> Cx<'a> {
     }
 
     /// Asks the loop to deliver `msg` to connection `to`, if it is still
-    /// open. A message to this very connection is queued on [`Cx::out`] at
-    /// once, so it keeps its place among this call's replies.
+    /// open. A message to this very connection is copied into [`Cx::out`]
+    /// at once, so it keeps its place among this call's replies (a copy:
+    /// it is this connection's alone, and counted as such).
     pub fn send_to(&mut self, to: u64, msg: Rc<[u8]>) {
         if to == self.conn_id {
-            self.out.put_shared(msg);
+            self.out.put(&msg);
         } else {
             self.effects.push(Effect::SendTo { to, msg });
         }
@@ -205,6 +206,9 @@ pub enum CloseReason {
     SendqExceeded,
     /// The server is shutting down.
     Shutdown,
+    /// Every client buffer together passed `--max-memory`, and this
+    /// connection held among the most (`server::memory_budget`).
+    MemoryLimit,
 }
 
 impl CloseReason {
@@ -216,6 +220,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::SendqExceeded => "sendq exceeded",
             CloseReason::Shutdown => "server shutting down",
+            CloseReason::MemoryLimit => "memory limit",
         }
     }
 
@@ -225,7 +230,10 @@ impl CloseReason {
     pub fn server_initiated(self) -> bool {
         matches!(
             self,
-            CloseReason::IdleTimeout | CloseReason::SendqExceeded | CloseReason::Shutdown
+            CloseReason::IdleTimeout
+                | CloseReason::SendqExceeded
+                | CloseReason::Shutdown
+                | CloseReason::MemoryLimit
         )
     }
 }
@@ -286,6 +294,12 @@ pub trait Session {
     /// Does one bounded slice of the work [`Session::wants_turn`] announced,
     /// appending replies to `cx.out` as `on_input` would.
     fn on_turn(&mut self, _cx: &mut Cx<'_>) {}
+
+    /// Heap bytes the session itself holds for a message not yet answered
+    /// (transform's whole message), counted in the memory budget.
+    fn held_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Declares the closed set of protocol sessions the loop can hold, and
@@ -326,6 +340,9 @@ macro_rules! sessions {
             fn on_turn(&mut self, cx: &mut Cx<'_>) {
                 match self { $(AnySession::$variant(s) => s.on_turn(cx),)+ }
             }
+            fn held_bytes(&self) -> usize {
+                match self { $(AnySession::$variant(s) => s.held_bytes(),)+ }
+            }
         }
 
         impl AnySession {
@@ -348,6 +365,16 @@ sessions! {
 }
 
 impl AnySession {
+    /// The chat session, if this is one (the loop sets its flood-control
+    /// allowance).
+    #[inline]
+    pub fn chat_mut(&mut self) -> Option<&mut chat::ChatSession> {
+        match self {
+            AnySession::Chat(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// A fresh session of `protocol` for a new connection.
     pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
         match protocol {

@@ -167,6 +167,10 @@ pub struct Output {
     front_sent: usize,
     /// Unsent bytes in all segments.
     len: usize,
+    /// Bytes of the shared segments held (a partly sent front one whole):
+    /// the part of the queue the memory budget does not charge to this
+    /// connection (see [`Output::charge`]).
+    shared: usize,
 }
 
 impl Output {
@@ -341,6 +345,7 @@ impl Output {
             return;
         }
         self.len += bytes.len();
+        self.shared += bytes.len();
         if let Store::Empty = self.store {
             // A receiver with nothing queued, the usual case: written in
             // place, not through the general push (one call and its
@@ -450,6 +455,7 @@ impl Output {
             // All of the one segment went: a small buffer is kept for the
             // next replies, anything else is dropped.
             self.front_sent = 0;
+            self.shared = 0;
             match &mut self.store {
                 Store::Owned(v) if v.capacity() <= KEEP_CAPACITY => v.clear(),
                 Store::Shared(_) => {
@@ -476,6 +482,9 @@ impl Output {
             n -= left;
             self.front_sent = 0;
             let done = queue.pop_front();
+            if let Some(Segment::Shared(rc)) = &done {
+                self.shared = self.shared.saturating_sub(rc.len());
+            }
             if queue.is_empty() {
                 // Drained: the queue goes back to the spares, and the last
                 // owned buffer is kept inline for the next replies.
@@ -530,6 +539,25 @@ impl Output {
             Store::Empty | Store::Shared(_) => {}
         }
         self.front_sent = 0;
+        self.shared = 0;
+    }
+
+    /// What the queue holds in memory that is this connection's alone, for
+    /// the loop's memory budget, in constant time: an inline buffer's
+    /// capacity; for a queue, its owned and held bytes (the front's sent
+    /// part too) plus its slots. The bytes of shared segments (chat
+    /// broadcasts, one allocation for every receiver) are not charged to
+    /// each receiver: see `server::memory_budget` for how they are bounded.
+    #[inline]
+    pub fn charge(&self) -> usize {
+        match &self.store {
+            Store::Empty | Store::Shared(_) => 0,
+            Store::Owned(v) => v.capacity(),
+            Store::Queue(queue) => {
+                (self.len + self.front_sent).saturating_sub(self.shared)
+                    + queue.capacity() * SEGMENT_COST
+            }
+        }
     }
 
     /// Bytes of heap memory owned by the queue (buffers' capacity), for
@@ -562,6 +590,7 @@ impl Output {
         self.store = Store::Empty;
         self.front_sent = 0;
         self.len = 0;
+        self.shared = 0;
         all
     }
 }
@@ -820,5 +849,29 @@ mod tests {
         out.put_shared(Rc::from(&b""[..]));
         assert!(out.is_empty());
         assert_eq!(out.segment_count(), 0);
+    }
+
+    #[test]
+    fn the_charge_counts_owned_bytes_and_slots_not_shared_text() {
+        let mut out = Output::new();
+        let line: Rc<[u8]> = Rc::from(&b"MSG a 0123456789\n"[..]);
+        out.put_shared(Rc::clone(&line));
+        assert_eq!(out.charge(), 0, "one inline shared message");
+        out.put_shared(Rc::clone(&line));
+        out.put(b"OK\n");
+        let slots = match &out.store {
+            Store::Queue(q) => q.capacity() * SEGMENT_COST,
+            _ => unreachable!(),
+        };
+        assert_eq!(out.charge(), 3 + slots, "the owned reply and the slots");
+        // Part of the first shared message goes: still not charged.
+        out.consume(4);
+        assert_eq!(out.charge(), 3 + slots);
+        // Both shared messages go: the owned reply is left.
+        out.consume(2 * line.len() - 4);
+        assert_eq!(out.shared, 0);
+        out.consume(3);
+        assert!(out.is_empty());
+        assert_eq!(out.charge(), out.heap_bytes());
     }
 }

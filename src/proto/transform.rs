@@ -595,6 +595,14 @@ impl Session for TransformSession {
             }
         }
     }
+
+    /// The whole message being collected or worked on, as allocated.
+    fn held_bytes(&self) -> usize {
+        match &self.state {
+            State::Held(held) => held.heap_bytes(),
+            _ => 0,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::proto::counts::Counts;
 use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
+use super::flood::TokenBucket;
 use super::timers::Clock;
 
 #[cfg(feature = "fault-injection")]
@@ -54,6 +55,10 @@ mod seam {
 /// Output past which the read path writes at once instead of waiting for
 /// the end of the wake-up (large streamed replies).
 const FLUSH_EARLY_BYTES: usize = 64 * 1024;
+
+/// Carried input capacity kept while the carry holds little (see
+/// `Conn::feed`).
+const CARRY_KEEP: usize = 64 * 1024;
 
 /// Reads one connection may do per wake-up before others get their turn.
 pub const READS_PER_WAKE: usize = 32;
@@ -155,15 +160,16 @@ pub struct Conn {
     pub grace_armed: bool,
     /// Marked as a slow consumer: the loop ends it after routing.
     pub kill_pending: bool,
-    /// Bytes read from this chat connection in the current wake-up,
-    /// against the loop's per-wake-up allowance (the loop resets it).
-    pub chat_read: u32,
     /// A read or write saw a reset (ECONNRESET): the close is counted and
     /// logged as `reset by peer`.
     pub reset: bool,
     /// Loop seconds when it was accepted (`CLIENTS` shows its age); 32
     /// bits keep the struct within its size (136 years of uptime).
     pub opened_secs: u32,
+    /// What the memory budget last counted for this connection
+    /// (see `server::memory_budget`; 4 bytes, as an idle connection's
+    /// size matters: a connection holding 4 GiB is counted as that).
+    pub charged: u32,
 }
 
 impl Conn {
@@ -195,9 +201,9 @@ impl Conn {
             still_ready: false,
             grace_armed: false,
             kill_pending: false,
-            chat_read: 0,
             reset: false,
             opened_secs: u32::try_from(now / 1000).unwrap_or(u32::MAX),
+            charged: 0,
         }
     }
 
@@ -245,6 +251,94 @@ impl Conn {
     /// memory accounting).
     pub fn heap_bytes(&self) -> usize {
         self.carry.capacity() + self.output.heap_bytes()
+    }
+
+    /// What this connection's buffers hold, as the memory budget counts it,
+    /// in constant time: carried input, unsent output
+    /// ([`Output::charge`]) and a message the session holds.
+    #[inline]
+    pub fn memory_charge(&self) -> u32 {
+        let bytes = self.carry.capacity() + self.output.charge() + self.session.held_bytes();
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+
+    /// How much this connection holds that would not go anyway, to rank
+    /// it among the biggest holders: its carried input and held message,
+    /// and, if its socket is full (the peer is not reading, or not fast
+    /// enough), its unsent output as `--max-sendq` counts it (bytes and
+    /// slots queued: what it has not read, not the capacity a past burst
+    /// left). A socket with room gets its output at the end of this
+    /// wake-up.
+    pub fn lasting_charge(&self) -> usize {
+        let own = self.carry.capacity() + self.session.held_bytes();
+        if self.write_blocked {
+            own + self.output.footprint()
+        } else {
+            own
+        }
+    }
+
+    /// Whether the connection is finished and only waits to be removed.
+    pub fn is_dead(&self) -> bool {
+        self.phase == Phase::Dead
+    }
+
+    /// Frees the connection's buffers at once (a connection closed for the
+    /// memory budget: it is dead, nothing more is sent or read).
+    pub fn discard_buffers(&mut self) {
+        self.output = Output::new();
+        self.carry = Vec::new();
+    }
+
+    /// chat: the flood-control bucket: the core's line allowance (the
+    /// tokens) and its clock, both kept in the chat session. Other
+    /// protocols: empty.
+    pub fn flood_bucket(&mut self) -> TokenBucket {
+        match self.session.chat_mut() {
+            Some(chat) => TokenBucket {
+                tokens: chat.line_allowance().unwrap_or(0),
+                credited_at: chat.flood_clock,
+            },
+            None => TokenBucket::default(),
+        }
+    }
+
+    /// chat: stores the bucket back: the core may consume at most
+    /// `bucket.tokens` more complete lines. Other protocols ignore it.
+    pub fn set_flood_bucket(&mut self, bucket: TokenBucket) {
+        if let Some(chat) = self.session.chat_mut() {
+            chat.flood_clock = bucket.credited_at;
+            chat.set_line_allowance(Some(bucket.tokens));
+        }
+    }
+
+    /// chat: bytes read in the current wake-up, against the loop's
+    /// per-wake-up allowance (0 for other protocols).
+    #[inline]
+    pub fn chat_read(&mut self) -> u32 {
+        self.session
+            .chat_mut()
+            .map_or(0, |chat| chat.read_this_wake)
+    }
+
+    /// chat: a new wake-up, the whole read allowance back.
+    pub fn reset_chat_read(&mut self) {
+        if let Some(chat) = self.session.chat_mut() {
+            chat.read_this_wake = 0;
+        }
+    }
+
+    /// Whether input is carried (read but not yet consumed).
+    pub fn has_carry(&self) -> bool {
+        !self.carry.is_empty()
+    }
+
+    /// Offers the carried input to the session again, without reading:
+    /// lines flood control left unconsumed, now that tokens are back.
+    pub fn feed_carried(&mut self, io: &mut IoCx<'_>) {
+        if self.phase == Phase::Open && !self.carry.is_empty() {
+            self.feed(io, &[]);
+        }
     }
 
     /// Runs `f` on the session with a context; a panic in the core is
@@ -333,6 +427,12 @@ impl Conn {
                 carry.drain(..used);
                 if carry.is_empty() {
                     *carry = Vec::new();
+                } else if carry.capacity() > CARRY_KEEP && carry.len() <= CARRY_KEEP / 4 {
+                    // A sender streaming lines always ends a read mid-line:
+                    // the carry never empties, and would keep the capacity
+                    // of the largest read appended to it (256 KiB or more,
+                    // charged to the memory budget) for a few bytes.
+                    carry.shrink_to(CARRY_KEEP / 4);
                 }
             }
         });
@@ -416,9 +516,9 @@ impl Conn {
         };
         self.last_active = io.clock.now;
         io.shared.counts.received(self.protocol(), n);
-        if !self.protocol().is_request_reply() {
-            self.chat_read = self
-                .chat_read
+        if let Some(chat) = self.session.chat_mut() {
+            chat.read_this_wake = chat
+                .read_this_wake
                 .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         }
         if n == 0 {
@@ -538,13 +638,19 @@ impl Conn {
         self.phase = Phase::Dead;
     }
 
-    /// Queues a delivery from another connection (a broadcast). Returns
-    /// false if the connection takes no more (it is closing).
-    pub fn deliver(&mut self, msg: &std::rc::Rc<[u8]>) -> bool {
+    /// Queues a delivery from another connection: a broadcast shared, a
+    /// `private` message copied (it is this connection's alone, and counted
+    /// as its memory). Returns false if the connection takes no more (it is
+    /// closing).
+    pub fn deliver(&mut self, msg: &std::rc::Rc<[u8]>, private: bool) -> bool {
         if self.phase != Phase::Open || self.kill_pending {
             return false;
         }
-        self.output.put_shared(std::rc::Rc::clone(msg));
+        if private {
+            self.output.put(msg);
+        } else {
+            self.output.put_shared(std::rc::Rc::clone(msg));
+        }
         true
     }
 
@@ -792,9 +898,11 @@ mod tests {
     fn a_connection_stays_small() {
         // A debug build's mio stream also carries the id of its selector
         // (8 bytes with padding); the release build is what runs. The
-        // stats listener's `CLIENTS` age and reset flag cost 8 bytes
-        // (issue 19): 208 in release.
-        let limit = if cfg!(debug_assertions) { 216 } else { 208 };
+        // stats listener's `CLIENTS` age and reset flag, and the memory
+        // budget's count of this connection and the output's count of its
+        // shared bytes, cost 8 bytes each (a chat connection's
+        // flood-control clock is in its session).
+        let limit = if cfg!(debug_assertions) { 224 } else { 216 };
         let size = std::mem::size_of::<Conn>();
         assert!(size <= limit, "Conn is {size} bytes");
         assert_eq!(std::mem::size_of::<super::super::timers::Due>(), 24);

@@ -45,8 +45,10 @@ use crate::proto::{effects, AnySession, CloseReason, Effect, Output, Shared};
 use super::admission::{self, Admission, Refusal};
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
+use super::flood::{FloodLimit, TokenBucket};
 use super::limits;
 use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::memory_budget::MemoryBudget;
 use super::metrics::{Closed, Metrics};
 use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
 use super::rooms::{ConnIndex, SlabSink};
@@ -225,6 +227,13 @@ pub struct Server {
     notifier: Option<Notifier>,
     /// When the next `STATUS=` (and `WATCHDOG=1`) is due.
     notify_at: Option<u64>,
+    /// Every client buffer together against `--max-memory`
+    /// (`buffered_bytes` and `limit` are there for the stats listener).
+    pub memory: MemoryBudget,
+    /// Connections to close for the memory budget (kept for reuse).
+    victims: Vec<usize>,
+    /// chat flood control (`--chat-rate`, `--chat-burst`).
+    flood: FloodLimit,
 }
 
 impl Server {
@@ -326,7 +335,6 @@ impl Server {
             conns: Slab::with_capacity(config.max_conns),
             timers: Timers::with_capacity(config.max_conns),
             shared,
-            config,
             clock: Clock::new(),
             signals,
             reserve: ReserveFd::new(),
@@ -346,6 +354,13 @@ impl Server {
             metrics: Metrics::new(),
             notifier: Notifier::from_env(),
             notify_at: None,
+            memory: MemoryBudget::new(config.max_memory),
+            victims: Vec::new(),
+            flood: FloodLimit {
+                rate: config.chat_rate,
+                burst: config.chat_burst,
+            },
+            config,
         })
     }
 
@@ -391,6 +406,7 @@ impl Server {
             self.report_refusals();
             self.flush_touched(&mut events);
             self.reset_chat_allowances();
+            self.memory.housekeeping(self.clock.now, self.conns.len());
             if self.notify_at.is_some_and(|at| self.clock.now >= at) {
                 self.notify_tick(false);
             }
@@ -449,6 +465,7 @@ impl Server {
             self.accept_paused_until,
             self.refusals.next_report(),
             self.notify_at,
+            self.memory.trim_due_at(),
         ]
         .into_iter()
         .flatten()
@@ -513,6 +530,7 @@ impl Server {
                 flush_list: &mut self.flush_list,
                 slow: &mut self.slow,
                 delivered: 0,
+                memory: &mut self.memory,
             };
             effects::route(&mut self.effects, &self.shared, &mut sink);
             self.shared.counts.chat_deliveries += sink.delivered;
@@ -545,6 +563,8 @@ impl Server {
     fn serve_reports(&mut self) {
         let udp_requests = self.datagrams.iter().map(|d| d.counts.received).sum();
         let udp_dropped = self.datagrams.iter().map(|d| d.counts.dropped).sum();
+        self.metrics.buffered_bytes = self.memory.buffered_bytes as u64;
+        self.metrics.memory_limit = self.memory.limit as u64;
         for effect in std::mem::take(&mut self.effects) {
             let Effect::Report { to, report } = effect else {
                 self.effects.push(effect);
@@ -586,8 +606,80 @@ impl Server {
                     lent.then_some(&mut self.replies),
                 );
             }
+            self.account(key);
         }
         self.queue_flush(key);
+    }
+
+    /// Counts connection `key` in the memory budget again after its turn
+    /// (its deliveries to others were counted as they were queued); if the
+    /// total is over `--max-memory`, closes the biggest holders.
+    #[inline]
+    fn account(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            self.memory.recount(conn);
+        }
+        if self.memory.over() {
+            self.enforce_memory();
+        }
+    }
+
+    /// The total passed `--max-memory`: closes the connections holding the
+    /// most until it is back under 90% (see `server::memory_budget`). Each
+    /// is ended at once, its buffers freed; the `LEAVE NICK memory limit`
+    /// lines of the chat clients closed together go to the others as one
+    /// message (one queue slot each, not one per client closed), and if
+    /// they push the total over again, the next biggest go too.
+    #[inline(never)]
+    fn enforce_memory(&mut self) {
+        while self.memory.over() {
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            let members = self.shared.chat.room.len();
+            self.memory.pick_biggest(&self.conns, members, &mut victims);
+            if victims.is_empty() {
+                self.victims = victims;
+                return;
+            }
+            for &key in &victims {
+                let now = self.clock.now;
+                let (total, limit) = (self.memory.buffered_bytes, self.memory.limit);
+                let log_it = self.memory.note_closed(now);
+                let (_, conns, mut io) = self.io_parts();
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
+                if log_it {
+                    log::warn!(
+                        "{} #{} from {} holds {} bytes; all client buffers ({total}) passed --max-memory {limit}: closing it",
+                        conn.protocol(),
+                        conn.id,
+                        conn.peer,
+                        conn.charged,
+                    );
+                }
+                conn.reason = Some(CloseReason::MemoryLimit);
+                conn.end_session(&mut io, CloseReason::MemoryLimit);
+                conn.kill();
+                conn.discard_buffers();
+                if let Some(conn) = self.conns.get_mut(key) {
+                    self.memory.recount(conn);
+                }
+                self.queue_flush(key);
+            }
+            // Every one of them is dead, so none receives the others'
+            // LEAVE: one `except` for all lets routing join them.
+            if let Some(first) = victims.first().and_then(|&k| self.conns.get(k)) {
+                let id = first.id;
+                for effect in &mut self.effects {
+                    if let Effect::Broadcast { except, .. } = effect {
+                        *except = id;
+                    }
+                }
+            }
+            self.victims = victims;
+            self.route();
+        }
     }
 
     /// Reads connection `key` within its per-wake-up budget, routing
@@ -603,29 +695,113 @@ impl Server {
     /// for the sender's burst.
     fn pump(&mut self, key: usize) {
         let max_sendq = self.config.max_sendq;
-        let (reads, read_len) = match self.conns.get(key) {
+        let paced = self.flood.enabled();
+        let (reads, read_len, chat) = match self.conns.get(key) {
             Some(conn) if !conn.protocol().is_request_reply() => {
+                if paced && !self.pace(key) {
+                    return;
+                }
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return;
+                };
                 let allowance = chat_read_bytes(max_sendq);
-                let left = allowance.saturating_sub(conn.chat_read as usize);
+                let left = allowance.saturating_sub(conn.chat_read() as usize);
                 if left == 0 {
                     // Spent in this wake-up: read on in the next.
                     self.mark_still_ready(key);
                     return;
                 }
-                (1, left)
+                (1, left, true)
             }
-            _ => (READS_PER_WAKE, SCRATCH_BYTES),
+            _ => (READS_PER_WAKE, SCRATCH_BYTES, false),
         };
+        let more = self.read_turn(key, reads, read_len);
+        if chat && paced && !self.paced(key) {
+            // Out of tokens: the refill deadline reads it again.
+            return;
+        }
+        if more {
+            self.mark_still_ready(key);
+        }
+    }
+
+    /// Chat flood control before a read: credits the client's tokens and
+    /// lets the core consume that many lines, first from the input carried
+    /// since flood control last stopped it. Returns whether to read the
+    /// socket now; if not, the refill deadline is armed.
+    #[inline(never)]
+    fn pace(&mut self, key: usize) -> bool {
+        let (limit, now, max_sendq) = (self.flood, self.clock.now, self.config.max_sendq);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open {
+            return true;
+        }
+        let mut bucket = conn.flood_bucket();
+        bucket.refill(limit, now);
+        conn.set_flood_bucket(bucket);
+        if bucket.tokens == 0 {
+            // Waiting for the deadline armed when the last token went.
+            return false;
+        }
+        if !conn.has_carry() {
+            return true;
+        }
+        let (_, conns, mut io) = self.io_parts();
+        if let Some(conn) = conns.get_mut(key) {
+            conn.feed_carried(&mut io);
+            if conn.sendq() > max_sendq && !conn.kill_pending {
+                conn.kill_pending = true;
+                self.slow.push(key);
+            }
+        }
+        self.route();
+        self.paced(key)
+    }
+
+    /// Chat flood control after the core consumed lines (each took one of
+    /// the tokens it was allowed). Returns whether any are left; if none,
+    /// arms the refill deadline: once per time the tokens run out, as
+    /// only consuming lines spends them (a deadline left over from an
+    /// earlier time only reads the client once more, harmlessly).
+    fn paced(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open || conn.flood_bucket().tokens > 0 {
+            return true;
+        }
+        self.arm_refill(key);
+        false
+    }
+
+    /// Arms the deadline at which the chat client `key` earns its next
+    /// token and is read again.
+    fn arm_refill(&mut self, key: usize) {
+        let limit = self.flood;
+        if let Some(conn) = self.conns.get_mut(key) {
+            let at = conn.flood_bucket().next_token_at(limit, self.clock.now);
+            self.timers.arm(at, key, conn.id, TimerKind::ChatRefill);
+        }
+    }
+
+    /// Up to `reads` reads of `read_len` bytes at most from connection
+    /// `key`, routing deliveries after each. Returns whether the socket may
+    /// hold more (the read budget ran out first).
+    #[inline(always)]
+    fn read_turn(&mut self, key: usize, reads: usize, read_len: usize) -> bool {
+        let max_sendq = self.config.max_sendq;
         for _ in 0..reads {
             let (scratch, conns, mut io) = self.io_parts();
             let Some(conn) = conns.get_mut(key) else {
-                return;
+                return false;
             };
             let len = read_len.min(scratch.len());
             let (scratch, _) = scratch.split_at_mut(len);
-            let read_before = conn.chat_read;
+            let read_before = conn.chat_read();
             let step = conn.read_once(scratch, &mut io);
-            let first_read = read_before == 0 && conn.chat_read > 0;
+            let first_read = read_before == 0 && conn.chat_read() > 0;
             if !conn.protocol().is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending
             {
                 // Its own replies (a client that asks and never reads).
@@ -639,10 +815,10 @@ impl Server {
             match step {
                 ReadStep::More => {}
                 ReadStep::Stop(ReadStop::Budget) => break,
-                ReadStep::Stop(_) => return,
+                ReadStep::Stop(_) => return false,
             }
         }
-        self.mark_still_ready(key);
+        true
     }
 
     fn queue_flush(&mut self, key: usize) {
@@ -680,6 +856,7 @@ impl Server {
                 conn.still_ready = false;
             }
             self.pump(key);
+            self.account(key);
             self.queue_flush(key);
         }
         self.still_ready.drain(..listed);
@@ -820,6 +997,9 @@ impl Server {
         let key = entry.key();
         let session = AnySession::new(protocol, &mut self.shared);
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
+        if protocol == Protocol::Chat && self.flood.enabled() {
+            conn.set_flood_bucket(TokenBucket::full(self.flood, self.clock.now));
+        }
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
             self.admission.release(peer.ip(), self.clock.now);
@@ -836,6 +1016,7 @@ impl Server {
             conn.open_session(&mut io);
         }
         self.route();
+        self.account(key);
         self.queue_flush(key);
         if let Some(idle) = self.config.idle_timeout {
             self.timers
@@ -895,6 +1076,10 @@ impl Server {
                         }
                         self.route();
                     }
+                }
+                TimerKind::ChatRefill => {
+                    self.pump(due.key());
+                    self.account(due.key());
                 }
                 TimerKind::CloseGrace => {
                     log::debug!(
@@ -1018,7 +1203,7 @@ impl Server {
     fn reset_chat_allowances(&mut self) {
         for key in self.chat_readers.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.chat_read = 0;
+                conn.reset_chat_read();
             }
         }
     }
@@ -1033,6 +1218,7 @@ impl Server {
             conn.flush(&self.clock, &mut self.shared.counts);
         }
         let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+        self.memory.recount(conn);
         match conn.phase {
             Phase::Dead => return self.close(key),
             Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
@@ -1060,6 +1246,7 @@ impl Server {
         conn.end_session(&mut io, reason);
         self.route();
         let conn = self.conns.remove(key);
+        self.memory.forget(&conn);
         self.index.remove(conn.id);
         self.admission.release(conn.peer.ip(), self.clock.now);
         if self.timers.len() > 2 * self.conns.len() + 1024 {

@@ -62,6 +62,7 @@ impl Closed {
             CloseReason::IdleTimeout => Closed::Idle,
             CloseReason::SendqExceeded => Closed::SlowConsumer,
             CloseReason::Shutdown => Closed::Shutdown,
+            CloseReason::MemoryLimit => Closed::Memory,
         }
     }
 

@@ -7,6 +7,8 @@
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
 //! - [`datagram`]: UDP sockets (tne), answered datagram by datagram;
+//! - [`flood`]: chat flood control, a token bucket per client;
+//! - [`memory_budget`]: every client buffer together within `--max-memory`;
 //! - `faults` (only with the `fault-injection` feature): a seam that
 //!   injects I/O faults and panics on a seeded schedule, for tests;
 //! - [`limits`]: fitting `--max-conns` to the descriptor limit;
@@ -27,8 +29,10 @@ pub mod datagram;
 pub mod event_loop;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub mod flood;
 pub mod limits;
 pub mod listener;
+pub mod memory_budget;
 pub mod metrics;
 pub mod refusals;
 pub mod rooms;

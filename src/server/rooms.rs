@@ -19,6 +19,7 @@ use slab::Slab;
 use crate::proto::Deliver;
 
 use super::conn::Conn;
+use super::memory_budget::MemoryBudget;
 
 /// A hasher for connection ids, which are already unique small integers:
 /// one multiply spreads them over the table (no SipHash per delivery).
@@ -76,20 +77,35 @@ pub struct SlabSink<'a> {
     pub slow: &'a mut Vec<usize>,
     /// Deliveries queued (`onepoll_chat_deliveries_total`).
     pub delivered: u64,
+    /// The memory budget: each delivery is counted as it is queued.
+    pub memory: &'a mut MemoryBudget,
 }
 
 impl Deliver for SlabSink<'_> {
     fn deliver(&mut self, to: u64, msg: &Rc<[u8]>) {
+        self.push(to, msg, false);
+    }
+
+    fn deliver_private(&mut self, to: u64, msg: &Rc<[u8]>) {
+        self.push(to, msg, true);
+    }
+}
+
+impl SlabSink<'_> {
+    /// Queues `msg` on `to`: shared, or copied if `private`.
+    #[inline(always)]
+    fn push(&mut self, to: u64, msg: &Rc<[u8]>, private: bool) {
         let Some(key) = self.index.key(to) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !conn.deliver(msg) {
+        if !conn.deliver(msg, private) {
             return;
         }
         self.delivered += 1;
+        self.memory.recount(conn);
         if !conn.queued {
             conn.queued = true;
             self.flush_list.push(key);

@@ -1,4 +1,5 @@
-//! Connection deadlines: idle timeouts and close grace periods.
+//! Connection deadlines: idle timeouts, close grace periods and chat
+//! flood-control refills.
 //!
 //! Activity costs nothing here: a read or write only stores the time in the
 //! connection. Each connection has at most one pending entry per kind in a
@@ -21,6 +22,9 @@ pub enum TimerKind {
     /// A closing connection's last replies and the peer's EOF have not come
     /// in time: drop it.
     CloseGrace,
+    /// chat flood control: the client's next token is due; read it again
+    /// (`server::flood`).
+    ChatRefill,
 }
 
 /// A due entry: which connection, and why. 24 bytes: one per connection,

@@ -252,11 +252,27 @@ enum State {
     Left,
 }
 
+/// [`ChatSession`]'s line allowance when there is no limit.
+const NO_LINE_LIMIT: u32 = u32::MAX;
+
 /// The chat state machine of one connection.
 #[derive(Debug)]
 pub struct ChatSession {
     state: State,
     lines: LineFramer,
+    /// Flood control: complete lines `on_input` may still consume, or
+    /// [`NO_LINE_LIMIT`] for no limit (a sentinel, not an `Option`: 4
+    /// bytes, not 8, in every chat session). The loop sets it from the
+    /// client's token bucket (`server::flood`); lines past it are left
+    /// unconsumed, so the loop carries them and reads the client no faster.
+    lines_left: u32,
+    /// The loop's bookkeeping for a chat connection, kept here rather than
+    /// in every connection so that only chat connections pay for it (an
+    /// idle connection's size counts): bytes read in the current wake-up
+    /// (`server::event_loop`'s per-wake-up read allowance)...
+    pub read_this_wake: u32,
+    /// ...and the flood-control bucket's clock (`server::flood`).
+    pub flood_clock: u32,
 }
 
 impl ChatSession {
@@ -266,6 +282,28 @@ impl ChatSession {
         ChatSession {
             state: State::Fresh,
             lines: LineFramer::new(max_line),
+            lines_left: NO_LINE_LIMIT,
+            read_this_wake: 0,
+            flood_clock: 0,
+        }
+    }
+
+    /// Lets `on_input` consume at most `lines` more complete lines (`None`:
+    /// no limit), for flood control. A line too long counts as one.
+    pub fn set_line_allowance(&mut self, lines: Option<u32>) {
+        self.lines_left = lines.map_or(NO_LINE_LIMIT, |n| n.min(NO_LINE_LIMIT - 1));
+    }
+
+    /// Lines `on_input` may still consume (`None`: no limit).
+    pub fn line_allowance(&self) -> Option<u32> {
+        (self.lines_left != NO_LINE_LIMIT).then_some(self.lines_left)
+    }
+
+    /// One line consumed: one less allowed.
+    #[inline(always)]
+    fn take_line(&mut self) {
+        if self.lines_left != NO_LINE_LIMIT {
+            self.lines_left = self.lines_left.saturating_sub(1);
         }
     }
 
@@ -412,19 +450,29 @@ impl Session for ChatSession {
         }
     }
 
-    /// Consumes every complete line; leaves at most `--max-line` + 1 bytes
-    /// of an incomplete one. After `/quit`, consumes and ignores the rest.
+    /// Consumes every complete line (up to the flood-control allowance, see
+    /// [`ChatSession::set_line_allowance`]); leaves at most `--max-line` + 1
+    /// bytes of an incomplete one. After `/quit`, consumes and ignores the
+    /// rest.
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         if self.state == State::Fresh {
             self.join(cx);
         }
         let mut at = 0;
         while self.state == State::Joined {
+            if self.lines_left == 0 {
+                // Flood control: the rest waits, unconsumed.
+                return at;
+            }
             let (frame, used) = self.lines.decode(input.get(at..).unwrap_or_default());
             at += used;
             match frame {
-                Frame::Line(line) => self.on_line(line, cx),
+                Frame::Line(line) => {
+                    self.take_line();
+                    self.on_line(line, cx)
+                }
                 Frame::TooLong => {
+                    self.take_line();
                     put_line(cx, &[b"ERR ", ChatError::LineTooLong.reason().as_bytes()])
                 }
                 Frame::NeedMore => return at,
@@ -457,7 +505,7 @@ impl Session for ChatSession {
         }
         match reason {
             CloseReason::Shutdown => self.on_shutdown(cx),
-            CloseReason::IdleTimeout | CloseReason::SendqExceeded => {
+            CloseReason::IdleTimeout | CloseReason::SendqExceeded | CloseReason::MemoryLimit => {
                 put_line(cx, &[b"BYE ", reason.as_str().as_bytes()]);
                 self.leave(cx, Leave::Because(reason.as_str()));
             }

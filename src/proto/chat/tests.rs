@@ -653,3 +653,29 @@ fn a_member_left_behind_by_a_failed_session_is_forgotten_and_announced() {
     assert!(effects.is_empty(), "the last member has nobody to tell");
     assert!(sim.shared.chat.room.is_empty());
 }
+
+#[test]
+fn the_line_allowance_leaves_the_lines_past_it_unconsumed() {
+    let (mut sim, ids) = room(2);
+    let input = b"one\n\nthree\n/who\nfive\n";
+    sim.call(ids[0], |s, _| s.set_line_allowance(Some(3)));
+    let used = sim.call(ids[0], |s, cx| s.on_input(input, cx));
+    // Three lines consumed (the empty one counts), the rest left whole.
+    assert_eq!(&input[used..], b"/who\nfive\n");
+    assert_eq!(sim.call(ids[0], |s, _| s.line_allowance()), Some(0));
+    assert_eq!(sim.read(ids[1]), "MSG guest1 one\nMSG guest1 three\n");
+    // Nothing more while the allowance is spent.
+    assert_eq!(sim.call(ids[0], |s, cx| s.on_input(b"/who\n", cx)), 0);
+    // Tokens back: the rest goes through, in order.
+    sim.call(ids[0], |s, _| s.set_line_allowance(Some(5)));
+    let rest = &input[used..];
+    assert_eq!(sim.call(ids[0], |s, cx| s.on_input(rest, cx)), rest.len());
+    assert_eq!(sim.read(ids[0]), "WHO guest1 guest2\n");
+    assert_eq!(sim.read(ids[1]), "MSG guest1 five\n");
+    assert_eq!(sim.call(ids[0], |s, _| s.line_allowance()), Some(3));
+    // No limit: never stops, never counts.
+    sim.call(ids[0], |s, _| s.set_line_allowance(None));
+    let many = b"x\n".repeat(100);
+    assert_eq!(sim.call(ids[0], |s, cx| s.on_input(&many, cx)), many.len());
+    assert_eq!(sim.call(ids[0], |s, _| s.line_allowance()), None);
+}

@@ -33,6 +33,9 @@ pub fn info(view: &View<'_>) -> String {
     let _ = writeln!(out, "max_upload:{}", c.max_upload);
     let _ = writeln!(out, "max_buffer:{}", c.max_buffer);
     let _ = writeln!(out, "max_files:{}", c.max_files);
+    let _ = writeln!(out, "max_memory:{}", c.max_memory);
+    let _ = writeln!(out, "chat_rate:{}", c.chat_rate);
+    let _ = writeln!(out, "chat_burst:{}", c.chat_burst);
     let _ = writeln!(out, "max_conns_per_ip:{}", c.max_conns_per_ip);
     let _ = writeln!(out, "conn_rate_per_ip:{}", c.conn_rate_per_ip);
     let _ = writeln!(out, "transform_table:{}", c.transform_table);
