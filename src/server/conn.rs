@@ -257,12 +257,12 @@ impl Conn {
         let carry = &mut self.carry;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let r = f(session, carry, &mut cx);
-            (r, cx.close_requested())
+            (r, cx.close_reason())
         }));
         match result {
             Ok((r, close)) => {
-                if close && self.phase == Phase::Open {
-                    self.reason.get_or_insert(CloseReason::Finished);
+                if let (Some(why), Phase::Open) = (close, self.phase) {
+                    self.reason.get_or_insert(why);
                     self.phase = Phase::Flushing;
                     self.carry = Vec::new();
                 }
@@ -281,7 +281,7 @@ impl Conn {
                     self.peer
                 );
                 self.phase = Phase::Dead;
-                self.reason.get_or_insert(CloseReason::PeerGone);
+                self.reason.get_or_insert(CloseReason::Error);
                 None
             }
         }
@@ -382,7 +382,7 @@ impl Conn {
             Err(e) => {
                 log::debug!("read from #{} {}: {e}", self.id, self.peer);
                 self.phase = Phase::Dead;
-                self.reason.get_or_insert(CloseReason::PeerGone);
+                self.reason.get_or_insert(CloseReason::of_io_error(&e));
                 return ReadStep::Stop(ReadStop::Paused);
             }
         };
@@ -452,6 +452,9 @@ impl Conn {
 
     fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
         self.peer_eof = true;
+        // Unless the connection was closing already (its reason stands),
+        // the peer closed first, whatever a last write meets after this.
+        self.reason.get_or_insert(CloseReason::PeerClosed);
         match self.phase {
             Phase::Open => {
                 self.with_session(io, |session, _, cx| session.on_eof(cx));
@@ -523,7 +526,7 @@ impl Conn {
     /// without having ended the session before.
     pub fn final_reason(&self) -> CloseReason {
         self.reason.unwrap_or(if self.peer_eof {
-            CloseReason::PeerGone
+            CloseReason::PeerClosed
         } else {
             CloseReason::Finished
         })
@@ -596,7 +599,7 @@ impl Conn {
             match result {
                 Ok((0, _)) => {
                     self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    self.reason.get_or_insert(CloseReason::Error);
                     return false;
                 }
                 Ok((n, offered)) => {
@@ -617,7 +620,7 @@ impl Conn {
                 Err(e) => {
                     log::debug!("write to #{} {}: {e}", self.id, self.peer);
                     self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    self.reason.get_or_insert(CloseReason::of_io_error(&e));
                     return false;
                 }
             }
@@ -643,7 +646,10 @@ impl Conn {
                     // destroy replies the peer has not read yet.
                     match self.stream.shutdown(Shutdown::Write) {
                         Ok(()) => self.phase = Phase::Lingering,
-                        Err(_) => self.phase = Phase::Dead,
+                        Err(e) => {
+                            self.phase = Phase::Dead;
+                            self.reason.get_or_insert(CloseReason::of_io_error(&e));
+                        }
                     }
                     resume = true;
                 }
@@ -663,7 +669,7 @@ impl Conn {
                 Err(e) => {
                     log::warn!("reregister #{}: {e}", self.id);
                     self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    self.reason.get_or_insert(CloseReason::Error);
                 }
             }
         }

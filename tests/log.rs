@@ -1,0 +1,93 @@
+//! What the server's log says about a connection, over real sockets: the
+//! reason on each `close` line (a clean close, a reset, the protocol's
+//! own end, a limit), and the `--trace` of one transform request, pinned
+//! by a golden file (`tests/golden/trace-transform.txt`).
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use common::{read_exact, read_to_end, send, Server, TempDir};
+
+/// One transform request: uppercase (action 1) of `hello`.
+const UPPERCASE_HELLO: &[u8] = b"\x08\x00\x00\x05hello";
+
+/// Drops `stream` with a reset instead of a FIN (SO_LINGER 0).
+fn reset(stream: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER");
+    drop(stream);
+}
+
+/// The `close` line the server logged for connection `#id`.
+fn close_line(server: &Server, protocol: &str, id: u64) -> String {
+    let needle = format!("close {protocol} #{id} from");
+    server.wait_for_log(&needle);
+    let log = server.log();
+    log.lines()
+        .find(|l| l.contains(&needle))
+        .map(str::to_string)
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_clean_close_and_a_reset_are_told_apart() {
+    let server = Server::start(&["transform=0"]);
+    // #1 answers a request, then closes cleanly (FIN).
+    let mut clean = server.connect("transform");
+    send(&mut clean, UPPERCASE_HELLO);
+    assert_eq!(read_exact(&mut clean, 9), b"\x00\x00\x00\x05HELLO");
+    drop(clean);
+    let line = close_line(&server, "transform", 1);
+    assert!(line.ends_with("(closed by peer)"), "{line}");
+    // #2 answers a request, then resets (SO_LINGER 0).
+    let mut rude = server.connect("transform");
+    send(&mut rude, UPPERCASE_HELLO);
+    assert_eq!(read_exact(&mut rude, 9), b"\x00\x00\x00\x05HELLO");
+    reset(rude);
+    let line = close_line(&server, "transform", 2);
+    assert!(line.ends_with("(reset by peer)"), "{line}");
+    // #3 resets in the middle of a request.
+    let mut cut = server.connect("transform");
+    send(&mut cut, &UPPERCASE_HELLO[..6]);
+    reset(cut);
+    let line = close_line(&server, "transform", 3);
+    assert!(line.ends_with("(reset by peer)"), "{line}");
+    assert!(!server.log().contains("connection lost"));
+}
+
+#[test]
+fn the_protocols_own_end_is_done_and_a_limit_is_named() {
+    let dir = TempDir::new("log-limit");
+    let server = Server::start(&["cmd=0", "upload=0", "-d", dir.str(), "--max-files", "1"]);
+    let mut cmd = server.connect("cmd");
+    send(&mut cmd, b"BYE\n");
+    let mut reply = String::new();
+    cmd.read_to_string(&mut reply).expect("read");
+    assert!(reply.contains("See ya later"), "{reply}");
+    drop(cmd);
+    let line = close_line(&server, "cmd", 1);
+    assert!(line.ends_with("(done)"), "{line}");
+
+    let mut upload = server.connect("upload");
+    send(&mut upload, b"\0\0\0\x01a\n\0\0\0\x01b\n");
+    assert_eq!(read_to_end(&mut upload), b"AE");
+    drop(upload);
+    let line = close_line(&server, "upload", 2);
+    assert!(line.ends_with("(over --max-files)"), "{line}");
+}
