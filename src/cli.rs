@@ -188,6 +188,11 @@ fn options() -> Options {
         "upload: files one connection may save (default 100000)",
         "N",
     );
+    o.optflag(
+        "",
+        "trace",
+        "log each wake-up and each event: the token, its readiness, bytes read, consumed, queued and written, WouldBlock, interest changes, closes (log target onepoll::trace; -vv shows it too)",
+    );
     o
 }
 
@@ -370,6 +375,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     if let Some(n) = positive(max_files, "max-files", || "0".into())? {
         config.max_files = n;
     }
+    config.trace = m.opt_present("trace");
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
         (0, true) => log::LevelFilter::Warn,

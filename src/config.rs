@@ -181,6 +181,10 @@ pub struct Config {
     /// upload: files one connection may save (`--max-files`); the next
     /// one is answered `E` and the connection closed.
     pub max_files: u64,
+    /// `--trace`: log, at trace level under the target `onepoll::trace`,
+    /// one line per wake-up and per event (see `server::trace`). `-vv`
+    /// shows those lines too. Default off.
+    pub trace: bool,
 }
 
 impl Default for Config {
@@ -207,6 +211,7 @@ impl Default for Config {
             exempt: admission::default_exempt(),
             transform_table: crate::proto::transform::Table::Y2021,
             max_files: 100_000,
+            trace: false,
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::timers::Clock;
+use super::trace;
 
 #[cfg(feature = "fault-injection")]
 use super::faults::seam;
@@ -289,7 +290,8 @@ impl Conn {
 
     /// Offers freshly read bytes (plus any carried ones) to the session.
     fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
-        self.with_session(io, |session, carry, cx| {
+        let mark = trace::mark(&self.output);
+        let used = self.with_session(io, |session, carry, cx| {
             if carry.is_empty() {
                 let used = session.on_input(data, cx);
                 #[cfg(feature = "fault-injection")]
@@ -298,6 +300,7 @@ impl Conn {
                 if !cx.close_requested() {
                     carry.extend_from_slice(unused);
                 }
+                used
             } else {
                 carry.extend_from_slice(data);
                 let used = session.on_input(carry, cx).min(carry.len());
@@ -307,8 +310,10 @@ impl Conn {
                 if carry.is_empty() {
                     *carry = Vec::new();
                 }
+                used
             }
         });
+        trace::fed(used, mark, &self.output);
     }
 
     /// Gives a session that wants a turn ([`Session::wants_turn`]) one
@@ -319,7 +324,8 @@ impl Conn {
     /// peer sends). `More` once done: reading resumes in this turn.
     fn take_turn(&mut self, io: &mut IoCx<'_>) -> ReadStep {
         self.last_active = io.clock.now;
-        self.with_session(io, |session, carry, cx| {
+        let mark = trace::mark(&self.output);
+        let used = self.with_session(io, |session, carry, cx| {
             session.on_turn(cx);
             if !session.wants_turn() && !carry.is_empty() && !cx.close_requested() {
                 let used = session.on_input(carry, cx).min(carry.len());
@@ -327,8 +333,11 @@ impl Conn {
                 if carry.is_empty() {
                     *carry = Vec::new();
                 }
+                return used;
             }
+            0
         });
+        trace::turn(used, mark, &self.output);
         self.after_input(io).unwrap_or(ReadStep::More)
     }
 
@@ -376,7 +385,8 @@ impl Conn {
         let n = match self.stream.read(scratch) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return ReadStep::Stop(self.drained(io.draining))
+                trace::read_would_block();
+                return ReadStep::Stop(self.drained(io.draining));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::More,
             Err(e) => {
@@ -386,6 +396,7 @@ impl Conn {
                 return ReadStep::Stop(ReadStop::Paused);
             }
         };
+        trace::read(n);
         self.last_active = io.clock.now;
         if !self.protocol().is_request_reply() {
             self.chat_read = self
@@ -406,6 +417,7 @@ impl Conn {
         if n < scratch.len() && !self.fin_reported {
             // A short read: the kernel had no more. New data raises a new
             // edge, so no read is spent to hear WouldBlock.
+            trace::short_read();
             return ReadStep::Stop(self.drained(io.draining));
         }
         ReadStep::More
@@ -603,6 +615,7 @@ impl Conn {
                     return false;
                 }
                 Ok((n, offered)) => {
+                    trace::wrote(n, offered);
                     self.output.consume(n);
                     self.last_active = clock.now;
                     if n < offered {
@@ -613,6 +626,7 @@ impl Conn {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace::write_would_block();
                     self.write_blocked = true;
                     return false;
                 }
@@ -665,7 +679,10 @@ impl Conn {
             // at once: no edge is lost between the short write and here.
             let interest = Interest::READABLE | Interest::WRITABLE;
             match registry.reregister(&mut self.stream, token, interest) {
-                Ok(()) => self.writable_interest = true,
+                Ok(()) => {
+                    trace::interest("READABLE|WRITABLE");
+                    self.writable_interest = true;
+                }
                 Err(e) => {
                     log::warn!("reregister #{}: {e}", self.id);
                     self.phase = Phase::Dead;

@@ -51,6 +51,7 @@ use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
 use super::rooms::{ConnIndex, SlabSink};
 use super::signals::ShutdownSignals;
 use super::timers::{millis, Clock, TimerKind, Timers};
+use super::trace;
 use super::upload_store;
 use super::ServerError;
 
@@ -182,6 +183,7 @@ impl Server {
     /// `listening <protocol> <tcp|udp> <addr:port>` for each.
     pub fn bind(mut config: Config) -> Result<Server, ServerError> {
         config.max_conns = limits::fit_max_conns(config.max_conns);
+        trace::init();
         let mut shared = Shared::new(&config);
         if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
             let store = upload_store::prepare(&config).map_err(ServerError::UploadDir)?;
@@ -299,6 +301,7 @@ impl Server {
                 return Err(ServerError::Poll(e));
             }
             self.clock.tick();
+            let _wake = trace::Wake::begin();
             for event in events.iter() {
                 self.dispatch(event);
             }
@@ -350,6 +353,7 @@ impl Server {
     }
 
     fn dispatch(&mut self, event: &Event) {
+        let _trace = trace::Scope::event(event, || self.trace_name(event.token()));
         match event.token() {
             SIGNAL_TOKEN => {
                 if self.signals.take_pending() {
@@ -363,6 +367,23 @@ impl Server {
                 self.serve_datagrams(t - FIRST_DATAGRAM);
             }
             Token(key) => self.on_conn_event(key, event),
+        }
+    }
+
+    /// What `--trace` calls the owner of `token`: `signal`, `listener
+    /// transform`, `udp tne`, `#3 transform 127.0.0.1:60500`.
+    fn trace_name(&self, token: Token) -> String {
+        let Token(t) = token;
+        if token == SIGNAL_TOKEN {
+            "signal".to_string()
+        } else if let Some(l) = self.listeners.get(FIRST_LISTENER.wrapping_sub(t)) {
+            format!("listener {}", l.protocol)
+        } else if let Some(d) = self.datagrams.get(t.wrapping_sub(FIRST_DATAGRAM)) {
+            format!("udp {}", d.protocol)
+        } else if let Some(c) = self.conns.get(t) {
+            format!("#{} {} {}", c.id, c.protocol(), c.peer)
+        } else {
+            format!("token {t}")
         }
     }
 
@@ -532,6 +553,7 @@ impl Server {
             let Some(&key) = self.still_ready.get(i) else {
                 break;
             };
+            let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.still_ready = false;
             }
@@ -586,7 +608,7 @@ impl Server {
             match listener.accept() {
                 Ok((stream, peer)) => self.admit(protocol, stream, peer, nodelay),
                 Err(e) => match AcceptError::classify(&e) {
-                    AcceptError::WouldBlock => return,
+                    AcceptError::WouldBlock => return trace::accept_would_block(),
                     AcceptError::Interrupted | AcceptError::PeerGone => {}
                     AcceptError::OutOfDescriptors => {
                         match self.reserve.shed_one(&listener.socket) {
@@ -682,6 +704,7 @@ impl Server {
             return;
         }
         entry.insert(conn);
+        trace::accepted();
         log::info!("open {protocol} #{id} from {peer}");
         if !protocol.is_request_reply() {
             self.index.insert(id, key);
@@ -717,6 +740,7 @@ impl Server {
 
     fn fire_timers(&mut self) {
         while let Some(due) = self.timers.pop_due(self.clock.now) {
+            let _trace = trace::Scope::step("timer", || self.trace_name(Token(due.key())));
             let Some(conn) = self.conns.get_mut(due.key()) else {
                 continue;
             };
@@ -766,6 +790,7 @@ impl Server {
             self.conns.len()
         );
         self.shutdown_at = Some(self.clock.after(SHUTDOWN_GRACE));
+        trace::shutdown();
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
@@ -864,6 +889,7 @@ impl Server {
     }
 
     fn flush_one(&mut self, key: usize) {
+        let _trace = trace::Scope::step("flush", || self.trace_name(Token(key)));
         let registry: &Registry = self.poll.registry();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -909,6 +935,7 @@ impl Server {
         }
         // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
         // removes it from the epoll set, one syscall fewer per connection.
+        trace::closed(conn.final_reason());
         log::info!(
             "close {} #{} from {} ({})",
             conn.protocol(),

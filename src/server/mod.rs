@@ -15,6 +15,7 @@
 //!   logged once a second;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
+//! - [`trace`]: `--trace`, a log line per wake-up and per event;
 //! - [`upload_store`]: the upload directory and the files saved in it;
 //! - [`signals`]: SIGINT/SIGTERM as a poll event.
 
@@ -30,6 +31,7 @@ pub mod refusals;
 pub mod rooms;
 pub mod signals;
 pub mod timers;
+pub mod trace;
 pub mod upload_store;
 
 use std::fmt;
