@@ -69,6 +69,8 @@ fn a_clean_close_and_a_reset_are_told_apart() {
     let line = close_line(&server, "transform", 3);
     assert!(line.ends_with("(reset by peer)"), "{line}");
     assert!(!server.log().contains("connection lost"));
+    // Without --trace (or -vv), the loop traces nothing.
+    assert!(!server.log().contains("[onepoll::trace]"));
 }
 
 #[test]
@@ -90,4 +92,77 @@ fn the_protocols_own_end_is_done_and_a_limit_is_named() {
     drop(upload);
     let line = close_line(&server, "upload", 2);
     assert!(line.ends_with("(over --max-files)"), "{line}");
+}
+
+/// Masks what changes from run to run in a trace line: ports, times, ids.
+fn mask(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(c) = rest.chars().next() {
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        if let Some(after) = rest.strip_prefix("127.0.0.1:") {
+            out.push_str("127.0.0.1:PORT");
+            rest = &after[digits(after)..];
+        } else if let Some(after) = rest.strip_prefix('#') {
+            out.push_str("#N");
+            rest = &after[digits(after)..];
+        } else if let Some(after) = rest.strip_prefix(" in ") {
+            let n = digits(after);
+            if n > 0 && after[n..].starts_with(" µs") {
+                out.push_str(" in T");
+                rest = &after[n..];
+            } else {
+                out.push_str(" in ");
+                rest = after;
+            }
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// The trace lines of the log, without their timestamps, masked.
+fn trace_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| l.split_once("[onepoll::trace] "))
+        .map(|(_, text)| mask(text))
+        .collect()
+}
+
+/// The trace of one transform request over a real socket, from accept to
+/// close, matches `tests/golden/trace-transform.txt` (rewrite it with
+/// `ONEPOLL_BLESS=1 cargo test --test log`).
+#[test]
+fn the_trace_of_one_transform_request_is_pinned() {
+    let server = Server::start(&["--trace", "transform=0"]);
+    let mut client = server.connect("transform");
+    send(&mut client, UPPERCASE_HELLO);
+    assert_eq!(read_exact(&mut client, 9), b"\x00\x00\x00\x05HELLO");
+    drop(client);
+    // Wait for the wake-up that closed the connection to end.
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    let trace = loop {
+        let lines = trace_lines(&server.log());
+        let closed = lines.iter().position(|l| l.contains("close (closed by peer)"));
+        if let Some(at) = closed {
+            if lines[at..].iter().any(|l| l.starts_with("wake-up: ")) {
+                break lines;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no traced close:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let got = trace.join("\n") + "\n";
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/trace-transform.txt");
+    if std::env::var_os("ONEPOLL_BLESS").is_some() {
+        std::fs::write(golden, &got).expect("write the golden file");
+    }
+    let want = std::fs::read_to_string(golden).expect("read the golden file");
+    assert_eq!(got, want, "the trace changed; the log was:\n{}", server.log());
 }
