@@ -564,6 +564,13 @@ mod tests {
     }
 
     #[test]
+    fn trace_is_off_unless_asked_for() {
+        assert!(!config(&[]).trace);
+        assert!(config(&["--trace", "transform"]).trace);
+        assert!(usage().contains("--trace"));
+    }
+
+    #[test]
     fn help_and_version_win() {
         assert!(matches!(parse(&["--help", "gopher"]), Ok(Command::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Command::Version)));

@@ -145,7 +145,9 @@ fn the_trace_of_one_transform_request_is_pinned() {
     let deadline = std::time::Instant::now() + common::PATIENCE;
     let trace = loop {
         let lines = trace_lines(&server.log());
-        let closed = lines.iter().position(|l| l.contains("close (closed by peer)"));
+        let closed = lines
+            .iter()
+            .position(|l| l.contains("close (closed by peer)"));
         if let Some(at) = closed {
             if lines[at..].iter().any(|l| l.starts_with("wake-up: ")) {
                 break lines;
@@ -159,10 +161,18 @@ fn the_trace_of_one_transform_request_is_pinned() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     };
     let got = trace.join("\n") + "\n";
-    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/trace-transform.txt");
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/trace-transform.txt"
+    );
     if std::env::var_os("ONEPOLL_BLESS").is_some() {
         std::fs::write(golden, &got).expect("write the golden file");
     }
     let want = std::fs::read_to_string(golden).expect("read the golden file");
-    assert_eq!(got, want, "the trace changed; the log was:\n{}", server.log());
+    assert_eq!(
+        got,
+        want,
+        "the trace changed; the log was:\n{}",
+        server.log()
+    );
 }

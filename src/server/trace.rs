@@ -172,7 +172,7 @@ impl Tally {
             facts.push(format!("close ({reason})"));
         }
         if facts.is_empty() {
-            out.push_str("nothing to do");
+            out.push_str("nothing done now");
         } else {
             out.push_str(&facts.join(", "));
         }
@@ -469,7 +469,7 @@ mod tests {
     fn a_tally_says_what_happened() {
         let mut line = String::new();
         Tally::new().describe(&mut line);
-        assert_eq!(line, "nothing to do");
+        assert_eq!(line, "nothing done now");
         let tally = Tally {
             reads: 1,
             read: 9,
