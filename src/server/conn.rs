@@ -396,7 +396,7 @@ impl Conn {
                 return ReadStep::Stop(ReadStop::Paused);
             }
         };
-        trace::read(n);
+        trace::read(n, scratch.len());
         self.last_active = io.clock.now;
         if !self.protocol().is_request_reply() {
             self.chat_read = self
@@ -417,7 +417,6 @@ impl Conn {
         if n < scratch.len() && !self.fin_reported {
             // A short read: the kernel had no more. New data raises a new
             // edge, so no read is spent to hear WouldBlock.
-            trace::short_read();
             return ReadStep::Stop(self.drained(io.draining));
         }
         ReadStep::More

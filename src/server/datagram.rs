@@ -205,7 +205,7 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
                 }
             };
             errors = 0;
-            trace::read(n);
+            trace::read(n, 0);
             self.counts.received += 1;
             let datagram = scratch.get(..n).unwrap_or_default();
             self.reply.clear();

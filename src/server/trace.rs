@@ -200,28 +200,22 @@ fn note(f: impl FnOnce(&mut Tally)) {
     STATE.with(|s| f(&mut s.borrow_mut().tally));
 }
 
-/// A read returned `n` bytes (0: the peer's EOF).
+/// A read into a buffer of `len` bytes returned `n` (0: the peer's EOF;
+/// less than `len`: a short read, the kernel had no more; a datagram
+/// socket passes 0 for `len`).
 #[inline(always)]
-pub fn read(n: usize) {
+pub fn read(n: usize, len: usize) {
     if on() {
         note(|t| {
             t.reads += 1;
             t.read += n as u64;
             t.eof |= n == 0;
+            t.short_read = n > 0 && n < len;
         });
     }
 }
 
-/// A read came back short: the kernel had no more, and no read is spent
-/// to hear `WouldBlock`.
-#[inline(always)]
-pub fn short_read() {
-    if on() {
-        note(|t| t.short_read = true);
-    }
-}
-
-/// A read (or an accept, with `accept`) said `WouldBlock`.
+/// A read said `WouldBlock`.
 #[inline(always)]
 pub fn read_would_block() {
     if on() {
@@ -352,8 +346,13 @@ fn readiness(event: &Event, out: &mut String) {
 /// another keeps its counts apart. Off, it holds nothing and prints
 /// nothing.
 #[must_use]
-pub struct Scope {
-    line: Option<(String, bool)>,
+pub struct Scope(Option<Open>);
+
+/// A step whose line is due: what it names, whether it is printed when
+/// nothing was done, and the tally of the step it interrupted.
+struct Open {
+    line: String,
+    always: bool,
     outer: Tally,
 }
 
@@ -363,7 +362,7 @@ impl Scope {
     #[inline(always)]
     pub fn event(event: &Event, name: impl FnOnce() -> String) -> Scope {
         if !on() {
-            return Scope::off();
+            return Scope(None);
         }
         let mut line = name();
         line.push_str(" [");
@@ -378,41 +377,42 @@ impl Scope {
     #[inline(always)]
     pub fn step(step: &'static str, name: impl FnOnce() -> String) -> Scope {
         if !on() {
-            return Scope::off();
+            return Scope(None);
         }
         let mut line = name();
         let _ = write!(line, " [{step}]");
         Scope::open(line, false)
     }
 
-    #[inline(always)]
-    fn off() -> Scope {
-        Scope {
-            line: None,
-            outer: Tally::new(),
-        }
-    }
-
     fn open(line: String, always: bool) -> Scope {
         let outer = STATE.with(|s| std::mem::take(&mut s.borrow_mut().tally));
-        Scope {
-            line: Some((line, always)),
+        Scope(Some(Open {
+            line,
+            always,
             outer,
-        }
+        }))
     }
 }
 
 impl Drop for Scope {
     #[inline(always)]
     fn drop(&mut self) {
-        if let Some((line, always)) = self.line.take() {
-            finish(line, always, self.outer);
+        if self.0.is_some() {
+            finish(self.0.take());
         }
     }
 }
 
 #[inline(never)]
-fn finish(mut line: String, always: bool, outer: Tally) {
+fn finish(open: Option<Open>) {
+    let Some(Open {
+        mut line,
+        always,
+        outer,
+    }) = open
+    else {
+        return;
+    };
     let tally = STATE.with(|s| std::mem::replace(&mut s.borrow_mut().tally, outer));
     if always || !tally.is_empty() {
         line.push_str(": ");
