@@ -176,3 +176,50 @@ fn the_trace_of_one_transform_request_is_pinned() {
         server.log()
     );
 }
+
+/// `-vv` shows the trace too (with everything else).
+#[test]
+fn very_verbose_implies_the_trace() {
+    let server = Server::start(&["-vv", "transform=0"]);
+    let mut client = server.connect("transform");
+    send(&mut client, UPPERCASE_HELLO);
+    assert_eq!(read_exact(&mut client, 9), b"\x00\x00\x00\x05HELLO");
+    server.wait_for_log("[readable]: read 9 B (short read), core consumed 9 B");
+}
+
+/// A reply larger than the socket takes, to a client that does not read
+/// yet: the trace shows the short write, WRITABLE added to the interest,
+/// and the writable event after which the rest goes out.
+#[test]
+fn the_trace_shows_a_full_socket_and_the_writable_event() {
+    let server = Server::start(&["--trace", "transform=0"]);
+    let mut client = server.connect("transform");
+    let len: u32 = 16 << 20;
+    let mut request = ((1u32 << 27) | len).to_be_bytes().to_vec();
+    request.resize(4 + len as usize, b'a');
+    // The server writes while it reads: send from a thread, as the
+    // client reads nothing until the socket is full.
+    let mut writer = client.try_clone().expect("clone");
+    let sender = std::thread::spawn(move || send(&mut writer, &request));
+    server.wait_for_log("interest now READABLE|WRITABLE");
+    let log = server.log();
+    assert!(
+        log.contains("(short write)") || log.contains("write WouldBlock"),
+        "{log}"
+    );
+    let reply = read_exact(&mut client, 4 + len as usize);
+    assert!(reply[4..].iter().all(|&b| b == b'A'));
+    sender.join().expect("sender");
+    // Some event since reported the socket writable (with other readiness
+    // perhaps: `[readable writable]`).
+    let writable = |l: &String| {
+        l.split_once(" [")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .is_some_and(|(ready, _)| ready.split(' ').any(|r| r == "writable"))
+    };
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while !trace_lines(&server.log()).iter().any(writable) {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
