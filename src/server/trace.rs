@@ -103,6 +103,7 @@ impl Tally {
 
     fn is_empty(&self) -> bool {
         self.reads == 0
+            && !self.read_would_block
             && self.consumed == 0
             && self.queued == 0
             && self.turns == 0
