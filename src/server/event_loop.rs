@@ -589,6 +589,7 @@ impl Server {
 
     fn resume_datagrams(&mut self) {
         for index in std::mem::take(&mut self.datagrams_ready) {
+            let _trace = trace::Scope::step("resume", || self.trace_name(datagram_token(index)));
             self.serve_datagrams(index);
         }
     }
@@ -646,6 +647,7 @@ impl Server {
             return;
         }
         for index in std::mem::take(&mut self.listeners_ready) {
+            let _trace = trace::Scope::step("resume", || self.trace_name(listener_token(index)));
             self.accept_all(index);
         }
     }
@@ -660,6 +662,8 @@ impl Server {
             if self.clock.now >= at {
                 self.accept_paused_until = None;
                 for index in 0..self.listeners.len() {
+                    let _trace =
+                        trace::Scope::step("resume", || self.trace_name(listener_token(index)));
                     self.accept_all(index);
                 }
             }

@@ -186,13 +186,17 @@ struct State {
     events: u32,
 }
 
-thread_local! {
-    static STATE: RefCell<State> = const {
-        RefCell::new(State {
+impl State {
+    const fn new() -> State {
+        State {
             tally: Tally::new(),
             events: 0,
-        })
-    };
+        }
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<State> = const { RefCell::new(State::new()) };
 }
 
 /// Adds to the tally of the step under way (tracing on only).
@@ -436,7 +440,8 @@ impl Wake {
         if !on() {
             return Wake { started: None };
         }
-        STATE.with(|s| s.borrow_mut().events = 0);
+        // Counts made outside any step (there should be none) are dropped.
+        STATE.with(|s| *s.borrow_mut() = State::new());
         Wake {
             started: Some(Instant::now()),
         }
