@@ -206,6 +206,11 @@ fn options() -> Options {
         "upload: files one connection may save (default 100000)",
         "N",
     );
+    o.optflag(
+        "",
+        "trace",
+        "log each wake-up and each event: the token, its readiness, bytes read, consumed, queued and written, WouldBlock, interest changes, closes (log target onepoll::trace; -vv shows it too)",
+    );
     o
 }
 
@@ -428,6 +433,7 @@ pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Command, UsageError> {
     if let Some(n) = positive(chat_burst, "chat-burst", || "0".into())? {
         config.chat_burst = n;
     }
+    config.trace = m.opt_present("trace");
     config.log_level = match (m.opt_count("verbose"), m.opt_present("quiet")) {
         (0, false) => log::LevelFilter::Info,
         (0, true) => log::LevelFilter::Warn,
@@ -647,6 +653,13 @@ mod tests {
             .listeners
             .iter()
             .any(|(p, _)| *p == Protocol::Stats));
+    }
+
+    #[test]
+    fn trace_is_off_unless_asked_for() {
+        assert!(!config(&[]).trace);
+        assert!(config(&["--trace", "transform"]).trace);
+        assert!(usage().contains("--trace"));
     }
 
     #[test]

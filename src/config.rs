@@ -232,6 +232,10 @@ pub struct Config {
     pub chat_rate: u32,
     /// chat: lines a client may send at once before `chat_rate` applies.
     pub chat_burst: u32,
+    /// `--trace`: log, at trace level under the target `onepoll::trace`,
+    /// one line per wake-up and per event (see `server::trace`). `-vv`
+    /// shows those lines too. Default off.
+    pub trace: bool,
 }
 
 impl Default for Config {
@@ -262,6 +266,7 @@ impl Default for Config {
             max_memory: 256 * 1024 * 1024,
             chat_rate: 10,
             chat_burst: 20,
+            trace: false,
         }
     }
 }

@@ -24,11 +24,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = simple_logger::SimpleLogger::new()
+    let mut logger = simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
-        .with_utc_timestamps()
-        .init()
-    {
+        .with_utc_timestamps();
+    if config.trace {
+        logger = logger.with_module_level(onepoll::server::trace::TARGET, log::LevelFilter::Trace);
+    }
+    if let Err(e) = logger.init() {
         eprintln!("onepoll: cannot start logging: {e}");
         return ExitCode::from(1);
     }

@@ -126,7 +126,7 @@ pub struct Cx<'a> {
     /// State shared by all connections.
     pub shared: &'a mut Shared,
     effects: &'a mut Vec<Effect>,
-    close: bool,
+    close: Option<CloseReason>,
 }
 
 impl<'a> Cx<'a> {
@@ -148,7 +148,7 @@ impl<'a> Cx<'a> {
             now,
             shared,
             effects,
-            close: false,
+            close: None,
         }
     }
 
@@ -184,43 +184,127 @@ impl<'a> Cx<'a> {
     /// Asks the loop to close the connection once the replies queued so far
     /// have been sent. Input after this point is not offered to the core.
     pub fn close_after_flush(&mut self) {
-        self.close = true;
+        self.close.get_or_insert(CloseReason::Finished);
+    }
+
+    /// As [`Cx::close_after_flush`], for `reason` rather than the
+    /// protocol's own end: a limit reached ([`CloseReason::Limit`]) or an
+    /// error, once the core has queued its error reply. The close is
+    /// logged with that reason.
+    pub fn close_after_flush_for(&mut self, reason: CloseReason) {
+        self.close.get_or_insert(reason);
     }
 
     /// Whether the core asked for the connection to close.
     pub fn close_requested(&self) -> bool {
+        self.close.is_some()
+    }
+
+    /// Why the core asked for the connection to close, if it did.
+    pub fn close_reason(&self) -> Option<CloseReason> {
         self.close
     }
 }
 
-/// Why the loop ends a connection; passed to [`Session::on_close`].
+/// Why the loop ends a connection; passed to [`Session::on_close`], named
+/// in the per-connection `close` log line ([`CloseReason::as_str`]) and, as
+/// a metrics label, by [`CloseReason::label`].
+///
+/// The first reason found wins: a connection whose peer closed first and
+/// whose last reply then met a reset was closed by its peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloseReason {
-    /// The core asked ([`Cx::close_after_flush`]) and its replies went out.
+    /// The protocol's own end: the core asked ([`Cx::close_after_flush`])
+    /// and its replies went out (cmd's `BYE`, chat's `/quit`, upload's
+    /// zero-line message).
     Finished,
-    /// The peer went away: end of stream, reset, or a failed read or write.
-    PeerGone,
+    /// The peer closed first: end of stream (its FIN).
+    PeerClosed,
+    /// The peer reset the connection: `ECONNRESET`, `EPIPE` (or an abort,
+    /// or a socket no longer connected) on a read or a write.
+    Reset,
+    /// Any other failure: an I/O error that is not a reset, a failed
+    /// re-registration, a core that panicked.
+    Error,
     /// No traffic either way for `--idle-timeout`.
     IdleTimeout,
     /// chat: unsent output passed `--max-sendq` (a slow consumer).
     SendqExceeded,
+    /// Every client buffer together passed `--max-memory`, and this
+    /// connection held among the most.
+    MemoryLimit,
+    /// A per-connection limit of the protocol was reached (the core
+    /// answered with its error and asked to close:
+    /// [`Cx::close_after_flush_for`]).
+    Limit(Limit),
     /// The server is shutting down.
     Shutdown,
-    /// Every client buffer together passed `--max-memory`, and this
-    /// connection held among the most (`server::memory_budget`).
-    MemoryLimit,
+}
+
+/// A per-connection limit whose breach ends the connection
+/// ([`CloseReason::Limit`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Limit {
+    /// upload: a file larger than `--max-upload`.
+    MaxUpload,
+    /// upload: one file more than `--max-files`.
+    MaxFiles,
+}
+
+impl Limit {
+    /// The limit as the log says it: `over --max-upload`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::MaxUpload => "over --max-upload",
+            Limit::MaxFiles => "over --max-files",
+        }
+    }
 }
 
 impl CloseReason {
-    /// The reason in words, as logs and chat's `BYE`/`LEAVE` lines say it.
+    /// The reason in words, as the `close` log line says it, and chat's
+    /// `BYE`/`LEAVE` lines for the reasons the server gives.
     pub fn as_str(self) -> &'static str {
         match self {
-            CloseReason::Finished => "finished",
-            CloseReason::PeerGone => "connection lost",
+            CloseReason::Finished => "done",
+            CloseReason::PeerClosed => "closed by peer",
+            CloseReason::Reset => "reset by peer",
+            CloseReason::Error => "error",
             CloseReason::IdleTimeout => "idle timeout",
             CloseReason::SendqExceeded => "sendq exceeded",
-            CloseReason::Shutdown => "server shutting down",
             CloseReason::MemoryLimit => "memory limit",
+            CloseReason::Limit(limit) => limit.as_str(),
+            CloseReason::Shutdown => "server shutting down",
+        }
+    }
+
+    /// The reason as a metrics label (`reason` of
+    /// `onepoll_connections_closed_total`): `peer`, `reset`, `idle`,
+    /// `slow_consumer`, `memory`, `error`, `shutdown`, `limit` or `done`.
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Finished => "done",
+            CloseReason::PeerClosed => "peer",
+            CloseReason::Reset => "reset",
+            CloseReason::Error => "error",
+            CloseReason::IdleTimeout => "idle",
+            CloseReason::SendqExceeded => "slow_consumer",
+            CloseReason::MemoryLimit => "memory",
+            CloseReason::Limit(_) => "limit",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+
+    /// Why a read or write that failed with `e` ends the connection: a
+    /// reset ([`CloseReason::Reset`]) or another error.
+    pub fn of_io_error(e: &std::io::Error) -> CloseReason {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::ConnectionReset
+            | ErrorKind::BrokenPipe
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::NotConnected => CloseReason::Reset,
+            _ => CloseReason::Error,
         }
     }
 
@@ -385,5 +469,50 @@ impl AnySession {
             Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
             Protocol::Stats => AnySession::Stats(stats::StatsSession::new()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CloseReason, Limit};
+
+    /// The labels are the metrics' `reason` values, exactly, one each.
+    #[test]
+    fn close_reasons_have_the_metrics_labels() {
+        let all = [
+            CloseReason::PeerClosed,
+            CloseReason::Reset,
+            CloseReason::IdleTimeout,
+            CloseReason::SendqExceeded,
+            CloseReason::MemoryLimit,
+            CloseReason::Error,
+            CloseReason::Shutdown,
+            CloseReason::Limit(Limit::MaxFiles),
+            CloseReason::Finished,
+        ];
+        let labels: Vec<&str> = all.iter().map(|r| r.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "peer",
+                "reset",
+                "idle",
+                "slow_consumer",
+                "memory",
+                "error",
+                "shutdown",
+                "limit",
+                "done"
+            ]
+        );
+        assert_eq!(CloseReason::Limit(Limit::MaxUpload).label(), "limit");
+        assert_eq!(CloseReason::PeerClosed.to_string(), "closed by peer");
+        assert_eq!(CloseReason::Reset.to_string(), "reset by peer");
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let other = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(CloseReason::of_io_error(&reset), CloseReason::Reset);
+        assert_eq!(CloseReason::of_io_error(&pipe), CloseReason::Reset);
+        assert_eq!(CloseReason::of_io_error(&other), CloseReason::Error);
     }
 }

@@ -22,6 +22,7 @@ use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared}
 
 use super::flood::TokenBucket;
 use super::timers::Clock;
+use super::trace;
 
 #[cfg(feature = "fault-injection")]
 use super::faults::seam;
@@ -160,9 +161,6 @@ pub struct Conn {
     pub grace_armed: bool,
     /// Marked as a slow consumer: the loop ends it after routing.
     pub kill_pending: bool,
-    /// A read or write saw a reset (ECONNRESET): the close is counted and
-    /// logged as `reset by peer`.
-    pub reset: bool,
     /// Loop seconds when it was accepted (`CLIENTS` shows its age); 32
     /// bits keep the struct within its size (136 years of uptime).
     pub opened_secs: u32,
@@ -201,7 +199,6 @@ impl Conn {
             still_ready: false,
             grace_armed: false,
             kill_pending: false,
-            reset: false,
             opened_secs: u32::try_from(now / 1000).unwrap_or(u32::MAX),
             charged: 0,
         }
@@ -378,12 +375,12 @@ impl Conn {
         let carry = &mut self.carry;
         let result = catch_unwind(AssertUnwindSafe(|| {
             let r = f(session, carry, &mut cx);
-            (r, cx.close_requested())
+            (r, cx.close_reason())
         }));
         match result {
             Ok((r, close)) => {
-                if close && self.phase == Phase::Open {
-                    self.reason.get_or_insert(CloseReason::Finished);
+                if let (Some(why), Phase::Open) = (close, self.phase) {
+                    self.reason.get_or_insert(why);
                     self.phase = Phase::Flushing;
                     self.carry = Vec::new();
                 }
@@ -402,7 +399,7 @@ impl Conn {
                     self.peer
                 );
                 self.phase = Phase::Dead;
-                self.reason.get_or_insert(CloseReason::PeerGone);
+                self.reason.get_or_insert(CloseReason::Error);
                 None
             }
         }
@@ -410,7 +407,8 @@ impl Conn {
 
     /// Offers freshly read bytes (plus any carried ones) to the session.
     fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
-        self.with_session(io, |session, carry, cx| {
+        let mark = trace::mark(&self.output);
+        let used = self.with_session(io, |session, carry, cx| {
             if carry.is_empty() {
                 let used = session.on_input(data, cx);
                 #[cfg(feature = "fault-injection")]
@@ -419,6 +417,7 @@ impl Conn {
                 if !cx.close_requested() {
                     carry.extend_from_slice(unused);
                 }
+                used
             } else {
                 carry.extend_from_slice(data);
                 let used = session.on_input(carry, cx).min(carry.len());
@@ -434,8 +433,10 @@ impl Conn {
                     // charged to the memory budget) for a few bytes.
                     carry.shrink_to(CARRY_KEEP / 4);
                 }
+                used
             }
         });
+        trace::fed(used, mark, &self.output);
     }
 
     /// Gives a session that wants a turn ([`Session::wants_turn`]) one
@@ -446,7 +447,8 @@ impl Conn {
     /// peer sends). `More` once done: reading resumes in this turn.
     fn take_turn(&mut self, io: &mut IoCx<'_>) -> ReadStep {
         self.last_active = io.clock.now;
-        self.with_session(io, |session, carry, cx| {
+        let mark = trace::mark(&self.output);
+        let used = self.with_session(io, |session, carry, cx| {
             session.on_turn(cx);
             if !session.wants_turn() && !carry.is_empty() && !cx.close_requested() {
                 let used = session.on_input(carry, cx).min(carry.len());
@@ -454,8 +456,11 @@ impl Conn {
                 if carry.is_empty() {
                     *carry = Vec::new();
                 }
+                return used;
             }
+            0
         });
+        trace::turn(used, mark, &self.output);
         self.after_input(io).unwrap_or(ReadStep::More)
     }
 
@@ -503,17 +508,18 @@ impl Conn {
         let n = match self.stream.read(scratch) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                return ReadStep::Stop(self.drained(io.draining))
+                trace::read_would_block();
+                return ReadStep::Stop(self.drained(io.draining));
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::More,
             Err(e) => {
                 log::debug!("read from #{} {}: {e}", self.id, self.peer);
-                self.reset |= e.kind() == io::ErrorKind::ConnectionReset;
                 self.phase = Phase::Dead;
-                self.reason.get_or_insert(CloseReason::PeerGone);
+                self.reason.get_or_insert(CloseReason::of_io_error(&e));
                 return ReadStep::Stop(ReadStop::Paused);
             }
         };
+        trace::read(n, scratch.len());
         self.last_active = io.clock.now;
         io.shared.counts.received(self.protocol(), n);
         if let Some(chat) = self.session.chat_mut() {
@@ -581,6 +587,9 @@ impl Conn {
 
     fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
         self.peer_eof = true;
+        // Unless the connection was closing already (its reason stands),
+        // the peer closed first, whatever a last write meets after this.
+        self.reason.get_or_insert(CloseReason::PeerClosed);
         match self.phase {
             Phase::Open => {
                 self.with_session(io, |session, _, cx| session.on_eof(cx));
@@ -658,7 +667,7 @@ impl Conn {
     /// without having ended the session before.
     pub fn final_reason(&self) -> CloseReason {
         self.reason.unwrap_or(if self.peer_eof {
-            CloseReason::PeerGone
+            CloseReason::PeerClosed
         } else {
             CloseReason::Finished
         })
@@ -731,10 +740,11 @@ impl Conn {
             match result {
                 Ok((0, _)) => {
                     self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    self.reason.get_or_insert(CloseReason::Error);
                     return false;
                 }
                 Ok((n, offered)) => {
+                    trace::wrote(n, offered);
                     self.output.consume(n);
                     counts.sent(self.protocol(), n);
                     self.last_active = clock.now;
@@ -746,15 +756,15 @@ impl Conn {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace::write_would_block();
                     self.write_blocked = true;
                     return false;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     log::debug!("write to #{} {}: {e}", self.id, self.peer);
-                    self.reset |= e.kind() == io::ErrorKind::ConnectionReset;
                     self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    self.reason.get_or_insert(CloseReason::of_io_error(&e));
                     return false;
                 }
             }
@@ -780,7 +790,10 @@ impl Conn {
                     // destroy replies the peer has not read yet.
                     match self.stream.shutdown(Shutdown::Write) {
                         Ok(()) => self.phase = Phase::Lingering,
-                        Err(_) => self.phase = Phase::Dead,
+                        Err(e) => {
+                            self.phase = Phase::Dead;
+                            self.reason.get_or_insert(CloseReason::of_io_error(&e));
+                        }
                     }
                     resume = true;
                 }
@@ -796,11 +809,14 @@ impl Conn {
             // at once: no edge is lost between the short write and here.
             let interest = Interest::READABLE | Interest::WRITABLE;
             match registry.reregister(&mut self.stream, token, interest) {
-                Ok(()) => self.writable_interest = true,
+                Ok(()) => {
+                    trace::interest("READABLE|WRITABLE");
+                    self.writable_interest = true;
+                }
                 Err(e) => {
                     log::warn!("reregister #{}: {e}", self.id);
                     self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::PeerGone);
+                    self.reason.get_or_insert(CloseReason::Error);
                 }
             }
         }
@@ -898,7 +914,7 @@ mod tests {
     fn a_connection_stays_small() {
         // A debug build's mio stream also carries the id of its selector
         // (8 bytes with padding); the release build is what runs. The
-        // stats listener's `CLIENTS` age and reset flag, and the memory
+        // stats listener's `CLIENTS` age, and the memory
         // budget's count of this connection and the output's count of its
         // shared bytes, cost 8 bytes each (a chat connection's
         // flood-control clock is in its session).

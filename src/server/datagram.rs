@@ -35,6 +35,8 @@ use mio::{Interest, Registry, Token};
 use crate::config::Protocol;
 use crate::proto::tne;
 
+use super::trace;
+
 /// Reply datagrams held while the socket's send buffer is full.
 pub const MAX_PENDING_REPLIES: usize = 64;
 
@@ -135,6 +137,11 @@ impl DatagramEndpoint<UdpSocket> {
                 Interest::READABLE
             };
             registry.reregister(&mut self.socket, token, interest)?;
+            trace::interest(if want {
+                "READABLE|WRITABLE"
+            } else {
+                "READABLE"
+            });
             self.writable_interest = want;
         }
         Ok(())
@@ -180,7 +187,10 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
             }
             let (n, from) = match self.socket.recv_from(scratch) {
                 Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return DatagramStop::Drained,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    trace::read_would_block();
+                    return DatagramStop::Drained;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // A pending ICMP error reported on the socket, say: it
@@ -195,6 +205,7 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
                 }
             };
             errors = 0;
+            trace::read(n, 0);
             self.counts.received += 1;
             let datagram = scratch.get(..n).unwrap_or_default();
             self.reply.clear();
@@ -203,6 +214,7 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
             if tne::answer_datagram(datagram, truncated, max_line, &mut self.reply) {
                 self.counts.cut += 1;
             }
+            trace::answered(n, self.reply.len());
             if self.pending.is_empty() && self.send_now(from) {
                 continue;
             }
@@ -218,7 +230,8 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
     fn send_now(&mut self, to: SocketAddr) -> bool {
         loop {
             match self.socket.send_to(&self.reply, to) {
-                Ok(_) => {
+                Ok(n) => {
+                    trace::wrote(n, self.reply.len());
                     self.counts.sent += 1;
                     return true;
                 }
@@ -237,7 +250,10 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
     pub fn flush(&mut self) -> bool {
         while let Some((to, reply)) = self.pending.front() {
             match self.socket.send_to(reply, *to) {
-                Ok(_) => self.counts.sent += 1,
+                Ok(n) => {
+                    trace::wrote(n, reply.len());
+                    self.counts.sent += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

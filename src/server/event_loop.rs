@@ -56,6 +56,7 @@ use super::signals::ShutdownSignals;
 use super::stats::{self, View};
 use super::systemd::{self, Notifier, Passed};
 use super::timers::{millis, Clock, TimerKind, Timers};
+use super::trace;
 use super::upload_store;
 use super::ServerError;
 
@@ -246,6 +247,7 @@ impl Server {
     /// instead, each for the protocol it is named after, and binds nothing.
     pub fn bind(mut config: Config) -> Result<Server, ServerError> {
         config.max_conns = limits::fit_max_conns(config.max_conns);
+        trace::init();
         let sole = match config.listeners.as_slice() {
             [(protocol, _)] => Some(*protocol),
             _ => None,
@@ -394,6 +396,7 @@ impl Server {
             }
             let woke = Instant::now();
             self.clock.tick();
+            let _wake = trace::Wake::begin();
             for event in events.iter() {
                 self.metrics.events += 1;
                 self.dispatch(event);
@@ -474,6 +477,7 @@ impl Server {
     }
 
     fn dispatch(&mut self, event: &Event) {
+        let _trace = trace::Scope::event(event, || self.trace_name(event.token()));
         match event.token() {
             SIGNAL_TOKEN => {
                 if self.signals.take_pending() {
@@ -487,6 +491,23 @@ impl Server {
                 self.serve_datagrams(t - FIRST_DATAGRAM);
             }
             Token(key) => self.on_conn_event(key, event),
+        }
+    }
+
+    /// What `--trace` calls the owner of `token`: `signal`, `listener
+    /// transform`, `udp tne`, `#3 transform 127.0.0.1:60500`.
+    fn trace_name(&self, token: Token) -> String {
+        let Token(t) = token;
+        if token == SIGNAL_TOKEN {
+            "signal".to_string()
+        } else if let Some(l) = self.listeners.get(FIRST_LISTENER.wrapping_sub(t)) {
+            format!("listener {}", l.protocol)
+        } else if let Some(d) = self.datagrams.get(t.wrapping_sub(FIRST_DATAGRAM)) {
+            format!("udp {}", d.protocol)
+        } else if let Some(c) = self.conns.get(t) {
+            format!("#{} {} {}", c.id, c.protocol(), c.peer)
+        } else {
+            format!("token {t}")
         }
     }
 
@@ -852,6 +873,7 @@ impl Server {
             let Some(&key) = self.still_ready.get(i) else {
                 break;
             };
+            let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.still_ready = false;
             }
@@ -890,6 +912,7 @@ impl Server {
 
     fn resume_datagrams(&mut self) {
         for index in std::mem::take(&mut self.datagrams_ready) {
+            let _trace = trace::Scope::step("resume", || self.trace_name(datagram_token(index)));
             self.serve_datagrams(index);
         }
     }
@@ -909,7 +932,7 @@ impl Server {
             match listener.accept() {
                 Ok((stream, peer)) => self.admit(protocol, stream, peer, nodelay),
                 Err(e) => match AcceptError::classify(&e) {
-                    AcceptError::WouldBlock => return,
+                    AcceptError::WouldBlock => return trace::accept_would_block(),
                     AcceptError::Interrupted | AcceptError::PeerGone => {}
                     AcceptError::OutOfDescriptors => {
                         match self.reserve.shed_one(&listener.socket) {
@@ -945,6 +968,7 @@ impl Server {
             return;
         }
         for index in std::mem::take(&mut self.listeners_ready) {
+            let _trace = trace::Scope::step("resume", || self.trace_name(listener_token(index)));
             self.accept_all(index);
         }
     }
@@ -959,6 +983,8 @@ impl Server {
             if self.clock.now >= at {
                 self.accept_paused_until = None;
                 for index in 0..self.listeners.len() {
+                    let _trace =
+                        trace::Scope::step("resume", || self.trace_name(listener_token(index)));
                     self.accept_all(index);
                 }
             }
@@ -1007,6 +1033,7 @@ impl Server {
         }
         entry.insert(conn);
         self.metrics.opened(protocol);
+        trace::accepted();
         log::info!("open {protocol} #{id} from {peer}");
         if !protocol.is_request_reply() {
             self.index.insert(id, key);
@@ -1051,6 +1078,7 @@ impl Server {
 
     fn fire_timers(&mut self) {
         while let Some(due) = self.timers.pop_due(self.clock.now) {
+            let _trace = trace::Scope::step("timer", || self.trace_name(Token(due.key())));
             let Some(conn) = self.conns.get_mut(due.key()) else {
                 continue;
             };
@@ -1110,6 +1138,7 @@ impl Server {
                 self.conns.len()
             ));
         }
+        trace::shutdown();
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
@@ -1209,6 +1238,7 @@ impl Server {
     }
 
     fn flush_one(&mut self, key: usize) {
+        let _trace = trace::Scope::step("flush", || self.trace_name(Token(key)));
         let registry: &Registry = self.poll.registry();
         let Some(conn) = self.conns.get_mut(key) else {
             return;
@@ -1254,10 +1284,11 @@ impl Server {
             self.timers
                 .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
         }
-        let how = Closed::of(conn.final_reason(), conn.peer_eof(), conn.reset);
+        let how = Closed::of(conn.final_reason());
         self.metrics.closed(conn.protocol(), how);
         // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
         // removes it from the epoll set, one syscall fewer per connection.
+        trace::closed(conn.final_reason());
         log::info!(
             "close {} #{} from {} ({})",
             conn.protocol(),

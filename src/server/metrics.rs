@@ -51,18 +51,18 @@ impl Closed {
         Closed::Done,
     ];
 
-    /// Classifies a close: the session's reason, whether the peer's end of
-    /// stream was read, and whether a read or write saw a reset.
-    pub fn of(reason: CloseReason, peer_eof: bool, reset: bool) -> Closed {
+    /// The label of a connection that ended for `reason`.
+    pub fn of(reason: CloseReason) -> Closed {
         match reason {
             CloseReason::Finished => Closed::Done,
-            CloseReason::PeerGone if reset => Closed::Reset,
-            CloseReason::PeerGone if peer_eof => Closed::Peer,
-            CloseReason::PeerGone => Closed::Error,
+            CloseReason::PeerClosed => Closed::Peer,
+            CloseReason::Reset => Closed::Reset,
+            CloseReason::Error => Closed::Error,
             CloseReason::IdleTimeout => Closed::Idle,
             CloseReason::SendqExceeded => Closed::SlowConsumer,
-            CloseReason::Shutdown => Closed::Shutdown,
             CloseReason::MemoryLimit => Closed::Memory,
+            CloseReason::Limit(_) => Closed::Limit,
+            CloseReason::Shutdown => Closed::Shutdown,
         }
     }
 
@@ -259,18 +259,21 @@ mod tests {
     }
 
     #[test]
-    fn closes_are_classified_as_the_spec_names_them() {
-        assert_eq!(Closed::of(CloseReason::PeerGone, true, false), Closed::Peer);
-        assert_eq!(Closed::of(CloseReason::PeerGone, true, true), Closed::Reset);
-        assert_eq!(
-            Closed::of(CloseReason::PeerGone, false, false),
-            Closed::Error
-        );
-        assert_eq!(Closed::of(CloseReason::Finished, true, false), Closed::Done);
-        assert_eq!(
-            Closed::of(CloseReason::IdleTimeout, false, false),
-            Closed::Idle
-        );
+    fn closes_are_labelled_as_the_close_reason_says() {
+        use crate::proto::Limit;
+        for reason in [
+            CloseReason::Finished,
+            CloseReason::PeerClosed,
+            CloseReason::Reset,
+            CloseReason::Error,
+            CloseReason::IdleTimeout,
+            CloseReason::SendqExceeded,
+            CloseReason::MemoryLimit,
+            CloseReason::Limit(Limit::MaxFiles),
+            CloseReason::Shutdown,
+        ] {
+            assert_eq!(Closed::of(reason).label(), reason.label(), "{reason:?}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //!   logged once a second;
 //! - [`rooms`]: routing deliveries between connections (chat);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
+//! - [`trace`]: `--trace`, a log line per wake-up and per event;
 //! - [`upload_store`]: the upload directory and the files saved in it;
 //! - [`metrics`]: the loop's counters and wake-up histogram;
 //! - [`stats`]: the stats listener's reports (Prometheus, `INFO`);
@@ -40,6 +41,7 @@ pub mod signals;
 pub mod stats;
 pub mod systemd;
 pub mod timers;
+pub mod trace;
 pub mod upload_store;
 
 use std::fmt;

@@ -185,6 +185,10 @@ use super::framing::{Frame, LineFramer};
 use super::{CloseReason, Cx, Session};
 use crate::config::Protocol;
 
+/// What the others are told when a member's connection drops, however it
+/// dropped (end of stream, reset, error): `LEAVE NICK connection lost`.
+pub const CONNECTION_LOST: &str = "connection lost";
+
 /// The reply to `/help`.
 pub const HELP_REPLY: &[u8] = b"OK commands: /nick /who /msg /quit /help\n";
 
@@ -226,8 +230,7 @@ impl Shared {
         if self.room.is_empty() {
             return None;
         }
-        let reason = CloseReason::PeerGone.as_str();
-        Some(self.line(&[b"LEAVE ", nick.as_bytes(), b" ", reason.as_bytes()]))
+        Some(self.line(&[b"LEAVE ", nick.as_bytes(), b" ", CONNECTION_LOST.as_bytes()]))
     }
 
     /// `parts` concatenated, then LF, as one shared allocation.
@@ -493,7 +496,7 @@ impl Session for ChatSession {
     /// The client shut its write side: it can say no more, so it leaves
     /// (`LEAVE NICK connection lost`); replies already queued still go out.
     fn on_eof(&mut self, cx: &mut Cx<'_>) {
-        self.leave(cx, Leave::Because(CloseReason::PeerGone.as_str()));
+        self.leave(cx, Leave::Because(CONNECTION_LOST));
     }
 
     /// Announces the departure if it was not already (see the table of
@@ -505,12 +508,18 @@ impl Session for ChatSession {
         }
         match reason {
             CloseReason::Shutdown => self.on_shutdown(cx),
-            CloseReason::IdleTimeout | CloseReason::SendqExceeded | CloseReason::MemoryLimit => {
+            CloseReason::IdleTimeout
+            | CloseReason::SendqExceeded
+            | CloseReason::MemoryLimit
+            | CloseReason::Limit(_) => {
                 put_line(cx, &[b"BYE ", reason.as_str().as_bytes()]);
                 self.leave(cx, Leave::Because(reason.as_str()));
             }
-            CloseReason::Finished | CloseReason::PeerGone => {
-                self.leave(cx, Leave::Because(CloseReason::PeerGone.as_str()));
+            CloseReason::Finished
+            | CloseReason::PeerClosed
+            | CloseReason::Reset
+            | CloseReason::Error => {
+                self.leave(cx, Leave::Because(CONNECTION_LOST));
             }
         }
     }

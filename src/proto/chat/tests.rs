@@ -292,7 +292,7 @@ fn changing_only_the_case_of_ones_own_nick_is_allowed() {
 #[test]
 fn guest_numbers_are_never_reused() {
     let (mut sim, ids) = room(2);
-    sim.close(ids[1], CloseReason::PeerGone);
+    sim.close(ids[1], CloseReason::PeerClosed);
     let c = sim.connect();
     assert_eq!(sim.read(c), "WELCOME guest3\n");
 }
@@ -350,7 +350,7 @@ fn quit_says_bye_closes_and_is_announced_once() {
         sim.read(ids[2]),
         "LEAVE guest1 gone fishing\nLEAVE guest2\n"
     );
-    sim.close(ids[1], CloseReason::PeerGone);
+    sim.close(ids[1], CloseReason::PeerClosed);
     assert_eq!(sim.read(ids[2]), "", "nothing announced twice");
     sim.send(ids[2], b"/who\n");
     assert_eq!(sim.read(ids[2]), "WHO guest3\n");
@@ -361,9 +361,9 @@ fn a_dropped_connection_is_announced_once_as_connection_lost() {
     let (mut sim, ids) = room(2);
     sim.eof(ids[0]);
     assert_eq!(sim.read(ids[1]), "LEAVE guest1 connection lost\n");
-    sim.close(ids[0], CloseReason::PeerGone);
+    sim.close(ids[0], CloseReason::PeerClosed);
     assert_eq!(sim.read(ids[1]), "");
-    sim.close(ids[1], CloseReason::PeerGone);
+    sim.close(ids[1], CloseReason::PeerClosed);
     assert!(sim.shared.chat.room.is_empty());
 }
 

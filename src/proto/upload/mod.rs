@@ -148,7 +148,7 @@ use std::time::SystemTime;
 pub use store::{Fault, FileKey, MemStore, NoStore, PendingFile, Store, StoreError};
 
 use super::prefix::{split_at_most, WordReader};
-use super::{CloseReason, Cx, Session};
+use super::{CloseReason, Cx, Limit, Session};
 use crate::config::{Config, Protocol};
 
 /// Status: file saved.
@@ -215,6 +215,17 @@ pub enum Refusal {
     },
     /// The store failed.
     Store(StoreError),
+}
+
+impl Refusal {
+    /// Why the connection closes after this refusal: a limit, or an error.
+    pub fn close_reason(&self) -> CloseReason {
+        match self {
+            Refusal::TooLarge { .. } => CloseReason::Limit(Limit::MaxUpload),
+            Refusal::TooMany { .. } => CloseReason::Limit(Limit::MaxFiles),
+            Refusal::Store(_) => CloseReason::Error,
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
@@ -376,7 +387,7 @@ impl UploadSession {
             self.files
         );
         cx.out.put(&[ERROR]);
-        cx.close_after_flush();
+        cx.close_after_flush_for(why.close_reason());
     }
 
     /// The input ended (`how`): an unfinished file is dropped, leaving no
@@ -575,7 +586,7 @@ mod tests {
         }
 
         fn close(&mut self) {
-            self.call(|s, cx| s.on_close(cx, crate::proto::CloseReason::PeerGone));
+            self.call(|s, cx| s.on_close(cx, crate::proto::CloseReason::PeerClosed));
         }
     }
 

@@ -230,7 +230,7 @@ impl Sim {
             if let Some(client) = self.clients.get_mut(&id) {
                 client.in_room = false;
             }
-            self.close(id, CloseReason::PeerGone);
+            self.close(id, CloseReason::PeerClosed);
         }
     }
 
@@ -308,7 +308,7 @@ fn decode(mut input: Input<'_>) -> (usize, usize, usize, Vec<Op<'_>>) {
                 let who = usize::from(input.byte());
                 let reason = [
                     CloseReason::Finished,
-                    CloseReason::PeerGone,
+                    CloseReason::PeerClosed,
                     CloseReason::IdleTimeout,
                     CloseReason::SendqExceeded,
                 ][usize::from(input.byte() % 4)];

@@ -158,7 +158,7 @@ fn run(chunks: &[&[u8]], limit: u64, fault: Option<Fault>, eof: bool) -> Outcome
         assert_eq!(store.open_temporaries(), 0, "end of stream drops the file");
     }
     call(&mut session, &mut out, &mut shared, |s, cx| {
-        s.on_close(cx, CloseReason::PeerGone)
+        s.on_close(cx, CloseReason::PeerClosed)
     });
     assert!(out.is_empty(), "nothing said after the input ends");
     drop(session);
