@@ -76,25 +76,15 @@ impl std::error::Error for ActivationError {}
 /// else the protocol whose default port it is bound to. Call at start,
 /// while the process is single-threaded.
 pub fn passed_sockets(sole: Option<Protocol>) -> Result<Vec<Passed>, ActivationError> {
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .is_some_and(|pid| pid == std::process::id());
-    let count = std::env::var("LISTEN_FDS").ok();
+    let taken = take_listen_fds();
     let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(var);
     }
-    let (true, Some(count)) = (ours, count) else {
-        return Ok(Vec::new());
-    };
-    let n: RawFd = count
-        .trim()
-        .parse()
-        .map_err(|_| ActivationError::Count(count.clone()))?;
+    let taken = taken.map_err(ActivationError::Count)?;
     let mut names = names.split(':');
     let mut passed = Vec::new();
-    for (fd, taken) in (LISTEN_FDS_START..).zip(take_listen_fds(n)) {
+    for (fd, taken) in (LISTEN_FDS_START..).zip(taken) {
         let name = names.next().unwrap_or("");
         let owned = taken.map_err(|e| ActivationError::Socket(fd, e))?;
         let socket = adopt(fd, owned, Protocol::Tne)?;

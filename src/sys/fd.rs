@@ -15,38 +15,50 @@ pub const LISTEN_FDS_START: RawFd = 3;
 /// owned only once.
 static LISTEN_FDS_TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// Takes ownership of the `count` descriptors that systemd passed to this
-/// process (`LISTEN_FDS`, starting at descriptor 3), each set to
-/// close-on-exec so that no child inherits it. The caller must first have
-/// checked that `LISTEN_PID` names this process. Only the first call takes
-/// them; any later call returns an empty list. Entry `i` is descriptor
-/// `3 + i`, or the error met when examining it (a descriptor that is not
-/// open is `EBADF`, and is not taken).
-pub fn take_listen_fds(count: RawFd) -> Vec<io::Result<OwnedFd>> {
+/// Takes ownership of the descriptors that systemd passed to this process
+/// by socket activation: `LISTEN_FDS` of them from descriptor 3, if
+/// `LISTEN_PID` names this process (else none), each set to close-on-exec
+/// so that no child inherits it. Only the first call takes them; any
+/// later call returns an empty list. Entry `i` is descriptor `3 + i`, or
+/// the error met when examining it (a descriptor that is not open is
+/// `EBADF`, and is not taken). `Err` holds `LISTEN_FDS` when it is not a
+/// number. The environment is left as it is: the caller removes the
+/// variables once it has read `LISTEN_FDNAMES`.
+pub fn take_listen_fds() -> Result<Vec<io::Result<OwnedFd>>, String> {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .is_some_and(|pid| pid == std::process::id());
+    let Some(count) = std::env::var("LISTEN_FDS").ok().filter(|_| ours) else {
+        return Ok(Vec::new());
+    };
+    let count: RawFd = count.trim().parse().map_err(|_| count.clone())?;
     if LISTEN_FDS_TAKEN.swap(true, Ordering::SeqCst) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count.max(0)))
-        .map(|fd| {
-            // SAFETY: F_GETFD reads a flag of the descriptor table and
-            // passes no memory; on a descriptor that is not open it fails
-            // with EBADF and changes nothing.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: `fd` is open (checked above) and belongs to this
-            // process by systemd's socket-activation protocol: systemd
-            // opened descriptors 3..3+LISTEN_FDS for the process that
-            // LISTEN_PID names, which the caller checked is us. Nothing
-            // else in the process owns them: std and our code never adopt
-            // a descriptor they did not open, the kernel does not hand out
-            // a number that is already open, and LISTEN_FDS_TAKEN makes
-            // this the only place that ever takes them, once.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            set_cloexec(&owned)?;
-            Ok(owned)
-        })
-        .collect()
+    Ok(
+        (LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(count.max(0)))
+            .map(|fd| {
+                // SAFETY: F_GETFD reads a flag of the descriptor table and
+                // passes no memory; on a descriptor that is not open it fails
+                // with EBADF and changes nothing.
+                if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // SAFETY: `fd` is open (checked above) and belongs to this
+                // process by systemd's socket-activation protocol: systemd
+                // opened descriptors 3..3+LISTEN_FDS for the process that
+                // LISTEN_PID names, which is us (checked above). Nothing
+                // else in the process owns them: std and our code never adopt
+                // a descriptor they did not open, the kernel does not hand out
+                // a number that is already open, and LISTEN_FDS_TAKEN makes
+                // this the only place that ever takes them, once.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                set_cloexec(&owned)?;
+                Ok(owned)
+            })
+            .collect(),
+    )
 }
 
 /// Sets close-on-exec on `fd`, so that no child process inherits it.
