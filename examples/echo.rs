@@ -31,6 +31,7 @@
 //! - Why not register WRITABLE always? See `writable.rs`.
 //! - What if two messages arrive in one read? Echo has no messages; see
 //!   `select_chat.rs`, which splits lines.
+#![deny(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;

@@ -32,6 +32,7 @@
 //!   keeps the general rule).
 //! - Read until WouldBlock, WRITABLE spinning: questions for a readiness
 //!   loop, which this blocking loop is not. See echo.rs and writable.rs.
+#![deny(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -22,6 +22,7 @@
 //! - Must I read until WouldBlock? Yes: see `read_input`.
 //! - Why only WRITABLE while bytes are left? See `writable.rs`.
 //! - What if two lines arrive in one read? `read_input` splits them all.
+#![deny(unsafe_code)]
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;

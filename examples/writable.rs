@@ -32,6 +32,7 @@
 //!   after a write met WouldBlock. So `pump` writes until WouldBlock (or
 //!   nothing is owed), then waits for the event.
 //! - Two requests in one read? `take_requests` answers every complete line.
+#![deny(unsafe_code)]
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -18,7 +18,8 @@
 //!   place that does I/O, and it routes what the cores ask for.
 //! - [`config`] and [`cli`] — every limit in one struct, and the command
 //!   line that fills it.
-//! - [`sys`] — the few C library calls that need `unsafe`.
+//! - [`sys`] — the operating system as small safe functions; the only
+//!   module with `unsafe`.
 //! - [`client`] — the client side of each protocol, used by
 //!   `onepoll-client`.
 //! - [`bench`](mod@bench) — the load generator `onepoll-bench`: one mio loop driving
@@ -65,6 +66,8 @@
 //!    input briefly, so the last reply is not destroyed by a reset.
 
 #![warn(missing_docs)]
+// Every `unsafe` of the crate is in `sys`, each with its SAFETY note.
+#![deny(unsafe_code)]
 // No panic reachable from input: outside tests the library may not
 // unwrap, expect, index or slice unchecked, or call panic!/unreachable!.
 // Slices are taken with `get` or `proto::prefix::split_at_most`.
@@ -93,4 +96,5 @@ pub mod client;
 pub mod config;
 pub mod proto;
 pub mod server;
+#[allow(unsafe_code)]
 pub mod sys;

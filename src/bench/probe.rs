@@ -133,22 +133,7 @@ fn echo_on(cpu: usize, mut far: TcpStream) -> io::Result<()> {
 
 /// Restricts the calling thread to CPU `cpu`.
 fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::from_raw_os_error(libc::EINVAL));
-    }
-    // SAFETY: cpu_set_t is plain data, zeroed is the empty set; CPU_SET
-    // is given an index below CPU_SETSIZE (checked above); pid 0 is the
-    // calling thread, and the size passed is the set's own.
-    let rc = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::sys::process::pin_current_thread(cpu)
 }
 
 #[cfg(test)]
@@ -158,8 +143,7 @@ mod tests {
     #[test]
     fn a_round_trip_is_timed_on_a_cpu_this_process_may_use() {
         // Not CPU 0 by name: CI may not allow every CPU.
-        // SAFETY: sched_getcpu has no preconditions.
-        let cpu = usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0);
+        let cpu = crate::sys::process::current_cpu();
         let us = round_trip_us(cpu).expect("probe");
         assert!(us > 0.0 && us < 100_000.0, "{us} µs per round trip");
     }

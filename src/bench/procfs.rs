@@ -11,6 +11,8 @@
 use std::io;
 use std::time::Duration;
 
+use crate::sys;
+
 /// One reading of a process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
@@ -43,30 +45,11 @@ pub fn sample(pid: u32) -> io::Result<Sample> {
 /// kernel that refuses).
 pub fn process_cpu_clock(pid: u32) -> Option<Duration> {
     let pid = libc::pid_t::try_from(pid).ok()?;
-    let mut clock: libc::clockid_t = 0;
-    // SAFETY: clock_getcpuclockid writes one clockid_t into `clock`, which
-    // we own.
-    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
-        return None;
-    }
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which we own.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return None;
-    }
-    Some(
-        Duration::from_secs(u64::try_from(ts.tv_sec).ok()?)
-            + Duration::from_nanos(u64::try_from(ts.tv_nsec).ok()?),
-    )
+    sys::process::process_cpu_time(pid).ok()
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+    sys::process::clock_ticks_per_second().max(1)
 }
 
 /// utime + stime from the text of `/proc/PID/stat`. The command name (field
@@ -99,16 +82,7 @@ pub fn parse_rss(status: &str) -> Option<u64> {
 
 /// CPU time this process has used (user + system).
 pub fn own_cpu() -> Duration {
-    // SAFETY: getrusage writes into the zeroed struct we own.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
-    };
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    sys::process::own_cpu_time()
 }
 
 #[cfg(test)]

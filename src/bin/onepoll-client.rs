@@ -3,6 +3,7 @@
 //! `onepoll-client [-h HOST] [-p PORT] [-t SECS] [-v] PROTOCOL [ARGS]`. Exit codes:
 //! 0 on success, 1 when the server cannot be reached or answers an error,
 //! 2 on usage errors.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! `onepoll`: the server. Parses the command line, sets up logging, and
 //! runs the event loop. Exit codes: 0 after a clean shutdown, 1 when a
 //! port cannot be bound or the loop fails, 2 on a usage error.
+#![deny(unsafe_code)]
 
 use std::process::ExitCode;
 

@@ -20,7 +20,7 @@
 //! [`Relay`], tested without sockets; [`run`] is the I/O around it.
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -29,6 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::{ClientError, ClientOptions};
 use crate::config::Protocol;
 use crate::proto::chat::Nick;
+use crate::sys;
 
 /// The usage of the subcommand.
 pub const USAGE: &str = "chat [--nick NAME]
@@ -136,40 +137,34 @@ impl Relay {
     }
 }
 
-/// Descriptor 0 switched to nonblocking for the run; its flags are put
+/// Descriptor 0 switched to nonblocking for the run; its flag is put
 /// back when this is dropped (the shell shares the open file).
-struct NonblockingStdin {
-    fd: RawFd,
-    flags: libc::c_int,
+struct NonblockingStdin<'a> {
+    fd: BorrowedFd<'a>,
+    was_nonblocking: bool,
 }
 
-impl NonblockingStdin {
-    fn set(fd: RawFd) -> io::Result<NonblockingStdin> {
-        // SAFETY: fcntl on a descriptor we were given, no pointers involved.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(NonblockingStdin { fd, flags })
+impl<'a> NonblockingStdin<'a> {
+    fn set(fd: BorrowedFd<'a>) -> io::Result<NonblockingStdin<'a>> {
+        let was_nonblocking = sys::fd::set_nonblocking(fd, true)?;
+        Ok(NonblockingStdin {
+            fd,
+            was_nonblocking,
+        })
     }
 }
 
-impl Drop for NonblockingStdin {
+impl Drop for NonblockingStdin<'_> {
     fn drop(&mut self) {
-        // SAFETY: restores the flags read in `set`.
-        unsafe { libc::fcntl(self.fd, libc::F_SETFL, self.flags) };
+        let _ = sys::fd::set_nonblocking(self.fd, self.was_nonblocking);
     }
 }
 
 /// How stdin is read.
-enum StdinMode {
+enum StdinMode<'a> {
     /// Registered with the poll (terminal, pipe): read on readiness, until
     /// `WouldBlock`.
-    Polled(#[allow(dead_code)] NonblockingStdin),
+    Polled(#[allow(dead_code)] NonblockingStdin<'a>),
     /// epoll refused it (regular file, `/dev/null`): reads never block, so
     /// read whenever there is room.
     Direct,
@@ -190,18 +185,18 @@ pub fn run(options: &ClientOptions, args: &[String]) -> Result<(), ClientError> 
     let mut out = stdout.lock();
     chat_loop(
         &mut socket,
-        io::stdin().as_raw_fd(),
+        io::stdin().as_fd(),
         Relay::new(nick),
         &mut out,
         options.timeout,
     )
 }
 
-/// The event loop over the socket and stdin (descriptor `stdin_fd`). The
+/// The event loop over the socket and stdin (descriptor `stdin`). The
 /// server's first line (its greeting) must come within `timeout`.
 fn chat_loop(
     socket: &mut mio::net::TcpStream,
-    stdin_fd: RawFd,
+    stdin: BorrowedFd<'_>,
     mut relay: Relay,
     out: &mut impl Write,
     timeout: Duration,
@@ -209,11 +204,12 @@ fn chat_loop(
     let mut poll = Poll::new()?;
     poll.registry()
         .register(socket, SOCKET, Interest::READABLE | Interest::WRITABLE)?;
+    let stdin_raw = stdin.as_raw_fd();
     let mode = match poll
         .registry()
-        .register(&mut SourceFd(&stdin_fd), STDIN, Interest::READABLE)
+        .register(&mut SourceFd(&stdin_raw), STDIN, Interest::READABLE)
     {
-        Ok(()) => StdinMode::Polled(NonblockingStdin::set(stdin_fd)?),
+        Ok(()) => StdinMode::Polled(NonblockingStdin::set(stdin)?),
         Err(_) => StdinMode::Direct,
     };
     // Readiness is edge-triggered: remember that stdin may have more while
@@ -229,7 +225,7 @@ fn chat_loop(
     let mut before_greeting = Vec::new();
     loop {
         while stdin_open && stdin_ready && relay.outbox.len() < OUTBOX_LIMIT {
-            match read_fd(stdin_fd, &mut buf) {
+            match sys::fd::read(stdin, &mut buf) {
                 Ok(0) => {
                     stdin_open = false;
                     relay.stdin_closed();
@@ -338,18 +334,6 @@ fn write_out(socket: &mut mio::net::TcpStream, outbox: &mut Vec<u8>) -> io::Resu
     }
     outbox.drain(..sent);
     Ok(())
-}
-
-/// One `read(2)` on a raw descriptor (stdin, without std's buffering, so
-/// that readiness and what was read agree).
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for `buf.len()` bytes for the whole call.
-    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
 }
 
 #[cfg(test)]

@@ -133,13 +133,8 @@ pub fn standard_script(hostname: &str) -> Vec<String> {
 
 /// This machine's host name, or `localhost` if it has none that is text.
 pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the pointer and length describe `buf`, which outlives the call;
-    // gethostname writes at most `len` bytes into it.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(buf.get(..len).unwrap_or_default()) {
-        Ok(name) if rc == 0 && !name.trim().is_empty() => name.trim().to_string(),
+    match String::from_utf8(crate::sys::process::hostname()) {
+        Ok(name) if !name.trim().is_empty() => name.trim().to_string(),
         _ => "localhost".to_string(),
     }
 }

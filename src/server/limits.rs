@@ -10,49 +10,21 @@
 //! `maxclients`. Running out can still happen (files opened by uploads,
 //! ENFILE system-wide); the accept path cures that case on its own.
 
-use std::io;
+use crate::sys::process::{nofile_limit, set_nofile_limit};
 
 /// Descriptors kept for the server's own use beyond one per connection.
 pub const RESERVED_FDS: u64 = 32;
-
-/// The soft and hard RLIMIT_NOFILE.
-pub fn nofile_limit() -> io::Result<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((limit.rlim_cur, limit.rlim_max))
-}
-
-fn set_soft_limit(soft: u64, hard: u64) -> io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: setrlimit only reads the struct we pass.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 /// The `--max-conns` that descriptors allow: `wanted` if the soft limit is
 /// (or can be raised to) at least `wanted` + [`RESERVED_FDS`], else what
 /// the limit leaves, at least 1.
 pub fn fit_max_conns(wanted: usize) -> usize {
-    let Ok((soft, hard)) = nofile_limit() else {
-        log::warn!("cannot read RLIMIT_NOFILE; keeping --max-conns {wanted}");
-        return wanted;
-    };
+    let (soft, hard) = nofile_limit();
     let needed = (wanted as u64).saturating_add(RESERVED_FDS);
     let mut have = soft;
     if soft < needed {
         let target = needed.min(hard);
-        match set_soft_limit(target, hard) {
+        match set_nofile_limit(target, hard) {
             Ok(()) => {
                 log::debug!("raised the descriptor limit from {soft} to {target}");
                 have = target;
@@ -79,7 +51,7 @@ mod tests {
     fn a_modest_max_conns_fits_the_usual_limit() {
         // The soft limit of a test process is at least a few hundred.
         assert_eq!(fit_max_conns(10), 10);
-        let (soft, _) = nofile_limit().unwrap();
+        let (soft, _) = nofile_limit();
         assert!(soft >= 10 + RESERVED_FDS);
     }
 }

@@ -18,14 +18,14 @@
 use std::fs::File;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 
 use mio::net::TcpListener;
 
 use crate::config::Protocol;
+use crate::sys;
 
 /// The accept backlog asked for; Linux caps it at `net.core.somaxconn`.
-const LISTEN_BACKLOG: libc::c_int = 65_535;
+const LISTEN_BACKLOG: i32 = 65_535;
 
 /// A bound TCP listener of one protocol.
 pub struct Listener {
@@ -50,11 +50,7 @@ impl Listener {
         // soak's 400-connection flood saw misframed streams. Listening
         // again raises the backlog; the kernel caps it at
         // net.core.somaxconn, so the administrator's setting rules.
-        // SAFETY: listen(2) on a socket this function owns; no memory is
-        // passed.
-        if unsafe { libc::listen(socket.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        sys::socket::listen(&socket, LISTEN_BACKLOG)?;
         let addr = socket.local_addr()?;
         Ok(Listener {
             protocol,
@@ -86,19 +82,7 @@ fn set_inherited_nodelay(socket: &TcpListener) -> bool {
     if !cfg!(target_os = "linux") {
         return false;
     }
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt(2) on a socket the caller owns, reading one
-    // c_int that lives for the whole call, with its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            std::ptr::addr_of!(one).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
+    sys::socket::set_nodelay(socket).is_ok()
 }
 
 /// How an accept failed, as far as the loop cares.

@@ -3,20 +3,19 @@
 //! its protocol by `FileDescriptorName=` in the `.socket` unit) and the
 //! notify protocol (`READY=1`, `STATUS=`, `STOPPING=1`, `WATCHDOG=1`,
 //! datagrams to `$NOTIFY_SOCKET`). Both are a few environment variables
-//! and one `sendto`; `libc` and std's unix sockets do it without
+//! and one `sendto`; `crate::sys` and std's unix sockets do it without
 //! `sd-notify`/`listenfd` and their extra dependencies.
 
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use crate::config::{Protocol, UnknownProtocol};
-
-/// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
-const LISTEN_FDS_START: RawFd = 3;
+use crate::sys::fd::{take_listen_fds, LISTEN_FDS_START};
+use crate::sys::socket::{socket_kind, SocketKind};
 
 /// A socket systemd passed in.
 #[derive(Debug)]
@@ -77,27 +76,18 @@ impl std::error::Error for ActivationError {}
 /// else the protocol whose default port it is bound to. Call at start,
 /// while the process is single-threaded.
 pub fn passed_sockets(sole: Option<Protocol>) -> Result<Vec<Passed>, ActivationError> {
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        .is_some_and(|pid| pid == std::process::id());
-    let count = std::env::var("LISTEN_FDS").ok();
+    let taken = take_listen_fds();
     let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
         std::env::remove_var(var);
     }
-    let (true, Some(count)) = (ours, count) else {
-        return Ok(Vec::new());
-    };
-    let n: RawFd = count
-        .trim()
-        .parse()
-        .map_err(|_| ActivationError::Count(count.clone()))?;
+    let taken = taken.map_err(ActivationError::Count)?;
     let mut names = names.split(':');
     let mut passed = Vec::new();
-    for fd in LISTEN_FDS_START..LISTEN_FDS_START.saturating_add(n) {
+    for (fd, taken) in (LISTEN_FDS_START..).zip(taken) {
         let name = names.next().unwrap_or("");
-        let socket = adopt(fd, Protocol::Tne)?;
+        let owned = taken.map_err(|e| ActivationError::Socket(fd, e))?;
+        let socket = adopt(fd, owned, Protocol::Tne)?;
         let protocol = match (name.parse::<Protocol>(), sole) {
             (Ok(p), _) => p,
             (Err(_), Some(p)) => p,
@@ -121,40 +111,22 @@ fn by_default_port(socket: &Passed) -> Option<Protocol> {
         .find(|p| p.default_port() == port)
 }
 
-fn adopt(fd: RawFd, protocol: Protocol) -> Result<Passed, ActivationError> {
+/// The passed socket `fd` (owned as `owned`), as a nonblocking TCP
+/// listener or UDP socket.
+fn adopt(fd: RawFd, owned: OwnedFd, protocol: Protocol) -> Result<Passed, ActivationError> {
     let fail = |e| ActivationError::Socket(fd, e);
-    let mut kind: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes one c_int into `kind`, whose size is `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(fail(io::Error::last_os_error()));
-    }
-    // SAFETY: fcntl on a descriptor systemd handed to this process.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    match kind {
-        libc::SOCK_STREAM => {
-            // SAFETY: systemd passed this descriptor for us to own, and
-            // nothing else in the process holds it.
-            let socket = unsafe { TcpListener::from_raw_fd(fd) };
+    match socket_kind(&owned).map_err(fail)? {
+        SocketKind::Stream => {
+            let socket = TcpListener::from(owned);
             socket.set_nonblocking(true).map_err(fail)?;
             Ok(Passed::Tcp(protocol, socket))
         }
-        libc::SOCK_DGRAM => {
-            // SAFETY: as above.
-            let socket = unsafe { UdpSocket::from_raw_fd(fd) };
+        SocketKind::Datagram => {
+            let socket = UdpSocket::from(owned);
             socket.set_nonblocking(true).map_err(fail)?;
             Ok(Passed::Udp(protocol, socket))
         }
-        _ => Err(fail(io::Error::new(
+        SocketKind::Other => Err(fail(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a TCP or UDP socket",
         ))),

@@ -14,6 +14,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, SystemTime};
 
+use crate::sys::process::{monotonic_coarse, realtime_coarse};
+
 /// What a deadline is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum TimerKind {
@@ -131,36 +133,21 @@ pub struct Clock {
     pub wall: SystemTime,
 }
 
-/// Reads `clock`; zero if it cannot be read (never, for the clocks used here).
-fn read(clock: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`, which we own.
-    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
-        return Duration::ZERO;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
-    Duration::new(secs, nanos)
-}
-
 impl Clock {
     /// A clock starting now.
     pub fn new() -> Clock {
         Clock {
-            start: read(libc::CLOCK_MONOTONIC_COARSE),
+            start: monotonic_coarse(),
             now: 0,
-            wall: SystemTime::UNIX_EPOCH + read(libc::CLOCK_REALTIME_COARSE),
+            wall: SystemTime::UNIX_EPOCH + realtime_coarse(),
         }
     }
 
     /// Reads the time (once per wake-up). `now` never goes back.
     pub fn tick(&mut self) {
-        let since_start = read(libc::CLOCK_MONOTONIC_COARSE).saturating_sub(self.start);
+        let since_start = monotonic_coarse().saturating_sub(self.start);
         self.now = self.now.max(millis(since_start));
-        self.wall = SystemTime::UNIX_EPOCH + read(libc::CLOCK_REALTIME_COARSE);
+        self.wall = SystemTime::UNIX_EPOCH + realtime_coarse();
     }
 
     /// The loop time `d` from now.

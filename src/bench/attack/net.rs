@@ -6,8 +6,12 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use crate::sys;
 
 /// Source addresses handed out in turn: `per_addr` connections from each,
 /// starting at `first`, never 127.0.0.1 (the bystander's) nor the /8's
@@ -66,40 +70,6 @@ impl Sources {
     }
 }
 
-fn sockaddr(addr: SocketAddrV4) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*addr.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
-
-const SOCKADDR_LEN: libc::socklen_t = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: setsockopt reads one c_int from `value`, which outlives the call.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            std::ptr::addr_of!(value).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
-}
-
 /// A TCP socket bound to `src` (any port: the kernel picks one at connect
 /// time, per destination) and connecting to `dst`; nonblocking unless
 /// `timeout` is given, in which case the connect blocks for at most that
@@ -109,57 +79,23 @@ fn open(
     dst: SocketAddrV4,
     timeout: Option<Duration>,
 ) -> io::Result<OwnedFd> {
-    let nonblock = if timeout.is_some() {
-        0
-    } else {
-        libc::SOCK_NONBLOCK
+    let flags = match timeout {
+        Some(_) => SocketFlags::CLOEXEC,
+        None => SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
     };
-    // SAFETY: socket has no memory preconditions.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC | nonblock,
-            0,
-        )
-    };
-    check(fd)?;
-    // SAFETY: `fd` was just returned by socket and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let raw = fd.as_raw_fd();
+    let fd = rustix::net::socket_with(AddressFamily::INET, SocketType::STREAM, flags, None)?;
     if let Some(src) = src {
-        // Lets connect choose the port per destination, so that many
-        // connections from one address do not run out of ports at bind.
-        set_int(raw, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
-        let sin = sockaddr(SocketAddrV4::new(src, 0));
-        // SAFETY: bind reads SOCKADDR_LEN bytes of `sin`, which we own.
-        check(unsafe { libc::bind(raw, std::ptr::addr_of!(sin).cast(), SOCKADDR_LEN) })?;
+        sys::socket::set_bind_address_no_port(&fd)?;
+        rustix::net::bind(&fd, &SocketAddrV4::new(src, 0))?;
     }
     if let Some(t) = timeout {
-        let tv = libc::timeval {
-            tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_usec: libc::suseconds_t::from(t.subsec_micros().min(999_999) as i32),
-        };
-        // SAFETY: setsockopt reads one timeval from `tv`, which we own.
-        check(unsafe {
-            libc::setsockopt(
-                raw,
-                libc::SOL_SOCKET,
-                libc::SO_SNDTIMEO,
-                std::ptr::addr_of!(tv).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        })?;
+        sys::socket::set_send_timeout(&fd, t)?;
     }
-    let sin = sockaddr(dst);
-    // SAFETY: connect reads SOCKADDR_LEN bytes of `sin`, which we own.
-    let rc = unsafe { libc::connect(raw, std::ptr::addr_of!(sin).cast(), SOCKADDR_LEN) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if timeout.is_some() || e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
+    match rustix::net::connect(&fd, &dst) {
+        Ok(()) => Ok(fd),
+        Err(rustix::io::Errno::INPROGRESS) if timeout.is_none() => Ok(fd),
+        Err(e) => Err(e.into()),
     }
-    Ok(fd)
 }
 
 /// Starts a nonblocking connect from `src` to `dst`.
@@ -195,21 +131,8 @@ pub fn connected(sock: &mio::net::TcpStream) -> io::Result<bool> {
 
 /// Makes the socket's close an abortive one (RST, no TIME_WAIT), as a
 /// churning attacker would, so that a churn does not run out of ports.
-pub fn set_abortive(fd: &impl AsRawFd) -> io::Result<()> {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt reads one linger from `linger`, which we own.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            std::ptr::addr_of!(linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    })
+pub fn set_abortive(fd: &impl AsFd) -> io::Result<()> {
+    sys::socket::set_abortive_close(fd)
 }
 
 /// Where a client socket stands, from the kernel's TCP state.
@@ -226,28 +149,15 @@ pub enum TcpState {
 }
 
 /// The TCP state of `fd` (`TCP_INFO`'s first byte).
-pub fn tcp_state(fd: &impl AsRawFd) -> TcpState {
-    let mut info = [0u8; 8];
-    let mut len = info.len() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `info`, which we
-    // own, and updates `len`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 || len == 0 {
+pub fn tcp_state(fd: &impl AsFd) -> TcpState {
+    let Ok(state) = sys::socket::tcp_state(fd) else {
         return TcpState::Other;
-    }
+    };
     // Linux's TCP states: 1 ESTABLISHED, 2 SYN_SENT, 7 CLOSE, 8 CLOSE_WAIT.
-    match info.first() {
-        Some(1) => TcpState::Open,
-        Some(2) => TcpState::Connecting,
-        Some(7 | 8) => TcpState::ClosedByServer,
+    match state {
+        1 => TcpState::Open,
+        2 => TcpState::Connecting,
+        7 | 8 => TcpState::ClosedByServer,
         _ => TcpState::Other,
     }
 }
@@ -267,7 +177,7 @@ pub struct StateCount {
 
 impl StateCount {
     /// Counts the states of `socks`.
-    pub fn of<'a, S: AsRawFd + 'a>(socks: impl IntoIterator<Item = &'a S>) -> StateCount {
+    pub fn of<'a, S: AsFd + 'a>(socks: impl IntoIterator<Item = &'a S>) -> StateCount {
         let mut c = StateCount::default();
         for s in socks {
             match tcp_state(s) {
@@ -303,16 +213,9 @@ pub fn probe_states<'a>(
 /// connections need it); failures are ignored (the attack then opens what
 /// it can and says so).
 pub fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read or write one rlimit we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    let (soft, hard) = sys::process::nofile_limit();
+    if soft < hard {
+        let _ = sys::process::set_nofile_limit(hard, hard);
     }
 }
 

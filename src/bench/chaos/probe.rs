@@ -575,26 +575,7 @@ impl Probe {
 /// `SO_LINGER` with a zero timeout: closing then sends a reset and drops
 /// whatever is unsent.
 fn set_linger_zero(sock: &TcpStream) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: the descriptor is open for as long as `sock` is borrowed, and
-    // the option value is a `linger` of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    match rc {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
+    crate::sys::socket::set_abortive_close(sock)
 }
 
 #[cfg(test)]
