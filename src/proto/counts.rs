@@ -46,6 +46,12 @@ impl Counts {
         }
     }
 
+    /// Bytes received so far from `protocol` connections.
+    #[inline(always)]
+    pub fn received_by(&self, protocol: Protocol) -> u64 {
+        self.received.get(protocol.index()).copied().unwrap_or(0)
+    }
+
     /// `n` more bytes written to a `protocol` connection.
     #[inline(always)]
     pub fn sent(&mut self, protocol: Protocol, n: usize) {

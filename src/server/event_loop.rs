@@ -7,22 +7,25 @@
 //!    an event; zero if a connection still has input it was not allowed to
 //!    read last time);
 //! 2. read the clock once;
-//! 3. handle each event: accept on a listener until `WouldBlock` or
+//! 3. resume, first, the connections the last wake-up's budgets left with
+//!    work (fairness): unread input, or a session that wants another turn
+//!    for work of its own (a large transform done in slices, one per
+//!    wake-up: `Session::wants_turn`);
+//! 4. handle each event: accept on a listener until `WouldBlock` or
 //!    `ACCEPTS_PER_WAKE` (each new peer admitted or refused by the
 //!    per-address limits, see [`super::admission`]); answer the datagrams
 //!    of a UDP socket; read a connection and feed its session; a signal
-//!    starts the shutdown;
-//! 4. resume what the per-wake-up budgets left with work (fairness):
-//!    connections with unread input, connections whose session wants
-//!    another turn for work of its own (a large transform done in slices,
-//!    one per wake-up: `Session::wants_turn`), UDP sockets and listeners;
+//!    starts the shutdown. Reading stops for everyone once the wake-up
+//!    has read `WAKE_READ_BYTES` in all: the rest wait, listed, for the
+//!    next wake-up's step 3; then resume the UDP sockets and listeners
+//!    left with work;
 //! 5. fire due deadlines (idle timeouts, close grace), and log the
 //!    refusals due to be reported (once a second at most, see
 //!    [`super::refusals`]);
 //! 6. flush every connection touched in this wake-up, once, then settle
 //!    its interest, and remove the connections that finished. A long flush
 //!    (a chat room's fan-out) polls again without waiting every
-//!    64 connections (`FLUSH_SLICE`) and handles what arrived (step 3), so a
+//!    64 connections (`FLUSH_SLICE`) and handles what arrived (step 4), so a
 //!    message that comes in while a thousand receivers are being written
 //!    joins the writes not yet made instead of waiting for the next
 //!    wake-up.
@@ -80,6 +83,14 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// (debug build). The rest wait for the next wake-up, after every other
 /// connection's turn.
 const ACCEPTS_PER_WAKE: usize = 64;
+
+/// Bytes one wake-up reads from all connections together. Past it, the
+/// connections not yet read wait for the next wake-up (listed like those
+/// that spent their own read budget, and served first then): whatever
+/// many busy clients send at once, a wake-up's reading and parsing stays
+/// a few milliseconds, and a quiet client's request waits behind at most
+/// that much.
+const WAKE_READ_BYTES: u64 = 4 * 1024 * 1024;
 
 /// UDP socket `j` has token `FIRST_DATAGRAM + j`: far above any slab key,
 /// far below the listeners.
@@ -204,6 +215,8 @@ pub struct Server {
     /// `WouldBlock`, or whose session wants another turn: read (or given
     /// their turn) again next wake-up without waiting for an event.
     still_ready: Vec<usize>,
+    /// Bytes read in this wake-up, against [`WAKE_READ_BYTES`].
+    wake_read: u64,
     next_id: u64,
     /// Set once shutdown starts: when the drain grace ends.
     shutdown_at: Option<u64>,
@@ -344,6 +357,7 @@ impl Server {
             replies: Output::new(),
             flush_list: Vec::new(),
             still_ready: Vec::new(),
+            wake_read: 0,
             next_id: 1,
             shutdown_at: None,
             accept_paused_until: None,
@@ -397,11 +411,13 @@ impl Server {
             let woke = Instant::now();
             self.clock.tick();
             let _wake = trace::Wake::begin();
+            self.wake_read = 0;
+            // Those left waiting last time go first, then the new events.
+            self.resume_still_ready();
             for event in events.iter() {
                 self.metrics.events += 1;
                 self.dispatch(event);
             }
-            self.resume_still_ready();
             self.resume_datagrams();
             self.resume_listeners();
             self.resume_accepting();
@@ -715,6 +731,11 @@ impl Server {
     /// by one sender between two of its flushes, instead of being dropped
     /// for the sender's burst.
     fn pump(&mut self, key: usize) {
+        if self.wake_read >= WAKE_READ_BYTES {
+            // This wake-up has read its share: next wake-up, first.
+            self.mark_still_ready(key);
+            return;
+        }
         let max_sendq = self.config.max_sendq;
         let paced = self.flood.enabled();
         let (reads, read_len, chat) = match self.conns.get(key) {
@@ -736,7 +757,11 @@ impl Server {
             }
             _ => (READS_PER_WAKE, SCRATCH_BYTES, false),
         };
+        let protocol = self.conns.get(key).map(Conn::protocol);
+        let read_before = protocol.map_or(0, |p| self.shared.counts.received_by(p));
         let more = self.read_turn(key, reads, read_len);
+        let read_after = protocol.map_or(0, |p| self.shared.counts.received_by(p));
+        self.wake_read += read_after - read_before;
         if chat && paced && !self.paced(key) {
             // Out of tokens: the refill deadline reads it again.
             return;
@@ -1214,7 +1239,7 @@ impl Server {
     }
 
     /// Polls without waiting in the middle of a long flush and handles the
-    /// events, as step 3 of a wake-up does. A failing poll is left for the
+    /// events, as step 4 of a wake-up does. A failing poll is left for the
     /// wake-up's own poll to report.
     fn poll_between_slices(&mut self, events: &mut Events) {
         if self.poll.poll(events, Some(Duration::ZERO)).is_err() {
