@@ -5,7 +5,6 @@ use std::io;
 use std::time::Duration;
 
 use rustix::process::{Resource, Rlimit};
-use rustix::time::{ClockId, Timespec};
 
 /// The soft and hard `RLIMIT_NOFILE` (open descriptors); `u64::MAX` for
 /// no limit (`RLIM_INFINITY`).
@@ -30,15 +29,36 @@ pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
 
 /// The size of a memory page in bytes.
 pub fn page_size() -> u64 {
-    rustix::param::page_size() as u64
+    sysconf(libc::_SC_PAGESIZE)
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`), the unit of `/proc` CPU times.
 pub fn clock_ticks_per_second() -> u64 {
-    rustix::param::clock_ticks_per_second()
+    sysconf(libc::_SC_CLK_TCK)
 }
 
-fn duration(ts: Timespec) -> Duration {
+/// A `sysconf` value; 0 if the system does not say. (Through libc, not
+/// rustix: rustix reads these from the auxiliary vector, and its reader
+/// dies under valgrind, which the project profiles with.)
+fn sysconf(name: libc::c_int) -> u64 {
+    // SAFETY: sysconf takes a plain integer and reads no memory of ours.
+    let value = unsafe { libc::sysconf(name) };
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// The time on `clock`; zero if the kernel refuses it (it does not, for
+/// the clocks below). Through libc, whose vDSO call valgrind supports:
+/// rustix's own vDSO lookup dies under valgrind.
+fn clock_now(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, a local that
+    // lives for the whole call; an unknown clock id is an error return.
+    if unsafe { libc::clock_gettime(clock, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
     let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
     let nanos = u32::try_from(ts.tv_nsec).unwrap_or(0);
     Duration::new(secs, nanos.min(999_999_999))
@@ -48,19 +68,19 @@ fn duration(ts: Timespec) -> Duration {
 /// each scheduler tick, read from a page the kernel shares, never going
 /// back. The origin is arbitrary (boot).
 pub fn monotonic_coarse() -> Duration {
-    duration(rustix::time::clock_gettime(ClockId::MonotonicCoarse))
+    clock_now(libc::CLOCK_MONOTONIC_COARSE)
 }
 
 /// Linux's coarse wall clock (`CLOCK_REALTIME_COARSE`), since the Unix
 /// epoch.
 pub fn realtime_coarse() -> Duration {
-    duration(rustix::time::clock_gettime(ClockId::RealtimeCoarse))
+    clock_now(libc::CLOCK_REALTIME_COARSE)
 }
 
 /// CPU time this process has used, user and system, over all its threads
 /// (`CLOCK_PROCESS_CPUTIME_ID`).
 pub fn own_cpu_time() -> Duration {
-    duration(rustix::time::clock_gettime(ClockId::ProcessCPUTime))
+    clock_now(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
 /// CPU time of every thread of process `pid`, living or exited, from its
