@@ -1319,7 +1319,7 @@ impl Server {
             conn.protocol(),
             conn.id,
             conn.peer,
-            how.words()
+            conn.final_reason().as_str()
         );
     }
 }

@@ -80,21 +80,6 @@ impl Closed {
             Closed::Done => "done",
         }
     }
-
-    /// The words of the `close` log line.
-    pub fn words(self) -> &'static str {
-        match self {
-            Closed::Peer => "closed by peer",
-            Closed::Reset => "reset by peer",
-            Closed::Idle => "idle timeout",
-            Closed::SlowConsumer => "slow consumer",
-            Closed::Memory => "memory limit",
-            Closed::Error => "error",
-            Closed::Shutdown => "server shutdown",
-            Closed::Limit => "limit",
-            Closed::Done => "done",
-        }
-    }
 }
 
 /// Upper bounds of the wake-up duration buckets, in nanoseconds: 10 µs to
