@@ -1,12 +1,11 @@
-//! Every limit and default of the server, in one documented struct, and the
-//! names and ports of the protocols.
+//! Every limit and default of the server, in one documented struct. (The
+//! protocols, their names and ports are declared in [`crate::proto`].)
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::proto::{Protocol, UnknownProtocol};
 use crate::server::admission::{self, Cidr};
 
 /// Unsent output above which a request/reply connection is no longer read
@@ -19,138 +18,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a closing connection may take to flush its last replies and see
 /// the peer's end of stream before it is dropped.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
-
-/// The five protocols, and `stats` (spec section 6), served only when named.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// TNE20003 message/acknowledge (TCP and UDP).
-    Tne,
-    /// HELO / REQTIME / REQDATE / ECHO / REQIP / BYE.
-    Cmd,
-    /// Line chat room with broadcast.
-    Chat,
-    /// Line-counted file upload.
-    Upload,
-    /// Binary header, pipelined text transforms.
-    Transform,
-    /// The stats listener: Prometheus metrics over HTTP, or INFO/CLIENTS
-    /// lines (spec section 6). Never in [`Protocol::ALL`]: served only
-    /// when named.
-    Stats,
-}
-
-impl Protocol {
-    /// All protocols, in the spec's order.
-    pub const ALL: [Protocol; 5] = [
-        Protocol::Tne,
-        Protocol::Cmd,
-        Protocol::Chat,
-        Protocol::Upload,
-        Protocol::Transform,
-    ];
-
-    /// How many protocols there are, `stats` included: the length of
-    /// per-protocol counter arrays (see [`Protocol::index`]).
-    pub const COUNT: usize = 6;
-
-    /// Every protocol, `stats` included, in [`Protocol::index`] order.
-    pub const EVERY: [Protocol; Protocol::COUNT] = [
-        Protocol::Tne,
-        Protocol::Cmd,
-        Protocol::Chat,
-        Protocol::Upload,
-        Protocol::Transform,
-        Protocol::Stats,
-    ];
-
-    /// A dense index below [`Protocol::COUNT`], for per-protocol counters.
-    #[inline(always)]
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The protocol's name on the command line and in logs.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Tne => "tne",
-            Protocol::Cmd => "cmd",
-            Protocol::Chat => "chat",
-            Protocol::Upload => "upload",
-            Protocol::Transform => "transform",
-            Protocol::Stats => "stats",
-        }
-    }
-
-    /// The port it listens on unless told otherwise.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Protocol::Tne => 20003,
-            Protocol::Cmd => 8008,
-            Protocol::Chat => 6000,
-            Protocol::Upload => 8010,
-            Protocol::Transform => 8083,
-            Protocol::Stats => 9108,
-        }
-    }
-
-    /// What a refused connection is told when `--max-conns` is reached, for
-    /// protocols that have text.
-    pub fn server_full_reply(self) -> &'static [u8] {
-        match self {
-            Protocol::Tne => b"TNE20003:E:server full\n",
-            Protocol::Cmd | Protocol::Chat => b"ERR server full\n",
-            Protocol::Upload | Protocol::Transform => b"",
-            Protocol::Stats => b"ERR server full\n",
-        }
-    }
-
-    /// What a connection refused by the per-address limits is told, for
-    /// protocols that have text (the hostile-load rules of docs/PROTOCOLS.md).
-    pub fn too_many_from_address_reply(self) -> &'static [u8] {
-        match self {
-            Protocol::Tne => b"TNE20003:E:too many connections from your address\n",
-            Protocol::Cmd | Protocol::Chat => b"ERR too many connections from your address\n",
-            Protocol::Upload | Protocol::Transform | Protocol::Stats => b"",
-        }
-    }
-
-    /// Whether chat's slow-consumer rule applies instead of backpressure.
-    pub fn is_request_reply(self) -> bool {
-        !matches!(self, Protocol::Chat)
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A protocol name that is not one of the five.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownProtocol(pub String);
-
-impl fmt::Display for UnknownProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown protocol '{}' (expected tne, cmd, chat, upload, transform or stats)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownProtocol {}
-
-impl FromStr for Protocol {
-    type Err = UnknownProtocol;
-    fn from_str(s: &str) -> Result<Protocol, UnknownProtocol> {
-        Protocol::EVERY
-            .into_iter()
-            .find(|p| p.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownProtocol(s.to_string()))
-    }
-}
 
 /// Where uploaded files go (spec 1.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

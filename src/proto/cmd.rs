@@ -396,6 +396,23 @@ fn put_small(out: &mut Output, write: impl FnOnce(&mut &mut [u8]) -> std::io::Re
     }
 }
 
+impl super::Declared for CmdSession {
+    const DECLARATION: super::Declaration = super::Declaration {
+        name: "cmd",
+        default_port: 8008,
+        served_by_default: true,
+        transport: super::Transport::Tcp,
+        server_full: b"ERR server full\n",
+        too_many_from_address: b"ERR too many connections from your address\n",
+        flow: super::Flow::RequestReply,
+        pacing: super::Pacing::Unpaced,
+    };
+
+    fn open(shared: &mut super::Shared) -> CmdSession {
+        CmdSession::new(shared.cmd.max_line)
+    }
+}
+
 impl Session for CmdSession {
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         let greeted = &mut self.greeted;

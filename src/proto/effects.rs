@@ -41,13 +41,13 @@
 
 use std::rc::Rc;
 
-use super::Shared;
+use super::{Group, Shared};
 
 /// One delivery a core asked for.
 #[derive(Clone, Debug)]
 pub enum Effect {
     /// `msg` to every member of the broadcast group but the connection
-    /// `except`. The group is the chat room (`Shared::chat`), the only one.
+    /// `except`. There is one group ([`Shared::group`](super::Shared::group)).
     Broadcast {
         /// The message, shared by every receiver.
         msg: Rc<[u8]>,
@@ -87,8 +87,9 @@ pub trait Deliver {
     }
 }
 
-/// Routes every effect in `effects`, in the order they were recorded, and
-/// empties the queue (keeping its capacity).
+/// Routes every effect in `effects`, in the order they were recorded, to
+/// their receivers (a broadcast: every member of `shared`'s [`Group`] but
+/// its sender), and empties the queue (keeping its capacity).
 ///
 /// A run of broadcasts from one call (a sender's pipelined lines, say) is
 /// joined into one shared message first: every receiver then queues one
@@ -98,6 +99,7 @@ pub trait Deliver {
 /// broadcast never includes the caller, so every broadcast of a run with
 /// the same `except` has the same receivers.
 pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver) {
+    let group = shared.group();
     let mut pending = effects.drain(..).peekable();
     while let Some(effect) = pending.next() {
         match effect {
@@ -117,7 +119,7 @@ pub fn route(effects: &mut Vec<Effect>, shared: &Shared, sink: &mut impl Deliver
                     pending.next();
                 }
                 let msg = joined.map_or(msg, Rc::from);
-                for to in shared.chat.room.member_ids() {
+                for to in group.members() {
                     if to != except {
                         sink.deliver(to, &msg);
                     }

@@ -26,13 +26,18 @@
 //! [`effects`] for the routing contract and its order guarantee).
 //!
 //! Adding a protocol: write `proto/<name>.rs` with a type that implements
-//! [`Session`], and name it once in the `sessions!` list below. Nothing in
-//! the loop changes.
+//! [`Session`] and [`Declared`] (its [`Declaration`]: name, default port,
+//! transport, refusal replies, flow and pacing policies), and name it on
+//! one line of the `protocols!` registry below, which makes
+//! [`Protocol`] and [`AnySession`] of the list. Nothing in the loop
+//! changes: the loop knows protocols only by their declarations
+//! (`proto/echo.rs` is the smallest example).
 
 pub mod budget;
 pub mod chat;
 pub mod cmd;
 pub mod counts;
+pub mod declare;
 pub mod effects;
 pub mod framing;
 pub mod held;
@@ -53,10 +58,11 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 pub use budget::{Budget, Reservation};
+pub use declare::{Declaration, Declared, Flow, Group, LoopSlots, Pacing, Transport};
 pub use effects::{Deliver, Effect};
 pub use output::Output;
 
-use crate::config::{Config, Protocol};
+use crate::config::Config;
 
 /// State shared by all connections, owned by the loop and lent to a core on
 /// each call. Each protocol's part lives in its own module.
@@ -93,6 +99,13 @@ impl Shared {
                 except: conn_id,
             });
         }
+    }
+
+    /// The broadcast group (the only one: chat's room), through which
+    /// [`effects::route`] and the loop's reports reach its members.
+    #[inline]
+    pub fn group(&self) -> &impl Group {
+        &self.chat.room
     }
 
     /// Shared state for a server running with `config`. Call it at start,
@@ -384,12 +397,62 @@ pub trait Session {
     fn held_bytes(&self) -> usize {
         0
     }
+
+    /// The name this connection goes by among the others (chat's nick),
+    /// for the stats listener's `CLIENTS`: `Some("")` for a protocol with
+    /// names whose connection has none yet; `None` for a protocol without.
+    fn display_name(&self, _shared: &Shared, _conn_id: u64) -> Option<String> {
+        None
+    }
+
+    /// [`Pacing::Lines`]: complete lines `on_input` may still consume
+    /// (`None`: no limit).
+    fn line_allowance(&self) -> Option<u32> {
+        None
+    }
+
+    /// [`Pacing::Lines`]: lets `on_input` consume at most `lines` more
+    /// complete lines (`None`: no limit); the rest it leaves unconsumed.
+    fn set_line_allowance(&mut self, _lines: Option<u32>) {}
+
+    /// The loop's bookkeeping for a broadcast or paced connection, kept in
+    /// the session (see [`LoopSlots`]); `None` for the others.
+    fn loop_slots(&mut self) -> Option<&mut LoopSlots> {
+        None
+    }
 }
 
-/// Declares the closed set of protocol sessions the loop can hold, and
-/// dispatches [`Session`] calls to them without boxing.
-macro_rules! sessions {
-    ($($variant:ident($ty:ty)),+ $(,)?) => {
+/// The registry: one line per protocol, `Variant(module::SessionType)`,
+/// in the order of [`Protocol::index`] (the spec's five first). It makes
+/// [`Protocol`] (names, ports, policies: each from the session type's
+/// [`Declaration`]) and [`AnySession`], which dispatches [`Session`] calls
+/// without boxing.
+macro_rules! protocols {
+    ($($(#[$doc:meta])* $variant:ident($ty:ty)),+ $(,)?) => {
+        /// Every protocol the server can serve (see the registry in
+        /// [`crate::proto`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Protocol {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Protocol {
+            /// How many protocols there are: the length of per-protocol
+            /// counter arrays (see [`Protocol::index`]).
+            pub const COUNT: usize = [$(Protocol::$variant),+].len();
+
+            /// Every protocol, in [`Protocol::index`] order.
+            pub const EVERY: [Protocol; Protocol::COUNT] = [$(Protocol::$variant),+];
+
+            /// The protocol's own description of itself.
+            #[inline]
+            pub fn declaration(self) -> &'static Declaration {
+                match self {
+                    $(Protocol::$variant => &<$ty as Declared>::DECLARATION,)+
+                }
+            }
+        }
+
         /// The session of any protocol (one per connection), stored inline in
         /// the connection.
         pub enum AnySession {
@@ -427,6 +490,18 @@ macro_rules! sessions {
             fn held_bytes(&self) -> usize {
                 match self { $(AnySession::$variant(s) => s.held_bytes(),)+ }
             }
+            fn display_name(&self, shared: &Shared, conn_id: u64) -> Option<String> {
+                match self { $(AnySession::$variant(s) => s.display_name(shared, conn_id),)+ }
+            }
+            fn line_allowance(&self) -> Option<u32> {
+                match self { $(AnySession::$variant(s) => s.line_allowance(),)+ }
+            }
+            fn set_line_allowance(&mut self, lines: Option<u32>) {
+                match self { $(AnySession::$variant(s) => s.set_line_allowance(lines),)+ }
+            }
+            fn loop_slots(&mut self) -> Option<&mut LoopSlots> {
+                match self { $(AnySession::$variant(s) => s.loop_slots(),)+ }
+            }
         }
 
         impl AnySession {
@@ -435,40 +510,122 @@ macro_rules! sessions {
             pub fn protocol(&self) -> Protocol {
                 match self { $(AnySession::$variant(_) => Protocol::$variant,)+ }
             }
+
+            /// Whether its flow is request/reply ([`Flow::RequestReply`]).
+            #[inline]
+            pub fn is_request_reply(&self) -> bool {
+                match self {
+                    $(AnySession::$variant(_) =>
+                        <$ty as Declared>::DECLARATION.flow.is_request_reply(),)+
+                }
+            }
+
+            /// A fresh session of `protocol` for a new connection.
+            pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
+                match protocol {
+                    $(Protocol::$variant => AnySession::$variant(<$ty as Declared>::open(shared)),)+
+                }
+            }
         }
     };
 }
 
-sessions! {
+protocols! {
+    /// TNE20003 message/acknowledge (TCP and UDP).
     Tne(tne::TneSession),
+    /// HELO / REQTIME / REQDATE / ECHO / REQIP / BYE.
     Cmd(cmd::CmdSession),
+    /// Line chat room with broadcast.
     Chat(chat::ChatSession),
-    Transform(transform::TransformSession),
+    /// Line-counted file upload.
     Upload(upload::UploadSession),
+    /// Binary header, pipelined text transforms.
+    Transform(transform::TransformSession),
+    /// The stats listener: Prometheus metrics over HTTP, or INFO/CLIENTS
+    /// lines (spec section 6); served only when named.
     Stats(stats::StatsSession),
 }
 
-impl AnySession {
-    /// The chat session, if this is one (the loop sets its flood-control
-    /// allowance).
-    #[inline]
-    pub fn chat_mut(&mut self) -> Option<&mut chat::ChatSession> {
-        match self {
-            AnySession::Chat(s) => Some(s),
-            _ => None,
-        }
+impl Protocol {
+    /// The protocols served when none is named (the spec's five), in the
+    /// spec's order.
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Tne,
+        Protocol::Cmd,
+        Protocol::Chat,
+        Protocol::Upload,
+        Protocol::Transform,
+    ];
+
+    /// A dense index below [`Protocol::COUNT`], for per-protocol counters.
+    #[inline(always)]
+    pub fn index(self) -> usize {
+        self as usize
     }
 
-    /// A fresh session of `protocol` for a new connection.
-    pub fn new(protocol: Protocol, shared: &mut Shared) -> AnySession {
-        match protocol {
-            Protocol::Tne => AnySession::Tne(tne::TneSession::new(shared.tne.max_line)),
-            Protocol::Cmd => AnySession::Cmd(cmd::CmdSession::new(shared.cmd.max_line)),
-            Protocol::Chat => AnySession::Chat(chat::ChatSession::new(shared.chat.max_line)),
-            Protocol::Transform => AnySession::Transform(transform::TransformSession::new()),
-            Protocol::Upload => AnySession::Upload(upload::UploadSession::new()),
-            Protocol::Stats => AnySession::Stats(stats::StatsSession::new()),
+    /// The protocol's name on the command line and in logs.
+    pub fn name(self) -> &'static str {
+        self.declaration().name
+    }
+
+    /// The port it listens on unless told otherwise.
+    pub fn default_port(self) -> u16 {
+        self.declaration().default_port
+    }
+
+    /// What a refused connection is told when `--max-conns` is reached
+    /// (empty for protocols without text).
+    pub fn server_full_reply(self) -> &'static [u8] {
+        self.declaration().server_full
+    }
+
+    /// What a connection refused by the per-address limits is told (empty
+    /// for protocols without text).
+    pub fn too_many_from_address_reply(self) -> &'static [u8] {
+        self.declaration().too_many_from_address
+    }
+
+    /// Whether its flow is request/reply (backpressure) rather than
+    /// broadcast (slow-consumer drop).
+    pub fn is_request_reply(self) -> bool {
+        self.declaration().flow.is_request_reply()
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A protocol name that is not one the server knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProtocol(pub String);
+
+impl fmt::Display for UnknownProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown protocol '{}' (expected ", self.0)?;
+        for (i, p) in Protocol::EVERY.iter().enumerate() {
+            let sep = match i {
+                0 => "",
+                i if i + 1 == Protocol::COUNT => " or ",
+                _ => ", ",
+            };
+            write!(f, "{sep}{p}")?;
         }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownProtocol {}
+
+impl std::str::FromStr for Protocol {
+    type Err = UnknownProtocol;
+    fn from_str(s: &str) -> Result<Protocol, UnknownProtocol> {
+        Protocol::EVERY
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| UnknownProtocol(s.to_string()))
     }
 }
 

@@ -150,6 +150,23 @@ impl StatsSession {
     }
 }
 
+impl super::Declared for StatsSession {
+    const DECLARATION: super::Declaration = super::Declaration {
+        name: "stats",
+        default_port: 9108,
+        served_by_default: false,
+        transport: super::Transport::Tcp,
+        server_full: b"ERR server full\n",
+        too_many_from_address: b"",
+        flow: super::Flow::RequestReply,
+        pacing: super::Pacing::Unpaced,
+    };
+
+    fn open(_shared: &mut super::Shared) -> StatsSession {
+        StatsSession::new()
+    }
+}
+
 impl Session for StatsSession {
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         if let State::Undecided = self.state {

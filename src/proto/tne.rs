@@ -265,6 +265,23 @@ impl TneSession {
     }
 }
 
+impl super::Declared for TneSession {
+    const DECLARATION: super::Declaration = super::Declaration {
+        name: "tne",
+        default_port: 20003,
+        served_by_default: true,
+        transport: super::Transport::TcpAndUdp(answer_datagram),
+        server_full: b"TNE20003:E:server full\n",
+        too_many_from_address: b"TNE20003:E:too many connections from your address\n",
+        flow: super::Flow::RequestReply,
+        pacing: super::Pacing::Unpaced,
+    };
+
+    fn open(shared: &mut super::Shared) -> TneSession {
+        TneSession::new(shared.tne.max_line)
+    }
+}
+
 impl Session for TneSession {
     fn on_input(&mut self, input: &[u8], cx: &mut Cx<'_>) -> usize {
         self.framer.each_line(input, |line| {

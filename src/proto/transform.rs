@@ -519,6 +519,23 @@ fn put_error(cx: &mut Cx<'_>) {
     cx.out.put(ERROR_REPLY);
 }
 
+impl super::Declared for TransformSession {
+    const DECLARATION: super::Declaration = super::Declaration {
+        name: "transform",
+        default_port: 8083,
+        served_by_default: true,
+        transport: super::Transport::Tcp,
+        server_full: b"",
+        too_many_from_address: b"",
+        flow: super::Flow::RequestReply,
+        pacing: super::Pacing::Unpaced,
+    };
+
+    fn open(_shared: &mut super::Shared) -> TransformSession {
+        TransformSession::new()
+    }
+}
+
 impl Session for TransformSession {
     /// Consumes all of `input`: partial headers and held messages are kept in
     /// the session itself, so the connection never carries transform input.

@@ -215,6 +215,19 @@ impl Conn {
         self.session.protocol()
     }
 
+    /// Whether its flow is request/reply (backpressure), not broadcast
+    /// (slow-consumer drop): see [`crate::proto::Flow`].
+    #[inline]
+    pub fn is_request_reply(&self) -> bool {
+        self.session.is_request_reply()
+    }
+
+    /// The name it goes by among the others, if its protocol has names
+    /// ([`Session::display_name`]).
+    pub fn display_name(&self, shared: &Shared) -> Option<String> {
+        self.session.display_name(shared, self.id)
+    }
+
     /// Input bytes carried to the next read (an incomplete message).
     pub fn carried(&self) -> usize {
         self.carry.len()
@@ -287,41 +300,40 @@ impl Conn {
         self.carry = Vec::new();
     }
 
-    /// chat: the flood-control bucket: the core's line allowance (the
-    /// tokens) and its clock, both kept in the chat session. Other
-    /// protocols: empty.
-    pub fn flood_bucket(&mut self) -> TokenBucket {
-        match self.session.chat_mut() {
-            Some(chat) => TokenBucket {
-                tokens: chat.line_allowance().unwrap_or(0),
-                credited_at: chat.flood_clock,
+    /// A paced connection's bucket ([`Pacing::Lines`](crate::proto::Pacing::Lines)): the session's line
+    /// allowance (the tokens) and the clock it keeps for the loop. Others:
+    /// empty.
+    pub fn pacing_bucket(&mut self) -> TokenBucket {
+        let tokens = self.session.line_allowance().unwrap_or(0);
+        match self.session.loop_slots() {
+            Some(slots) => TokenBucket {
+                tokens,
+                credited_at: slots.pacing_clock,
             },
             None => TokenBucket::default(),
         }
     }
 
-    /// chat: stores the bucket back: the core may consume at most
-    /// `bucket.tokens` more complete lines. Other protocols ignore it.
-    pub fn set_flood_bucket(&mut self, bucket: TokenBucket) {
-        if let Some(chat) = self.session.chat_mut() {
-            chat.flood_clock = bucket.credited_at;
-            chat.set_line_allowance(Some(bucket.tokens));
+    /// Stores a paced connection's bucket back: the session may consume at
+    /// most `bucket.tokens` more complete lines. Others ignore it.
+    pub fn set_pacing_bucket(&mut self, bucket: TokenBucket) {
+        if let Some(slots) = self.session.loop_slots() {
+            slots.pacing_clock = bucket.credited_at;
+            self.session.set_line_allowance(Some(bucket.tokens));
         }
     }
 
-    /// chat: bytes read in the current wake-up, against the loop's
-    /// per-wake-up allowance (0 for other protocols).
+    /// Bytes read in the current wake-up, against a broadcast flow's read
+    /// allowance (0 for connections that keep no [`LoopSlots`](crate::proto::LoopSlots)).
     #[inline]
-    pub fn chat_read(&mut self) -> u32 {
-        self.session
-            .chat_mut()
-            .map_or(0, |chat| chat.read_this_wake)
+    pub fn read_this_wake(&mut self) -> u32 {
+        self.session.loop_slots().map_or(0, |s| s.read_this_wake)
     }
 
-    /// chat: a new wake-up, the whole read allowance back.
-    pub fn reset_chat_read(&mut self) {
-        if let Some(chat) = self.session.chat_mut() {
-            chat.read_this_wake = 0;
+    /// A new wake-up: the whole read allowance back.
+    pub fn reset_read_this_wake(&mut self) {
+        if let Some(slots) = self.session.loop_slots() {
+            slots.read_this_wake = 0;
         }
     }
 
@@ -469,12 +481,12 @@ impl Conn {
     /// `None` if reading may go on.
     #[inline(always)]
     fn after_input(&mut self, io: &mut IoCx<'_>) -> Option<ReadStep> {
-        // Not chat: the loop checks a chat client's unsent output
-        // against --max-sendq right after this read (proto::effects).
-        if self.output.len() >= FLUSH_EARLY_BYTES && self.protocol().is_request_reply() {
+        // Request/reply only: the loop checks a broadcast member's unsent
+        // output against --max-sendq right after this read (proto::effects).
+        if self.output.len() >= FLUSH_EARLY_BYTES && self.session.is_request_reply() {
             self.flush(io.clock, &mut io.shared.counts);
         }
-        if self.output.len() > BACKPRESSURE_BYTES && self.protocol().is_request_reply() {
+        if self.output.len() > BACKPRESSURE_BYTES && self.session.is_request_reply() {
             self.backpressured = true;
             return Some(ReadStep::Stop(ReadStop::Paused));
         }
@@ -522,8 +534,8 @@ impl Conn {
         trace::read(n, scratch.len());
         self.last_active = io.clock.now;
         io.shared.counts.received(self.protocol(), n);
-        if let Some(chat) = self.session.chat_mut() {
-            chat.read_this_wake = chat
+        if let Some(slots) = self.session.loop_slots() {
+            slots.read_this_wake = slots
                 .read_this_wake
                 .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
         }
@@ -679,7 +691,7 @@ impl Conn {
     /// no buffer from the spares and gives none back. Returns whether it
     /// was lent; if so, [`Conn::flush_replies`] must be given it back.
     pub fn borrow_replies(&mut self, replies: &mut Output) -> bool {
-        if !self.protocol().is_request_reply() || !self.output.is_empty() || !replies.is_empty() {
+        if !self.session.is_request_reply() || !self.output.is_empty() || !replies.is_empty() {
             return false;
         }
         std::mem::swap(&mut self.output, replies);
@@ -697,7 +709,7 @@ impl Conn {
     /// Chat waits for the end of the wake-up instead, where deliveries
     /// from every sender join one write.
     pub fn flush_replies(&mut self, clock: &Clock, counts: &mut Counts, lent: Option<&mut Output>) {
-        if !self.protocol().is_request_reply() || self.phase == Phase::Dead {
+        if !self.session.is_request_reply() || self.phase == Phase::Dead {
             return;
         }
         if !self.flush(clock, counts) {

@@ -1,9 +1,10 @@
-//! Datagram endpoints: tne over UDP, served by the same loop and thread as
-//! every TCP connection.
+//! Datagram endpoints: the UDP side of a protocol that declares
+//! [`Transport::TcpAndUdp`], served by the same loop and thread as every
+//! TCP connection.
 //!
 //! A UDP socket is a listener kind of its own beside the TCP listeners: it
 //! has no connections, no session and no idle timer. Each datagram is one
-//! message, answered by [`tne::answer_datagram`] with one reply datagram to
+//! message, answered by the protocol's [`DatagramAnswer`] with one reply datagram to
 //! its source address, never longer than 3 times the datagram (an error's
 //! reason is cut to fit, and counted in [`DatagramCounts::cut`]).
 //!
@@ -33,7 +34,8 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry, Token};
 
 use crate::config::Protocol;
-use crate::proto::tne;
+use crate::proto::declare::DatagramAnswer;
+use crate::proto::Transport;
 
 use super::trace;
 
@@ -90,15 +92,18 @@ pub struct DatagramCounts {
     /// Replies dropped on a send error other than `WouldBlock`.
     pub dropped: u64,
     /// Error replies whose reason was cut to stay within 3 times the
-    /// datagram they answer (docs/PROTOCOLS.md, tne; the future metric
+    /// datagram they answer (docs/PROTOCOLS.md; the metric
     /// `onepoll_udp_replies_cut_total`).
     pub cut: u64,
 }
 
-/// A UDP socket serving tne.
+/// A UDP socket serving a protocol's datagrams.
 pub struct DatagramEndpoint<S = UdpSocket> {
-    /// The protocol it serves (tne).
+    /// The protocol it serves.
     pub protocol: Protocol,
+    /// How the protocol answers a datagram (`None`: a protocol without
+    /// datagrams, whose datagrams are dropped unanswered).
+    answer: Option<DatagramAnswer>,
     /// The socket.
     pub socket: S,
     /// The bound address, with the real port.
@@ -156,8 +161,13 @@ impl DatagramEndpoint<UdpSocket> {
 impl<S: DatagramSocket> DatagramEndpoint<S> {
     /// An endpoint on a bound socket.
     pub fn new(protocol: Protocol, socket: S, addr: SocketAddr) -> DatagramEndpoint<S> {
+        let answer = match protocol.declaration().transport {
+            Transport::TcpAndUdp(answer) => Some(answer),
+            Transport::Tcp => None,
+        };
         DatagramEndpoint {
             protocol,
+            answer,
             socket,
             addr,
             pending: VecDeque::new(),
@@ -211,7 +221,10 @@ impl<S: DatagramSocket> DatagramEndpoint<S> {
             self.reply.clear();
             // A datagram that fills the buffer may have been cut short.
             let truncated = n >= scratch.len();
-            if tne::answer_datagram(datagram, truncated, max_line, &mut self.reply) {
+            let Some(answer) = self.answer else {
+                continue;
+            };
+            if answer(datagram, truncated, max_line, &mut self.reply) {
                 self.counts.cut += 1;
             }
             trace::answered(n, self.reply.len());

@@ -42,8 +42,9 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use slab::Slab;
 
 use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
-use crate::proto::output::SEGMENT_COST;
-use crate::proto::{effects, AnySession, CloseReason, Effect, Output, Shared};
+use crate::proto::{
+    effects, AnySession, CloseReason, Effect, Flow, Group, Output, Pacing, Shared, Transport,
+};
 
 use super::admission::{self, Admission, Refusal};
 use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
@@ -105,14 +106,6 @@ const FLUSH_SLICE: usize = 64;
 /// the OS picked for TCP (port 0) is taken for UDP.
 const SAME_PORT_TRIES: usize = 8;
 
-/// The most a chat connection is read at once: one read's lines, relayed,
-/// stay within half of `--max-sendq` for each receiver. The worst case is
-/// a 2-byte line ("a" LF) becoming `MSG <32-byte nick> a` LF, 39 bytes,
-/// plus its slot in the receiver's queue.
-fn chat_read_bytes(max_sendq: usize) -> usize {
-    (max_sendq / (39 + SEGMENT_COST)).clamp(512, SCRATCH_BYTES)
-}
-
 fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER - index)
 }
@@ -121,14 +114,17 @@ fn datagram_token(index: usize) -> Token {
     Token(FIRST_DATAGRAM + index)
 }
 
-/// Binds tne's TCP listener and UDP socket on the same port number. With
-/// port 0 the OS picks the TCP port; should that number be taken for UDP,
-/// both are bound again.
-fn bind_tne(addr: SocketAddr) -> io::Result<(Listener, DatagramEndpoint)> {
+/// Binds a TCP listener and a UDP socket on the same port number for
+/// `protocol` ([`Transport::TcpAndUdp`]). With port 0 the OS picks the TCP
+/// port; should that number be taken for UDP, both are bound again.
+fn bind_with_datagrams(
+    protocol: Protocol,
+    addr: SocketAddr,
+) -> io::Result<(Listener, DatagramEndpoint)> {
     let mut tries = 1;
     loop {
-        let listener = Listener::bind(Protocol::Tne, addr)?;
-        match DatagramEndpoint::bind(Protocol::Tne, listener.addr) {
+        let listener = Listener::bind(protocol, addr)?;
+        match DatagramEndpoint::bind(protocol, listener.addr) {
             Ok(endpoint) => return Ok((listener, endpoint)),
             Err(e)
                 if addr.port() == 0
@@ -228,9 +224,9 @@ pub struct Server {
     index: ConnIndex,
     /// Receivers found over `--max-sendq` while routing.
     slow: Vec<usize>,
-    /// Chat connections read in this wake-up: their read allowance
-    /// ([`Conn::chat_read`]) is reset when it ends.
-    chat_readers: Vec<usize>,
+    /// Broadcast members read in this wake-up: their read allowance
+    /// ([`Conn::read_this_wake`]) is reset when it ends.
+    allowance_readers: Vec<usize>,
     /// The per-address limits, consulted at accept and told at close.
     admission: Admission,
     /// Connections refused at accept: counters, and their log line.
@@ -246,7 +242,8 @@ pub struct Server {
     pub memory: MemoryBudget,
     /// Connections to close for the memory budget (kept for reuse).
     victims: Vec<usize>,
-    /// chat flood control (`--chat-rate`, `--chat-burst`).
+    /// Line pacing of the protocols that declare it (`--chat-rate`,
+    /// `--chat-burst`).
     flood: FloodLimit,
 }
 
@@ -297,8 +294,10 @@ impl Server {
                 addr,
                 source,
             };
-            let mut listener = if protocol == Protocol::Tne {
-                let (listener, endpoint) = bind_tne(addr).map_err(bind_error)?;
+            let transport = protocol.declaration().transport;
+            let mut listener = if let Transport::TcpAndUdp(_) = transport {
+                let (listener, endpoint) =
+                    bind_with_datagrams(protocol, addr).map_err(bind_error)?;
                 datagrams.push(endpoint);
                 listener
             } else {
@@ -366,7 +365,7 @@ impl Server {
             slow: Vec::new(),
             admission,
             refusals,
-            chat_readers: Vec::new(),
+            allowance_readers: Vec::new(),
             metrics: Metrics::new(),
             notifier: Notifier::from_env(),
             notify_at: None,
@@ -424,7 +423,7 @@ impl Server {
             self.fire_timers();
             self.report_refusals();
             self.flush_touched(&mut events);
-            self.reset_chat_allowances();
+            self.reset_read_allowances();
             self.memory.housekeeping(self.clock.now, self.conns.len());
             if self.notify_at.is_some_and(|at| self.clock.now >= at) {
                 self.notify_tick(false);
@@ -663,16 +662,16 @@ impl Server {
 
     /// The total passed `--max-memory`: closes the connections holding the
     /// most until it is back under 90% (see `server::memory_budget`). Each
-    /// is ended at once, its buffers freed; the `LEAVE NICK memory limit`
-    /// lines of the chat clients closed together go to the others as one
-    /// message (one queue slot each, not one per client closed), and if
-    /// they push the total over again, the next biggest go too.
+    /// is ended at once, its buffers freed; the notices the broadcast group
+    /// members closed together send the others go as one message (one
+    /// queue slot each, not one per member closed), and if they push the
+    /// total over again, the next biggest go too.
     #[inline(never)]
     fn enforce_memory(&mut self) {
         while self.memory.over() {
             let mut victims = std::mem::take(&mut self.victims);
             victims.clear();
-            let members = self.shared.chat.room.len();
+            let members = self.shared.group().member_count();
             self.memory.pick_biggest(&self.conns, members, &mut victims);
             if victims.is_empty() {
                 self.victims = victims;
@@ -705,7 +704,7 @@ impl Server {
                 self.queue_flush(key);
             }
             // Every one of them is dead, so none receives the others'
-            // LEAVE: one `except` for all lets routing join them.
+            // notices: one `except` for all lets routing join them.
             if let Some(first) = victims.first().and_then(|&k| self.conns.get(k)) {
                 let id = first.id;
                 for effect in &mut self.effects {
@@ -722,14 +721,15 @@ impl Server {
     /// Reads connection `key` within its per-wake-up budget, routing
     /// deliveries after each read; remembers it if it may have more.
     ///
-    /// A chat connection gets one read per event, and at most
-    /// [`chat_read_bytes`] in all per wake-up: what it says reaches every
-    /// receiver's queue at once, and only the flush at the end of the
-    /// wake-up writes those queues to the sockets. So a sender pasting
-    /// megabytes is read at the pace the room is flushed, and a receiver
-    /// that keeps reading never has more than half of `--max-sendq` queued
-    /// by one sender between two of its flushes, instead of being dropped
-    /// for the sender's burst.
+    /// A broadcast member ([`Flow::Broadcast`]) gets one read per event,
+    /// and at most its flow's read allowance in all per wake-up: what it
+    /// says reaches every receiver's queue at once, and only the flush at
+    /// the end of the wake-up writes those queues to the sockets. So a
+    /// sender pasting megabytes is read at the pace the group is flushed,
+    /// and a receiver that keeps reading never has more than a share of
+    /// `--max-sendq` queued by one sender between two of its flushes,
+    /// instead of being dropped for the sender's burst. A paced protocol
+    /// ([`Pacing::Lines`]) is read only while it has tokens.
     fn pump(&mut self, key: usize) {
         if self.wake_read >= WAKE_READ_BYTES {
             // This wake-up has read its share: next wake-up, first.
@@ -737,17 +737,21 @@ impl Server {
             return;
         }
         let max_sendq = self.config.max_sendq;
-        let paced = self.flood.enabled();
-        let (reads, read_len, chat) = match self.conns.get(key) {
-            Some(conn) if !conn.protocol().is_request_reply() => {
-                if paced && !self.pace(key) {
-                    return;
-                }
+        let Some(protocol) = self.conns.get(key).map(Conn::protocol) else {
+            return;
+        };
+        let declaration = protocol.declaration();
+        let paced = self.flood.enabled() && declaration.pacing == Pacing::Lines;
+        if paced && !self.pace(key) {
+            return;
+        }
+        let (reads, read_len, allowance) = match declaration.flow {
+            Flow::Broadcast { read_allowance } => {
                 let Some(conn) = self.conns.get_mut(key) else {
                     return;
                 };
-                let allowance = chat_read_bytes(max_sendq);
-                let left = allowance.saturating_sub(conn.chat_read() as usize);
+                let allowance = read_allowance(max_sendq).min(SCRATCH_BYTES);
+                let left = allowance.saturating_sub(conn.read_this_wake() as usize);
                 if left == 0 {
                     // Spent in this wake-up: read on in the next.
                     self.mark_still_ready(key);
@@ -755,14 +759,13 @@ impl Server {
                 }
                 (1, left, true)
             }
-            _ => (READS_PER_WAKE, SCRATCH_BYTES, false),
+            Flow::RequestReply => (READS_PER_WAKE, SCRATCH_BYTES, false),
         };
-        let protocol = self.conns.get(key).map(Conn::protocol);
-        let read_before = protocol.map_or(0, |p| self.shared.counts.received_by(p));
-        let more = self.read_turn(key, reads, read_len);
-        let read_after = protocol.map_or(0, |p| self.shared.counts.received_by(p));
+        let read_before = self.shared.counts.received_by(protocol);
+        let more = self.read_turn(key, reads, read_len, allowance);
+        let read_after = self.shared.counts.received_by(protocol);
         self.wake_read += read_after - read_before;
-        if chat && paced && !self.paced(key) {
+        if paced && !self.paced(key) {
             // Out of tokens: the refill deadline reads it again.
             return;
         }
@@ -771,7 +774,7 @@ impl Server {
         }
     }
 
-    /// Chat flood control before a read: credits the client's tokens and
+    /// Line pacing before a read: credits the client's tokens and
     /// lets the core consume that many lines, first from the input carried
     /// since flood control last stopped it. Returns whether to read the
     /// socket now; if not, the refill deadline is armed.
@@ -784,9 +787,9 @@ impl Server {
         if conn.phase != Phase::Open {
             return true;
         }
-        let mut bucket = conn.flood_bucket();
+        let mut bucket = conn.pacing_bucket();
         bucket.refill(limit, now);
-        conn.set_flood_bucket(bucket);
+        conn.set_pacing_bucket(bucket);
         if bucket.tokens == 0 {
             // Waiting for the deadline armed when the last token went.
             return false;
@@ -806,7 +809,7 @@ impl Server {
         self.paced(key)
     }
 
-    /// Chat flood control after the core consumed lines (each took one of
+    /// Line pacing after the core consumed lines (each took one of
     /// the tokens it was allowed). Returns whether any are left; if none,
     /// arms the refill deadline: once per time the tokens run out, as
     /// only consuming lines spends them (a deadline left over from an
@@ -815,28 +818,29 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
-        if conn.phase != Phase::Open || conn.flood_bucket().tokens > 0 {
+        if conn.phase != Phase::Open || conn.pacing_bucket().tokens > 0 {
             return true;
         }
         self.arm_refill(key);
         false
     }
 
-    /// Arms the deadline at which the chat client `key` earns its next
+    /// Arms the deadline at which the paced client `key` earns its next
     /// token and is read again.
     fn arm_refill(&mut self, key: usize) {
         let limit = self.flood;
         if let Some(conn) = self.conns.get_mut(key) {
-            let at = conn.flood_bucket().next_token_at(limit, self.clock.now);
-            self.timers.arm(at, key, conn.id, TimerKind::ChatRefill);
+            let at = conn.pacing_bucket().next_token_at(limit, self.clock.now);
+            self.timers.arm(at, key, conn.id, TimerKind::Refill);
         }
     }
 
     /// Up to `reads` reads of `read_len` bytes at most from connection
-    /// `key`, routing deliveries after each. Returns whether the socket may
+    /// `key`, routing deliveries after each (`allowance`: counted against a
+    /// broadcast flow's read allowance). Returns whether the socket may
     /// hold more (the read budget ran out first).
     #[inline(always)]
-    fn read_turn(&mut self, key: usize, reads: usize, read_len: usize) -> bool {
+    fn read_turn(&mut self, key: usize, reads: usize, read_len: usize, allowance: bool) -> bool {
         let max_sendq = self.config.max_sendq;
         for _ in 0..reads {
             let (scratch, conns, mut io) = self.io_parts();
@@ -845,17 +849,18 @@ impl Server {
             };
             let len = read_len.min(scratch.len());
             let (scratch, _) = scratch.split_at_mut(len);
-            let read_before = conn.chat_read();
+            let read_before = if allowance { conn.read_this_wake() } else { 0 };
             let step = conn.read_once(scratch, &mut io);
-            let first_read = read_before == 0 && conn.chat_read() > 0;
-            if !conn.protocol().is_request_reply() && conn.sendq() > max_sendq && !conn.kill_pending
-            {
-                // Its own replies (a client that asks and never reads).
-                conn.kill_pending = true;
-                self.slow.push(key);
-            }
-            if first_read {
-                self.chat_readers.push(key);
+            if allowance {
+                let first_read = read_before == 0 && conn.read_this_wake() > 0;
+                if conn.sendq() > max_sendq && !conn.kill_pending {
+                    // Its own replies (a client that asks and never reads).
+                    conn.kill_pending = true;
+                    self.slow.push(key);
+                }
+                if first_read {
+                    self.allowance_readers.push(key);
+                }
             }
             self.route();
             match step {
@@ -918,7 +923,7 @@ impl Server {
         let Some(endpoint) = self.datagrams.get_mut(index) else {
             return;
         };
-        let max_line = self.shared.tne.max_line;
+        let max_line = self.config.max_line;
         let cut_before = endpoint.counts.cut;
         let stop = endpoint.serve(&mut self.scratch, max_line);
         self.shared.counts.udp_replies_cut += endpoint.counts.cut - cut_before;
@@ -1048,8 +1053,8 @@ impl Server {
         let key = entry.key();
         let session = AnySession::new(protocol, &mut self.shared);
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
-        if protocol == Protocol::Chat && self.flood.enabled() {
-            conn.set_flood_bucket(TokenBucket::full(self.flood, self.clock.now));
+        if protocol.declaration().pacing == Pacing::Lines && self.flood.enabled() {
+            conn.set_pacing_bucket(TokenBucket::full(self.flood, self.clock.now));
         }
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
@@ -1060,7 +1065,7 @@ impl Server {
         self.metrics.opened(protocol);
         trace::accepted();
         log::info!("open {protocol} #{id} from {peer}");
-        if !protocol.is_request_reply() {
+        if !protocol.declaration().flow.is_request_reply() {
             self.index.insert(id, key);
         }
         let (_, conns, mut io) = self.io_parts();
@@ -1130,7 +1135,7 @@ impl Server {
                         self.route();
                     }
                 }
-                TimerKind::ChatRefill => {
+                TimerKind::Refill => {
                     self.pump(due.key());
                     self.account(due.key());
                 }
@@ -1252,12 +1257,12 @@ impl Server {
         }
     }
 
-    /// Gives the chat connections read in this wake-up their whole read
+    /// Gives the broadcast members read in this wake-up their whole read
     /// allowance back for the next one.
-    fn reset_chat_allowances(&mut self) {
-        for key in self.chat_readers.drain(..) {
+    fn reset_read_allowances(&mut self) {
+        for key in self.allowance_readers.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.reset_chat_read();
+                conn.reset_read_this_wake();
             }
         }
     }

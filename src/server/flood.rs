@@ -1,18 +1,19 @@
-//! Chat flood control (spec 1.3, `--chat-rate`, `--chat-burst`): a token
-//! bucket per chat client, one token per line.
+//! Flood control as a line-pacing policy (spec 1.3, `--chat-rate`,
+//! `--chat-burst`): a token bucket per client of a protocol that declares
+//! [`Pacing::Lines`](crate::proto::Pacing::Lines), one token per line.
 //!
 //! Lines beyond the bucket are neither refused nor lost: the loop lets the
-//! chat core consume only as many complete lines as there are tokens (the
+//! core consume only as many complete lines as there are tokens (the
 //! rest stays in the connection's carried input), and does not read that
 //! client again until a token is due, a deadline in
-//! [`Timers`](super::timers::Timers) (`TimerKind::ChatRefill`), not a busy
+//! [`Timers`](super::timers::Timers) (`TimerKind::Refill`), not a busy
 //! loop. The client's socket fills and TCP pushes back on the sender: a
-//! flooder slows itself down instead of making the room's receivers slow
-//! consumers. With `--chat-rate 0` none of this runs (one branch per chat
+//! flooder slows itself down instead of making the group's receivers slow
+//! consumers. With `--chat-rate 0` none of this runs (one branch per paced
 //! read).
 //!
 //! Integer arithmetic on the loop's millisecond clock. The tokens are the
-//! chat core's own line allowance (`ChatSession::set_line_allowance`: it
+//! core's own line allowance (`Session::set_line_allowance`: it
 //! counts them down as it consumes lines), so a connection adds only the
 //! bucket's clock, 4 bytes: the low 32 bits of the loop's milliseconds,
 //! compared with wrapping arithmetic (a client idle for 49 days may find
@@ -41,7 +42,7 @@ impl FloodLimit {
 }
 
 /// One client's bucket, as the loop works on it: the tokens come from the
-/// chat session and go back to it, the clock from the connection.
+/// session and go back to it, and so does the clock (its `LoopSlots`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TokenBucket {
     /// Lines the client may send now.

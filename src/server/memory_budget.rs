@@ -1,7 +1,7 @@
 //! The total memory budget (spec section 5, `--max-memory`): every client
-//! buffer together — unsent output (chat deliveries included), carried
-//! partial input, transform messages held (`--max-buffer` lives within
-//! it) — stays under the limit. When the total passes it, the connections
+//! buffer together — unsent output (broadcast deliveries included),
+//! carried partial input, messages a session holds (`Session::held_bytes`)
+//! — stays under the limit. When the total passes it, the connections
 //! that hold the most are closed until it is back under 90%.
 //!
 //! **Counting.** Each connection remembers what it was last charged
@@ -12,21 +12,21 @@
 //! ([`Conn::memory_charge`], constant time), so nothing is summed per
 //! message and nothing walks the connections until the total is over.
 //!
-//! **Shared chat deliveries: each receiver is charged its queue slot, the
+//! **Shared broadcast deliveries: each receiver is charged its queue slot, the
 //! text is not charged per receiver.** One broadcast is one allocation
 //! that every receiver's queue points to. Charging its bytes to each
 //! receiver (as `--max-sendq` does, per connection) would count a line
 //! sent to 10,000 members 10,000 times: the budget would then close
 //! members for memory the process does not hold, and closing them would
-//! make it worse (each closed member's `LEAVE` line, charged to every
+//! make it worse (each closed member's leaving notice, charged to every
 //! remaining member, counts more than the member held: measured, a storm
 //! of 10,000 silent members ended with 8,000 of them closed, bystanders
 //! too). What the broadcast texts themselves hold is bounded without
-//! counting them: every member receives the room's broadcasts in one
+//! counting them: every member receives the group's broadcasts in one
 //! order, so the texts still queued anywhere are those of the longest
 //! queue, which `--max-sendq` bounds (1 MiB by default); that bound is part
 //! of the constant the process may hold above `--max-memory`. A private
-//! message (`/msg`) is this receiver's alone: it is copied into its queue
+//! message (`Effect::SendTo`) is this receiver's alone: it is copied into its queue
 //! and charged in full, as are replies and carried input.
 //!
 //! **Closing.** Only when the total is over: one pass over the connections
@@ -35,9 +35,8 @@
 //! full, since a client that reads gets its queue written at the end of
 //! this wake-up), sorted largest first, and closes from the top until the
 //! projected total is under 90% of the limit. So in a storm of deliveries
-//! a member that reads is not taken for one that does not. The `LEAVE NICK
-//! memory limit` lines of the chat clients closed together go out as one
-//! message, one queue slot for each remaining member, which the projection
+//! a member that reads is not taken for one that does not. The notices
+//! of the broadcast members closed together go out as one message, one queue slot for each remaining member, which the projection
 //! counts. Closing is logged one line per connection, at most [`LOG_LINES_PER_SECOND`] a second; the rest are
 //! counted into one line per second.
 //!
@@ -49,7 +48,6 @@
 
 use slab::Slab;
 
-use crate::config::Protocol;
 use crate::proto::output::SEGMENT_COST;
 
 use super::conn::Conn;
@@ -79,7 +77,8 @@ pub struct MemoryBudget {
     /// Where closing stops: 90% of the limit.
     low_water: usize,
     /// What the connections hold (lasting, charged), their keys and
-    /// whether they are chat clients, gathered when over (kept for reuse).
+    /// whether they are broadcast members, gathered when over (kept for
+    /// reuse).
     holders: Vec<(usize, usize, usize, bool)>,
     /// Start of the current logging second (loop ms).
     log_window: u64,
@@ -142,13 +141,13 @@ impl MemoryBudget {
 
     /// The slab keys of the connections to close, biggest holders first,
     /// so that the total goes back under 90% of the limit, counting the
-    /// slot the `LEAVE` lines of the chat clients closed take in the queue
-    /// of each of the `chat_members` left.
+    /// slot the leaving notices of the broadcast members closed take in the
+    /// queue of each of the `group_members` left.
     /// Connections already closing (dead, or marked slow) are left out.
     pub fn pick_biggest(
         &mut self,
         conns: &Slab<Conn>,
-        chat_members: usize,
+        group_members: usize,
         victims: &mut Vec<usize>,
     ) {
         self.holders.clear();
@@ -157,17 +156,17 @@ impl MemoryBudget {
                 .iter()
                 .filter(|(_, c)| c.charged > 0 && !c.is_dead() && !c.kill_pending)
                 .map(|(key, c)| {
-                    let chat = c.protocol() == Protocol::Chat;
-                    (c.lasting_charge(), c.charged as usize, key, chat)
+                    let member = !c.is_request_reply();
+                    (c.lasting_charge(), c.charged as usize, key, member)
                 }),
         );
         self.holders
             .sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
         let mut freed = 0usize;
-        let mut chat_closed = 0usize;
-        for &(_, charge, key, chat) in &self.holders {
-            let leaves = if chat_closed > 0 {
-                chat_members.saturating_sub(chat_closed) * SEGMENT_COST
+        let mut members_closed = 0usize;
+        for &(_, charge, key, member) in &self.holders {
+            let leaves = if members_closed > 0 {
+                group_members.saturating_sub(members_closed) * SEGMENT_COST
             } else {
                 0
             };
@@ -177,8 +176,8 @@ impl MemoryBudget {
             }
             victims.push(key);
             freed += charge;
-            if chat {
-                chat_closed += 1;
+            if member {
+                members_closed += 1;
             }
         }
     }

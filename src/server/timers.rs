@@ -1,5 +1,5 @@
-//! Connection deadlines: idle timeouts, close grace periods and chat
-//! flood-control refills.
+//! Connection deadlines: idle timeouts, close grace periods and line
+//! pacing refills.
 //!
 //! Activity costs nothing here: a read or write only stores the time in the
 //! connection. Each connection has at most one pending entry per kind in a
@@ -24,9 +24,9 @@ pub enum TimerKind {
     /// A closing connection's last replies and the peer's EOF have not come
     /// in time: drop it.
     CloseGrace,
-    /// chat flood control: the client's next token is due; read it again
+    /// Line pacing: the client's next token is due; read it again
     /// (`server::flood`).
-    ChatRefill,
+    Refill,
 }
 
 /// A due entry: which connection, and why. 24 bytes: one per connection,

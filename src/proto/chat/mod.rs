@@ -182,7 +182,8 @@ pub use room::{Nick, Room, MAX_NICK};
 pub use text::{check_text, is_control};
 
 use super::framing::{Frame, LineFramer};
-use super::{CloseReason, Cx, Session};
+use super::output::SEGMENT_COST;
+use super::{CloseReason, Cx, Declaration, Declared, Flow, LoopSlots, Pacing, Session, Transport};
 use crate::config::Protocol;
 
 /// What the others are told when a member's connection drops, however it
@@ -269,13 +270,10 @@ pub struct ChatSession {
     /// client's token bucket (`server::flood`); lines past it are left
     /// unconsumed, so the loop carries them and reads the client no faster.
     lines_left: u32,
-    /// The loop's bookkeeping for a chat connection, kept here rather than
-    /// in every connection so that only chat connections pay for it (an
-    /// idle connection's size counts): bytes read in the current wake-up
-    /// (`server::event_loop`'s per-wake-up read allowance)...
-    pub read_this_wake: u32,
-    /// ...and the flood-control bucket's clock (`server::flood`).
-    pub flood_clock: u32,
+    /// The loop's bookkeeping for a broadcast, paced connection, kept here
+    /// rather than in every connection so that only chat connections pay
+    /// for it (an idle connection's size counts).
+    slots: LoopSlots,
 }
 
 impl ChatSession {
@@ -286,8 +284,7 @@ impl ChatSession {
             state: State::Fresh,
             lines: LineFramer::new(max_line),
             lines_left: NO_LINE_LIMIT,
-            read_this_wake: 0,
-            flood_clock: 0,
+            slots: LoopSlots::default(),
         }
     }
 
@@ -446,7 +443,49 @@ fn put_line(cx: &mut Cx<'_>, parts: &[&[u8]]) {
     cx.out.put(b"\n");
 }
 
+/// The most a chat connection is read per wake-up: one read's lines,
+/// relayed, stay within half of `--max-sendq` for each receiver. The worst
+/// case is a 2-byte line ("a" LF) becoming `MSG <32-byte nick> a` LF, 39
+/// bytes, plus its slot in the receiver's queue.
+pub fn read_allowance(max_sendq: usize) -> usize {
+    (max_sendq / (39 + SEGMENT_COST)).max(512)
+}
+
+impl Declared for ChatSession {
+    const DECLARATION: Declaration = Declaration {
+        name: "chat",
+        default_port: 6000,
+        served_by_default: true,
+        transport: Transport::Tcp,
+        server_full: b"ERR server full\n",
+        too_many_from_address: b"ERR too many connections from your address\n",
+        flow: Flow::Broadcast { read_allowance },
+        pacing: Pacing::Lines,
+    };
+
+    fn open(shared: &mut super::Shared) -> ChatSession {
+        ChatSession::new(shared.chat.max_line)
+    }
+}
+
 impl Session for ChatSession {
+    fn display_name(&self, shared: &super::Shared, conn_id: u64) -> Option<String> {
+        let nick = shared.chat.room.nick(conn_id);
+        Some(nick.as_ref().map_or("", |n| n.as_str()).to_string())
+    }
+
+    fn line_allowance(&self) -> Option<u32> {
+        ChatSession::line_allowance(self)
+    }
+
+    fn set_line_allowance(&mut self, lines: Option<u32>) {
+        ChatSession::set_line_allowance(self, lines);
+    }
+
+    fn loop_slots(&mut self) -> Option<&mut LoopSlots> {
+        Some(&mut self.slots)
+    }
+
     fn on_open(&mut self, cx: &mut Cx<'_>) {
         if self.state == State::Fresh {
             self.join(cx);

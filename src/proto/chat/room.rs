@@ -175,6 +175,16 @@ impl Room {
     }
 }
 
+impl crate::proto::Group for Room {
+    fn members(&self) -> impl Iterator<Item = u64> + '_ {
+        self.member_ids()
+    }
+
+    fn member_count(&self) -> usize {
+        self.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -414,6 +414,23 @@ impl UploadSession {
     }
 }
 
+impl super::Declared for UploadSession {
+    const DECLARATION: super::Declaration = super::Declaration {
+        name: "upload",
+        default_port: 8010,
+        served_by_default: true,
+        transport: super::Transport::Tcp,
+        server_full: b"",
+        too_many_from_address: b"",
+        flow: super::Flow::RequestReply,
+        pacing: super::Pacing::Unpaced,
+    };
+
+    fn open(_shared: &mut super::Shared) -> UploadSession {
+        UploadSession::new()
+    }
+}
+
 impl Session for UploadSession {
     /// Consumes all of `input` but after [`FILES_PER_TURN`] files begun in
     /// this call: a partial line count is kept in the session and lines go

@@ -46,7 +46,11 @@ pub fn info(view: &View<'_>) -> String {
     for &p in &protocols {
         let _ = writeln!(out, "connected_{p}:{}", at(&m.open, p));
     }
-    let _ = writeln!(out, "chat_members:{}", view.shared.chat.room.len());
+    let _ = writeln!(
+        out,
+        "chat_members:{}",
+        crate::proto::Group::member_count(view.shared.group())
+    );
 
     let _ = writeln!(out, "# Stats");
     let accepted: u64 = m.accepted.iter().sum();
@@ -111,9 +115,8 @@ pub fn clients(view: &View<'_>) -> String {
             conn.carried(),
             conn.pending_output(),
         );
-        if p == Protocol::Chat {
-            let nick = view.shared.chat.room.nick(conn.id);
-            let _ = write!(out, " nick={}", nick.as_ref().map_or("", |n| n.as_str()));
+        if let Some(name) = conn.display_name(view.shared) {
+            let _ = write!(out, " nick={name}");
         }
         out.push('\n');
     }

@@ -125,29 +125,29 @@ pub fn exposition(view: &View<'_>) -> String {
         view,
         "onepoll_requests_total",
         "counter",
-        "Requests: tne messages (TCP and UDP), cmd lines, chat lines, upload files, transform requests, stats commands.",
+        "Requests: messages, lines, files or commands, as each protocol counts them (docs/PROTOCOLS.md).",
         |p| view.requests(p),
     );
     single(
         &mut out,
         "onepoll_udp_replies_cut_total",
         "counter",
-        "tne UDP replies cut to fit one datagram.",
+        "UDP replies cut to fit one datagram.",
         counts.udp_replies_cut,
     );
     single(
         &mut out,
         "onepoll_chat_deliveries_total",
         "counter",
-        "chat messages queued to receivers.",
+        "Broadcast messages queued to receivers.",
         counts.chat_deliveries,
     );
     single(
         &mut out,
         "onepoll_chat_members",
         "gauge",
-        "chat clients in the room.",
-        view.shared.chat.room.len(),
+        "Members of the broadcast group.",
+        crate::proto::Group::member_count(view.shared.group()),
     );
     single(
         &mut out,
