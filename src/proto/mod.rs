@@ -34,8 +34,6 @@
 //! (`proto/echo.rs` is the smallest example).
 
 pub mod budget;
-pub mod chat;
-pub mod cmd;
 pub mod counts;
 pub mod declare;
 pub mod effects;
@@ -45,12 +43,8 @@ pub mod output;
 pub mod prefix;
 pub mod random_edit;
 pub mod rng;
-pub mod stats;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod tne;
-pub mod transform;
-pub mod upload;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -423,17 +417,26 @@ pub trait Session {
 }
 
 /// The registry: one line per protocol, `Variant(module::SessionType)`,
-/// in the order of [`Protocol::index`] (the spec's five first). It makes
-/// [`Protocol`] (names, ports, policies: each from the session type's
-/// [`Declaration`]) and [`AnySession`], which dispatches [`Session`] calls
-/// without boxing.
+/// in the order of [`Protocol::index`] (the spec's five first). It declares
+/// the module (`proto/<module>.rs`) and makes [`Protocol`] (names, ports,
+/// policies: each from the session type's [`Declaration`]) and
+/// [`AnySession`], which dispatches [`Session`] calls without boxing.
 macro_rules! protocols {
-    ($($(#[$doc:meta])* $variant:ident($ty:ty)),+ $(,)?) => {
+    ($($(#[$doc:meta])* $variant:ident($module:ident :: $session:ident)),+ $(,)?) => {
+        $(pub mod $module;)+
+
+        protocols!(@types $($(#[$doc])* $variant($module, $module::$session)),+);
+    };
+    (@types $($(#[$doc:meta])* $variant:ident($module:ident, $ty:ty)),+) => {
         /// Every protocol the server can serve (see the registry in
         /// [`crate::proto`]).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Protocol {
-            $($(#[$doc])* $variant,)+
+            $(
+                $(#[$doc])*
+                #[doc = concat!("\n\nDeclared in [`", stringify!($module), "`].")]
+                $variant,
+            )+
         }
 
         impl Protocol {
