@@ -693,10 +693,11 @@ fn validate_size(c: &BenchConfig) -> Result<(), ArgError> {
         Protocol::Chat if c.workload == Workload::Chaos => (0, usize::MAX, "any"),
         Protocol::Chat => (40, 8192, "40 to 8192 bytes (room for the timestamp)"),
         Protocol::Upload => (0, 64 << 20, "0 to 64 MiB per line"),
-        Protocol::Stats => {
+        // The protocols served only when named have no bench workload.
+        other => {
             return Err(ArgError::BadValue {
                 option: "--proto",
-                value: "stats".into(),
+                value: other.name().into(),
                 expected: "tne, cmd, chat, upload or transform",
             })
         }
