@@ -547,6 +547,7 @@ protocols! {
     /// The stats listener: Prometheus metrics over HTTP, or INFO/CLIENTS
     /// lines (spec section 6); served only when named.
     Stats(stats::StatsSession),
+    Echo(echo::EchoSession),
 }
 
 impl Protocol {
