@@ -9,7 +9,7 @@
 use onepoll::config::{Config, UploadLayout};
 use onepoll::proto::upload::{Shared as US, UploadSession};
 use onepoll::proto::{Cx, Output, Session, Shared};
-use onepoll::server::upload_store::DirStore;
+use onepoll::stores::upload::DirStore;
 use std::time::{Instant, SystemTime};
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();

@@ -96,5 +96,6 @@ pub mod client;
 pub mod config;
 pub mod proto;
 pub mod server;
+pub mod stores;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -361,8 +361,8 @@ impl Conn {
     /// dead, its unsent output is dropped, and it is closed at the end of
     /// the wake-up like any failed connection: `end_session` still runs its
     /// `on_close` (itself contained) and `Shared::release` forgets it, so a
-    /// chat room keeps no ghost nick and an upload leaves no temporary
-    /// file. Every other connection, of every protocol, is served on.
+    /// broadcast group keeps no ghost member and a file store leaves no
+    /// temporary file. Every other connection, of every protocol, is served on.
     /// Nothing else is shared with the core but `Shared`, whose entries
     /// are keyed by connection and released on close, so no state outlives
     /// the poisoned connection (hence `AssertUnwindSafe`). This is why the
@@ -614,7 +614,7 @@ impl Conn {
         }
     }
 
-    /// Greets a new connection (chat's `WELCOME`).
+    /// Greets a new connection (the session's `on_open`).
     pub fn open_session(&mut self, io: &mut IoCx<'_>) {
         self.with_session(io, |session, _, cx| session.on_open(cx));
     }
@@ -636,9 +636,9 @@ impl Conn {
     }
 
     /// Ends the session for `reason`: its `on_close` runs here, once, and
-    /// whatever it queues (chat's `BYE`) still goes out if the connection
+    /// whatever it queues (a goodbye) still goes out if the connection
     /// is not dead. Then the shared state forgets the connection, even if
-    /// `on_close` panicked half way (no ghost chat nick). The connection
+    /// `on_close` panicked half way (no ghost group member). The connection
     /// then only flushes and closes.
     pub fn end_session(&mut self, io: &mut IoCx<'_>, reason: CloseReason) {
         let reason = *self.reason.get_or_insert(reason);
@@ -706,7 +706,7 @@ impl Conn {
     /// time, not hundreds (whose freed memory the allocator would keep
     /// resident). If the kernel did not take everything, the connection
     /// keeps the output it has, lent or not, and the loop its empty one.
-    /// Chat waits for the end of the wake-up instead, where deliveries
+    /// A broadcast member waits for the end of the wake-up instead, where deliveries
     /// from every sender join one write.
     pub fn flush_replies(&mut self, clock: &Clock, counts: &mut Counts, lent: Option<&mut Output>) {
         if !self.session.is_request_reply() || self.phase == Phase::Dead {
@@ -850,7 +850,7 @@ impl Conn {
 /// One `writev` of the unsent segments of `output`: what the kernel took,
 /// and what was offered. Out of line: its 4 KiB of slices would otherwise
 /// sit in the frame of every write, most of which (a batch of replies, a
-/// chat delivery) is one contiguous run.
+/// broadcast delivery) is one contiguous run.
 #[inline(never)]
 fn write_segments(stream: &mut seam::Stream, output: &Output) -> io::Result<(usize, usize)> {
     let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -919,8 +919,8 @@ mod tests {
     }
 
     /// An idle connection's whole cost is this struct (plus a 24-byte
-    /// deadline): keep it small. Measured: 10,000 idle transform
-    /// connections add about 240 B each to the server's RSS.
+    /// deadline): keep it small (the measured RSS per idle connection is
+    /// in docs/PERFORMANCE.md).
     #[test]
     #[cfg(not(feature = "fault-injection"))]
     fn a_connection_stays_small() {
@@ -928,8 +928,8 @@ mod tests {
         // (8 bytes with padding); the release build is what runs. The
         // stats listener's `CLIENTS` age, and the memory
         // budget's count of this connection and the output's count of its
-        // shared bytes, cost 8 bytes each (a chat connection's
-        // flood-control clock is in its session).
+        // shared bytes, cost 8 bytes each (a paced connection's clock is
+        // in its session's LoopSlots).
         let limit = if cfg!(debug_assertions) { 224 } else { 216 };
         let size = std::mem::size_of::<Conn>();
         assert!(size <= limit, "Conn is {size} bytes");

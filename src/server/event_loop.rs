@@ -9,7 +9,7 @@
 //! 2. read the clock once;
 //! 3. resume, first, the connections the last wake-up's budgets left with
 //!    work (fairness): unread input, or a session that wants another turn
-//!    for work of its own (a large transform done in slices, one per
+//!    for work of its own (a large message done in slices, one per
 //!    wake-up: `Session::wants_turn`);
 //! 4. handle each event: accept on a listener until `WouldBlock` or
 //!    `ACCEPTS_PER_WAKE` (each new peer admitted or refused by the
@@ -24,7 +24,7 @@
 //!    [`super::refusals`]);
 //! 6. flush every connection touched in this wake-up, once, then settle
 //!    its interest, and remove the connections that finished. A long flush
-//!    (a chat room's fan-out) polls again without waiting every
+//!    (a broadcast's fan-out) polls again without waiting every
 //!    64 connections (`FLUSH_SLICE`) and handles what arrived (step 4), so a
 //!    message that comes in while a thousand receivers are being written
 //!    joins the writes not yet made instead of waiting for the next
@@ -61,7 +61,6 @@ use super::stats::{self, View};
 use super::systemd::{self, Notifier, Passed};
 use super::timers::{millis, Clock, TimerKind, Timers};
 use super::trace;
-use super::upload_store;
 use super::ServerError;
 
 /// The token of the signal pipe.
@@ -80,9 +79,8 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Connections a listener accepts (or refuses) per wake-up. A flood of
 /// connects keeps the backlog full: accepting until `WouldBlock` kept a
-/// bystander's ECHO waiting 1.3 s while 87,000 refused connects came in
-/// (debug build). The rest wait for the next wake-up, after every other
-/// connection's turn.
+/// bystander's request waiting for seconds. The rest wait for the next
+/// wake-up, after every other connection's turn.
 const ACCEPTS_PER_WAKE: usize = 64;
 
 /// Bytes one wake-up reads from all connections together. Past it, the
@@ -97,12 +95,12 @@ const WAKE_READ_BYTES: u64 = 4 * 1024 * 1024;
 /// far below the listeners.
 const FIRST_DATAGRAM: usize = usize::MAX / 2;
 
-/// Connections flushed between two polls of a long flush. A chat
-/// receiver's write costs ~1.4 µs, so input waits at most ~90 µs for its
-/// turn; the poll (~0.5 µs) adds under 1% to the flush.
+/// Connections flushed between two polls of a long flush (a broadcast's
+/// fan-out): input waits for at most this many writes, and the poll adds
+/// little to the flush (figures: docs/PERFORMANCE.md).
 const FLUSH_SLICE: usize = 64;
 
-/// How many times tne's TCP and UDP sockets are bound again when the port
+/// How many times a protocol's TCP and UDP sockets are bound again when the port
 /// the OS picked for TCP (port 0) is taken for UDP.
 const SAME_PORT_TRIES: usize = 8;
 
@@ -185,7 +183,7 @@ fn adopt(
 pub struct Server {
     poll: Poll,
     listeners: Vec<Listener>,
-    /// UDP sockets (tne's).
+    /// UDP sockets ([`Transport::TcpAndUdp`] protocols).
     datagrams: Vec<DatagramEndpoint>,
     /// UDP sockets that stopped on their per-wake-up budget: served again
     /// next wake-up without waiting for an event.
@@ -242,14 +240,15 @@ pub struct Server {
     pub memory: MemoryBudget,
     /// Connections to close for the memory budget (kept for reuse).
     victims: Vec<usize>,
-    /// Line pacing of the protocols that declare it (`--chat-rate`,
-    /// `--chat-burst`).
+    /// Line pacing of the protocols that declare it
+    /// ([`Config::chat_rate`], [`Config::chat_burst`]).
     flood: FloodLimit,
 }
 
 impl Server {
-    /// Prepares the upload directory if upload is served, binds every
-    /// listener of `config` (tne: a TCP listener and a UDP socket on the
+    /// Prepares the file stores of the protocols served
+    /// ([`crate::stores::attach`]), binds every listener of `config`
+    /// ([`Transport::TcpAndUdp`]: a TCP listener and a UDP socket on the
     /// same port number), installs the signal handlers and logs
     /// `listening <protocol> <tcp|udp> <addr:port>` for each.
     ///
@@ -271,10 +270,7 @@ impl Server {
             config.listeners.dedup();
         }
         let mut shared = Shared::new(&config);
-        if config.listeners.iter().any(|(p, _)| *p == Protocol::Upload) {
-            let store = upload_store::prepare(&config).map_err(ServerError::UploadDir)?;
-            shared.upload.store = Box::new(store);
-        }
+        crate::stores::attach(&config, &mut shared).map_err(ServerError::Store)?;
         let poll = Poll::new().map_err(ServerError::Setup)?;
         let mut signals = ShutdownSignals::install().map_err(ServerError::Setup)?;
         signals
@@ -510,7 +506,7 @@ impl Server {
     }
 
     /// What `--trace` calls the owner of `token`: `signal`, `listener
-    /// transform`, `udp tne`, `#3 transform 127.0.0.1:60500`.
+    /// <protocol>`, `udp <protocol>`, `#3 <protocol> 127.0.0.1:60500`.
     fn trace_name(&self, token: Token) -> String {
         let Token(t) = token;
         if token == SIGNAL_TOKEN {
@@ -1224,7 +1220,7 @@ impl Server {
     /// Every [`FLUSH_SLICE`] connections of those listed when it began, it
     /// polls without waiting and handles what arrived: a receiver not yet
     /// flushed takes the new input in the write it was going to make
-    /// anyway. Those already flushed, and those a close delivers to (chat's
+    /// anyway. Those already flushed, and those a close delivers to (a member's
     /// LEAVE), join the end of the list and are flushed in this same
     /// wake-up, with no more polls: the walk ends, and timers and budgeted
     /// reads get their turn.

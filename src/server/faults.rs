@@ -40,8 +40,8 @@
 //! **Panics.** A core that panics is contained by the loop (see
 //! `Conn::with_session`). To prove it, [`poison`] panics, inside the core
 //! call, when the bytes a core is fed hold [`POISON`]: four `0xFF` bytes,
-//! which in transform is the header of the unused action `0x1f` with the
-//! largest LENGTH (`0x7FFFFFF`), and in every text protocol invalid input.
+//! which in the binary protocol is the header of an unused action with the
+//! largest length, and in every text protocol invalid input.
 //!
 //! Totals of what was injected are logged at shutdown ([`log_totals`]).
 

@@ -1,5 +1,5 @@
-//! Flood control as a line-pacing policy (spec 1.3, `--chat-rate`,
-//! `--chat-burst`): a token bucket per client of a protocol that declares
+//! Flood control as a line-pacing policy (spec 1.3; `Config::chat_rate`
+//! and `Config::chat_burst`): a token bucket per client of a protocol that declares
 //! [`Pacing::Lines`](crate::proto::Pacing::Lines), one token per line.
 //!
 //! Lines beyond the bucket are neither refused nor lost: the loop lets the
@@ -9,7 +9,7 @@
 //! [`Timers`](super::timers::Timers) (`TimerKind::Refill`), not a busy
 //! loop. The client's socket fills and TCP pushes back on the sender: a
 //! flooder slows itself down instead of making the group's receivers slow
-//! consumers. With `--chat-rate 0` none of this runs (one branch per paced
+//! consumers. With a rate of 0 none of this runs (one branch per paced
 //! read).
 //!
 //! Integer arithmetic on the loop's millisecond clock. The tokens are the

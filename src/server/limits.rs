@@ -2,7 +2,7 @@
 //!
 //! Every connection costs a descriptor, and the server needs a few more of
 //! its own (the standard streams, the poll, the signal pipe, listeners, the
-//! spare kept for EMFILE, an upload's temporary file). At start the soft
+//! spare kept for EMFILE, a file a core's store holds open). At start the soft
 //! RLIMIT_NOFILE is raised toward `--max-conns` + [`RESERVED_FDS`], up to
 //! the hard limit. Where even the hard limit is too low, the server warns
 //! once and lowers its effective `--max-conns` so that refusing a client

@@ -23,7 +23,7 @@ pub enum Closed {
     Reset,
     /// `--idle-timeout`.
     Idle,
-    /// chat: over `--max-sendq`.
+    /// A broadcast member over `--max-sendq`.
     SlowConsumer,
     /// Closed to bring `--max-memory` back (wired by the memory branch).
     Memory,

@@ -6,8 +6,8 @@
 //!   `--conn-rate-per-ip`, `--exempt`), consulted at accept;
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
-//! - [`datagram`]: UDP sockets (tne), answered datagram by datagram;
-//! - [`flood`]: chat flood control, a token bucket per client;
+//! - [`datagram`]: UDP sockets, answered datagram by datagram;
+//! - [`flood`]: line pacing, a token bucket per client of a paced protocol;
 //! - [`memory_budget`]: every client buffer together within `--max-memory`;
 //! - `faults` (only with the `fault-injection` feature): a seam that
 //!   injects I/O faults and panics on a seeded schedule, for tests;
@@ -15,10 +15,9 @@
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`refusals`]: connections refused at accept, counted by reason and
 //!   logged once a second;
-//! - [`rooms`]: routing deliveries between connections (chat);
+//! - [`rooms`]: routing deliveries between connections (broadcast groups);
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`trace`]: `--trace`, a log line per wake-up and per event;
-//! - [`upload_store`]: the upload directory and the files saved in it;
 //! - [`metrics`]: the loop's counters and wake-up histogram;
 //! - [`stats`]: the stats listener's reports (Prometheus, `INFO`);
 //! - [`systemd`]: socket activation and the notify protocol;
@@ -42,7 +41,6 @@ pub mod stats;
 pub mod systemd;
 pub mod timers;
 pub mod trace;
-pub mod upload_store;
 
 use std::fmt;
 use std::io;
@@ -64,8 +62,9 @@ pub enum ServerError {
         /// What the OS said.
         source: io::Error,
     },
-    /// The upload directory cannot be created or prepared.
-    UploadDir(upload_store::UploadDirError),
+    /// A protocol's file store cannot be created or prepared
+    /// ([`crate::stores`]).
+    Store(crate::stores::StoreError),
     /// The poll or the signal handlers could not be set up.
     Setup(io::Error),
     /// Waiting for events failed.
@@ -82,7 +81,7 @@ impl fmt::Display for ServerError {
                 addr,
                 source,
             } => write!(f, "cannot listen for {protocol} on {addr}: {source}"),
-            ServerError::UploadDir(e) => write!(f, "{e}"),
+            ServerError::Store(e) => write!(f, "{e}"),
             ServerError::Setup(e) => write!(f, "cannot set up the event loop: {e}"),
             ServerError::Poll(e) => write!(f, "event loop failed: {e}"),
             ServerError::Activation(e) => write!(f, "{e}"),
@@ -94,7 +93,7 @@ impl std::error::Error for ServerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ServerError::Bind { source, .. } => Some(source),
-            ServerError::UploadDir(e) => Some(e),
+            ServerError::Store(e) => Some(e),
             ServerError::Setup(e) | ServerError::Poll(e) => Some(e),
             ServerError::Activation(e) => Some(e),
         }

@@ -1,4 +1,4 @@
-//! Routing deliveries between connections (chat's broadcasts and private
+//! Routing deliveries between connections (broadcasts and private
 //! messages), and the slow-consumer rule enforced at the push.
 //!
 //! A core names receivers by connection id; [`ConnIndex`] maps ids to slab

@@ -87,15 +87,15 @@ pub fn passed_sockets(sole: Option<Protocol>) -> Result<Vec<Passed>, ActivationE
     for (fd, taken) in (LISTEN_FDS_START..).zip(taken) {
         let name = names.next().unwrap_or("");
         let owned = taken.map_err(|e| ActivationError::Socket(fd, e))?;
-        let socket = adopt(fd, owned, Protocol::Tne)?;
+        let socket = adopt(fd, owned)?;
         let protocol = match (name.parse::<Protocol>(), sole) {
             (Ok(p), _) => p,
             (Err(_), Some(p)) => p,
             (Err(e), None) => by_default_port(&socket).ok_or(ActivationError::Name(e))?,
         };
         passed.push(match socket {
-            Passed::Tcp(_, s) => Passed::Tcp(protocol, s),
-            Passed::Udp(_, s) => Passed::Udp(protocol, s),
+            Adopted::Tcp(s) => Passed::Tcp(protocol, s),
+            Adopted::Udp(s) => Passed::Udp(protocol, s),
         });
     }
     Ok(passed)
@@ -104,27 +104,38 @@ pub fn passed_sockets(sole: Option<Protocol>) -> Result<Vec<Passed>, ActivationE
 /// The protocol whose default port `socket` is bound to: what a socket
 /// unit that names none of its sockets (`FileDescriptorName=` unset, so
 /// each is named after the unit) is taken to mean.
-fn by_default_port(socket: &Passed) -> Option<Protocol> {
-    let port = socket.local_addr().ok()?.port();
+fn by_default_port(socket: &Adopted) -> Option<Protocol> {
+    let port = match socket {
+        Adopted::Tcp(s) => s.local_addr(),
+        Adopted::Udp(s) => s.local_addr(),
+    }
+    .ok()?
+    .port();
     Protocol::EVERY
         .into_iter()
         .find(|p| p.default_port() == port)
 }
 
+/// A passed socket, before it is known which protocol it serves.
+enum Adopted {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
 /// The passed socket `fd` (owned as `owned`), as a nonblocking TCP
 /// listener or UDP socket.
-fn adopt(fd: RawFd, owned: OwnedFd, protocol: Protocol) -> Result<Passed, ActivationError> {
+fn adopt(fd: RawFd, owned: OwnedFd) -> Result<Adopted, ActivationError> {
     let fail = |e| ActivationError::Socket(fd, e);
     match socket_kind(&owned).map_err(fail)? {
         SocketKind::Stream => {
             let socket = TcpListener::from(owned);
             socket.set_nonblocking(true).map_err(fail)?;
-            Ok(Passed::Tcp(protocol, socket))
+            Ok(Adopted::Tcp(socket))
         }
         SocketKind::Datagram => {
             let socket = UdpSocket::from(owned);
             socket.set_nonblocking(true).map_err(fail)?;
-            Ok(Passed::Udp(protocol, socket))
+            Ok(Adopted::Udp(socket))
         }
         SocketKind::Other => Err(fail(io::Error::new(
             io::ErrorKind::InvalidInput,

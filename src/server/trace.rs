@@ -1,8 +1,8 @@
 //! `--trace`: the loop's work, as it happens, for a reader learning how a
 //! readiness loop runs. For every wake-up, one line with the number of
 //! events handled and the time the wake-up took; for every event, one line
-//! with the token named (`listener transform`, `signal`,
-//! `#3 transform 127.0.0.1:60500`, `udp tne`), its readiness, and what the
+//! with the token named (`listener <protocol>`, `signal`,
+//! `#3 <protocol> 127.0.0.1:60500`, `udp <protocol>`), its readiness, and what the
 //! loop did about it: bytes read, bytes the core consumed, reply bytes
 //! queued, bytes written, `WouldBlock` met, interest changes. Steps of a
 //! wake-up that are not events (the flush at its end, a connection read
@@ -10,10 +10,10 @@
 //! did something, the close of a connection with its reason among them:
 //!
 //! ```text
-//! listener transform [readable]: accepted 1, registered READABLE, accept WouldBlock
-//! wake-up: 1 event in 85 µs
-//! #1 transform 127.0.0.1:60500 [readable]: read 9 B (short read), core consumed 9 B, queued 9 B of replies, wrote 9 B
-//! wake-up: 1 event in 61 µs
+//! listener <protocol> [readable]: accepted 1, registered READABLE, accept WouldBlock
+//! wake-up: 1 event in <time>
+//! #1 <protocol> 127.0.0.1:60500 [readable]: read 9 B (short read), core consumed 9 B, queued 9 B of replies, wrote 9 B
+//! wake-up: 1 event in <time>
 //! ```
 //!
 //! Lines go through `log` at trace level with the target [`TARGET`], so a

@@ -63,7 +63,7 @@
 //! new (never an existing name, whatever it is: on a clash another name is
 //! tried, then the file is answered `E`), relative to the upload directory
 //! opened once at start; the rename replaces a link named `<k>.txt`, never
-//! follows it. How the server does it is `server::upload_store`'s doc.
+//! follows it. How the server does it is `stores::upload`'s doc.
 //!
 //! ## 5. Limits and faults
 //!

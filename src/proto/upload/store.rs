@@ -2,7 +2,7 @@
 //! through, the names of saved and temporary files, and [`MemStore`], an
 //! in-memory store with injectable faults that lets the core be tested
 //! without a disk. The filesystem store is the server's
-//! (`server::upload_store`): this module does no I/O.
+//! (`stores::upload`): this module does no I/O.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use slab::Slab;
 
 use crate::config::{Config, Protocol};
 use crate::proto::stats::{http_head, Report, METRICS_CONTENT_TYPE};
-use crate::proto::Shared;
+use crate::proto::{Shared, Transport};
 
 use super::conn::Conn;
 use super::metrics::Metrics;
@@ -25,15 +25,15 @@ use super::metrics::Metrics;
 pub struct View<'a> {
     /// The loop's own figures.
     pub metrics: &'a Metrics,
-    /// The cores' counters and the chat room.
+    /// The cores' counters and the broadcast group.
     pub shared: &'a Shared,
     /// Every open connection.
     pub conns: &'a Slab<Conn>,
     /// The limits the server runs with.
     pub config: &'a Config,
-    /// tne datagrams answered (UDP requests), all sockets.
+    /// Datagrams answered (UDP requests), all sockets.
     pub udp_requests: u64,
-    /// tne UDP replies dropped on a send error, all sockets.
+    /// UDP replies dropped on a send error, all sockets.
     pub udp_dropped: u64,
     /// Loop milliseconds now.
     pub now: u64,
@@ -47,10 +47,11 @@ impl View<'_> {
             .filter(|p| self.config.listeners.iter().any(|(q, _)| q == p))
     }
 
-    /// Requests of `protocol`: tne counts its datagrams too.
+    /// Requests of `protocol`: a protocol served over UDP too counts its
+    /// datagrams.
     pub fn requests(&self, protocol: Protocol) -> u64 {
         let tcp = at(&self.shared.counts.requests, protocol);
-        if protocol == Protocol::Tne {
+        if let Transport::TcpAndUdp(_) = protocol.declaration().transport {
             tcp + self.udp_requests
         } else {
             tcp

@@ -153,14 +153,14 @@ pub fn exposition(view: &View<'_>) -> String {
         &mut out,
         "onepoll_upload_files_saved_total",
         "counter",
-        "upload files saved.",
+        "Files saved whole (renamed into place).",
         counts.upload_files_saved,
     );
     single(
         &mut out,
         "onepoll_upload_files_refused_total",
         "counter",
-        "upload files refused past --max-files.",
+        "Files refused past --max-files.",
         counts.upload_files_refused,
     );
     single(
