@@ -116,6 +116,8 @@ pub struct IoCx<'a> {
     /// Deliveries to other connections that the core asks for; the loop
     /// routes them after each call.
     pub effects: &'a mut Vec<Effect>,
+    /// Bytes read in this wake-up, all connections: each read adds to it.
+    pub wake_read: &'a mut u64,
 }
 
 /// One client connection.
@@ -534,6 +536,7 @@ impl Conn {
         trace::read(n, scratch.len());
         self.last_active = io.clock.now;
         io.shared.counts.received(self.protocol(), n);
+        *io.wake_read += n as u64;
         if let Some(slots) = self.session.loop_slots() {
             slots.read_this_wake = slots
                 .read_this_wake
@@ -899,11 +902,13 @@ mod tests {
         client.write_all(&wire).unwrap();
         let clock = Clock::new();
         let mut effects = Vec::new();
+        let mut wake_read = 0;
         let mut io = IoCx {
             shared: &mut shared,
             clock: &clock,
             draining: true,
             effects: &mut effects,
+            wake_read: &mut wake_read,
         };
         // A buffer of one request: every read is full and ends on a
         // boundary. (On loopback, all 64 bytes are queued once

@@ -533,6 +533,7 @@ impl Server {
                 clock: &self.clock,
                 draining: self.shutdown_at.is_some(),
                 effects: &mut self.effects,
+                wake_read: &mut self.wake_read,
             },
         )
     }
@@ -638,22 +639,8 @@ impl Server {
                     lent.then_some(&mut self.replies),
                 );
             }
-            self.account(key);
         }
         self.queue_flush(key);
-    }
-
-    /// Counts connection `key` in the memory budget again after its turn
-    /// (its deliveries to others were counted as they were queued); if the
-    /// total is over `--max-memory`, closes the biggest holders.
-    #[inline]
-    fn account(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get_mut(key) {
-            self.memory.recount(conn);
-        }
-        if self.memory.over() {
-            self.enforce_memory();
-        }
     }
 
     /// The total passed `--max-memory`: closes the connections holding the
@@ -757,10 +744,7 @@ impl Server {
             }
             Flow::RequestReply => (READS_PER_WAKE, SCRATCH_BYTES, false),
         };
-        let read_before = self.shared.counts.received_by(protocol);
         let more = self.read_turn(key, reads, read_len, allowance);
-        let read_after = self.shared.counts.received_by(protocol);
-        self.wake_read += read_after - read_before;
         if paced && !self.paced(key) {
             // Out of tokens: the refill deadline reads it again.
             return;
@@ -904,7 +888,6 @@ impl Server {
                 conn.still_ready = false;
             }
             self.pump(key);
-            self.account(key);
             self.queue_flush(key);
         }
         self.still_ready.drain(..listed);
@@ -1069,7 +1052,6 @@ impl Server {
             conn.open_session(&mut io);
         }
         self.route();
-        self.account(key);
         self.queue_flush(key);
         if let Some(idle) = self.config.idle_timeout {
             self.timers
@@ -1133,7 +1115,6 @@ impl Server {
                 }
                 TimerKind::Refill => {
                     self.pump(due.key());
-                    self.account(due.key());
                 }
                 TimerKind::CloseGrace => {
                     log::debug!(
@@ -1288,6 +1269,11 @@ impl Server {
         // raise no WRITABLE edge: serve the connection again next wake-up.
         if resume || conn.take_pending() {
             self.mark_still_ready(key);
+        }
+        // Counted once per touched connection per wake-up, here, after its
+        // flush (deliveries to it were counted as they were queued).
+        if self.memory.over() {
+            self.enforce_memory();
         }
     }
 
