@@ -1,0 +1,181 @@
+//! Accepting: taking connections from the listeners within a per-wake-up
+//! budget, through descriptor exhaustion (the reserve descriptor) and the
+//! per-address admission, and refusing with the protocol's line.
+
+use super::*;
+
+/// Connections a listener accepts (or refuses) per wake-up. A flood of
+/// connects keeps the backlog full: accepting until `WouldBlock` kept a
+/// bystander's request waiting for seconds. The rest wait for the next
+/// wake-up, after every other connection's turn.
+const ACCEPTS_PER_WAKE: usize = 64;
+
+/// How long accepting pauses after an accept error the reserve descriptor
+/// cannot cure.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+impl Server {
+    /// Accepts on listener `index` until `WouldBlock`, or until
+    /// [`ACCEPTS_PER_WAKE`] connections were taken (or shed): then it is
+    /// listed to go on next wake-up.
+    pub(super) fn accept_all(&mut self, index: usize) {
+        if self.shutdown_at.is_some() || self.accept_paused_until.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_WAKE {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (protocol, nodelay) = (listener.protocol, listener.nodelay_inherited);
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(protocol, stream, peer, nodelay),
+                Err(e) => match AcceptError::classify(&e) {
+                    AcceptError::WouldBlock => return trace::accept_would_block(),
+                    AcceptError::Interrupted | AcceptError::PeerGone => {}
+                    AcceptError::OutOfDescriptors => {
+                        match self.reserve.shed_one(&listener.socket) {
+                            Shed::Refused => {
+                                let reason = RefusalReason::Descriptors;
+                                self.metrics.refused(protocol, reason);
+                                self.refusals.note(reason, None, self.clock.now);
+                                self.report_refusals();
+                            }
+                            Shed::BacklogEmpty => return,
+                            Shed::NoSpare => {
+                                self.pause_accepting(&e);
+                                return;
+                            }
+                        }
+                    }
+                    AcceptError::Other => {
+                        self.pause_accepting(&e);
+                        return;
+                    }
+                },
+            }
+        }
+        if !self.listeners_ready.contains(&index) {
+            self.listeners_ready.push(index);
+        }
+    }
+
+    /// Accepts again on the listeners that stopped on their budget last
+    /// wake-up.
+    pub(super) fn resume_listeners(&mut self) {
+        if self.listeners_ready.is_empty() {
+            return;
+        }
+        for index in std::mem::take(&mut self.listeners_ready) {
+            let _trace = trace::Scope::step("resume", || self.trace_name(listener_token(index)));
+            self.accept_all(index);
+        }
+    }
+
+    pub(super) fn pause_accepting(&mut self, e: &io::Error) {
+        log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_PAUSE:?}");
+        self.accept_paused_until = Some(self.clock.after(ACCEPT_PAUSE));
+    }
+
+    pub(super) fn resume_accepting(&mut self) {
+        if let Some(at) = self.accept_paused_until {
+            if self.clock.now >= at {
+                self.accept_paused_until = None;
+                for index in 0..self.listeners.len() {
+                    let _trace =
+                        trace::Scope::step("resume", || self.trace_name(listener_token(index)));
+                    self.accept_all(index);
+                }
+            }
+        }
+    }
+
+    /// Takes in an accepted connection (`nodelay`: the socket already has
+    /// TCP_NODELAY from its listener).
+    ///
+    /// Refused at once, with the protocol's line where it has text:
+    /// `--max-conns` open in all (`server full`), then the per-address
+    /// limits ([`Admission`]: one hash lookup, none for an exempt
+    /// address). An admitted connection is counted against its address
+    /// until [`close`](Server::close).
+    pub(super) fn admit(
+        &mut self,
+        protocol: Protocol,
+        stream: TcpStream,
+        peer: SocketAddr,
+        nodelay: bool,
+    ) {
+        if self.conns.len() >= self.config.max_conns {
+            let reply = protocol.server_full_reply();
+            return self.refuse(protocol, RefusalReason::ServerFull, stream, peer, reply);
+        }
+        if let Err(why) = self.admission.admit(peer.ip(), self.clock.now) {
+            let reason = match why {
+                Refusal::PerAddress => RefusalReason::PerIp,
+                Refusal::Rate => RefusalReason::Rate,
+            };
+            let reply = protocol.too_many_from_address_reply();
+            return self.refuse(protocol, reason, stream, peer, reply);
+        }
+        if !nodelay {
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on {peer}: {e}");
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        let session = AnySession::new(protocol, &mut self.shared);
+        let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
+        if protocol.declaration().pacing == Pacing::Lines && self.flood.enabled() {
+            conn.set_pacing_bucket(TokenBucket::full(self.flood, self.clock.now));
+        }
+        if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
+            log::warn!("cannot register connection from {peer}: {e}");
+            self.admission.release(peer.ip(), self.clock.now);
+            return;
+        }
+        entry.insert(conn);
+        self.metrics.opened(protocol);
+        trace::accepted();
+        log::info!("open {protocol} #{id} from {peer}");
+        if !protocol.declaration().flow.is_request_reply() {
+            self.index.insert(id, key);
+        }
+        let (_, conns, mut io) = self.io_parts();
+        if let Some(conn) = conns.get_mut(key) {
+            conn.open_session(&mut io);
+        }
+        self.route();
+        self.queue_flush(key);
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers
+                .arm(self.clock.after(idle), key, id, TimerKind::Idle);
+        }
+    }
+
+    /// Closes a connection refused at accept (after `reply`, if any) and
+    /// counts it; the count is logged once a second at most.
+    pub(super) fn refuse(
+        &mut self,
+        protocol: Protocol,
+        reason: RefusalReason,
+        stream: TcpStream,
+        peer: SocketAddr,
+        reply: &[u8],
+    ) {
+        Conn::refuse(stream, reply, &mut self.scratch);
+        self.metrics.refused(protocol, reason);
+        let ip = admission::canonical(peer.ip());
+        self.refusals.note(reason, Some(ip), self.clock.now);
+        self.report_refusals();
+    }
+
+    /// Logs the refusals not yet reported, if their line is due (see
+    /// [`RefusalLog`]): a warning, so `-q` still shows it.
+    pub(super) fn report_refusals(&mut self) {
+        if let Some(report) = self.refusals.report(self.clock.now, self.conns.len()) {
+            log::warn!("{report}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Flushing: every connection touched in a wake-up written once, its
+//! interest settled, its memory counted (closing the biggest holders when
+//! over `--max-memory`), and the finished ones closed.
+
+use super::*;
+
+/// Connections flushed between two polls of a long flush (a broadcast's
+/// fan-out): input waits for at most this many writes, and the poll adds
+/// little to the flush (figures: docs/PERFORMANCE.md).
+const FLUSH_SLICE: usize = 64;
+
+impl Server {
+    /// The total passed `--max-memory`: closes the connections holding the
+    /// most until it is back under 90% (see `server::memory_budget`). Each
+    /// is ended at once, its buffers freed; the notices the broadcast group
+    /// members closed together send the others go as one message (one
+    /// queue slot each, not one per member closed), and if they push the
+    /// total over again, the next biggest go too.
+    #[inline(never)]
+    pub(super) fn enforce_memory(&mut self) {
+        while self.memory.over() {
+            let mut victims = std::mem::take(&mut self.victims);
+            victims.clear();
+            let members = self.shared.group().member_count();
+            self.memory.pick_biggest(&self.conns, members, &mut victims);
+            if victims.is_empty() {
+                self.victims = victims;
+                return;
+            }
+            for &key in &victims {
+                let now = self.clock.now;
+                let (total, limit) = (self.memory.buffered_bytes, self.memory.limit);
+                let log_it = self.memory.note_closed(now);
+                let (_, conns, mut io) = self.io_parts();
+                let Some(conn) = conns.get_mut(key) else {
+                    continue;
+                };
+                if log_it {
+                    log::warn!(
+                        "{} #{} from {} holds {} bytes; all client buffers ({total}) passed --max-memory {limit}: closing it",
+                        conn.protocol(),
+                        conn.id,
+                        conn.peer,
+                        conn.charged,
+                    );
+                }
+                conn.reason = Some(CloseReason::MemoryLimit);
+                conn.end_session(&mut io, CloseReason::MemoryLimit);
+                conn.kill();
+                conn.discard_buffers();
+                if let Some(conn) = self.conns.get_mut(key) {
+                    self.memory.recount(conn);
+                }
+                self.queue_flush(key);
+            }
+            // Every one of them is dead, so none receives the others'
+            // notices: one `except` for all lets routing join them.
+            if let Some(first) = victims.first().and_then(|&k| self.conns.get(k)) {
+                let id = first.id;
+                for effect in &mut self.effects {
+                    if let Effect::Broadcast { except, .. } = effect {
+                        *except = id;
+                    }
+                }
+            }
+            self.victims = victims;
+            self.route();
+        }
+    }
+
+    pub(super) fn queue_flush(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.queued {
+                conn.queued = true;
+                self.flush_list.push(key);
+            }
+        }
+    }
+
+    /// Flushes every connection touched in this wake-up, settles its
+    /// interest, arms close deadlines and removes finished connections.
+    ///
+    /// Every [`FLUSH_SLICE`] connections of those listed when it began, it
+    /// polls without waiting and handles what arrived: a receiver not yet
+    /// flushed takes the new input in the write it was going to make
+    /// anyway. Those already flushed, and those a close delivers to (a member's
+    /// LEAVE), join the end of the list and are flushed in this same
+    /// wake-up, with no more polls: the walk ends, and timers and budgeted
+    /// reads get their turn.
+    pub(super) fn flush_touched(&mut self, events: &mut Events) {
+        // Walked in place, the list keeps its capacity: no wake-up
+        // allocates it.
+        let listed = self.flush_list.len();
+        let mut i = 0;
+        while let Some(&key) = self.flush_list.get(i) {
+            self.flush_one(key);
+            i += 1;
+            if i % FLUSH_SLICE == 0 && i < listed {
+                self.poll_between_slices(events);
+            }
+        }
+        self.flush_list.clear();
+    }
+
+    /// Polls without waiting in the middle of a long flush and handles the
+    /// events, as step 4 of a wake-up does. A failing poll is left for the
+    /// wake-up's own poll to report.
+    pub(super) fn poll_between_slices(&mut self, events: &mut Events) {
+        if self.poll.poll(events, Some(Duration::ZERO)).is_err() {
+            return;
+        }
+        self.clock.tick();
+        for event in events.iter() {
+            self.metrics.events += 1;
+            self.dispatch(event);
+        }
+    }
+
+    pub(super) fn flush_one(&mut self, key: usize) {
+        let _trace = trace::Scope::step("flush", || self.trace_name(Token(key)));
+        let registry: &Registry = self.poll.registry();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.queued = false;
+        if conn.phase != Phase::Dead {
+            conn.flush(&self.clock, &mut self.shared.counts);
+        }
+        let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+        self.memory.recount(conn);
+        match conn.phase {
+            Phase::Dead => return self.close(key),
+            Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
+                conn.grace_armed = true;
+                let at = self.clock.after(CLOSE_GRACE);
+                self.timers.arm(at, key, conn.id, TimerKind::CloseGrace);
+            }
+            _ => {}
+        }
+        // A write the I/O seam cut short (fault injection only) will
+        // raise no WRITABLE edge: serve the connection again next wake-up.
+        if resume || conn.take_pending() {
+            self.mark_still_ready(key);
+        }
+        // Counted once per touched connection per wake-up, here, after its
+        // flush (deliveries to it were counted as they were queued).
+        if self.memory.over() {
+            self.enforce_memory();
+        }
+    }
+
+    /// Ends the session (if not already), routes its last deliveries, and
+    /// removes the connection; dropping it closes the socket.
+    pub(super) fn close(&mut self, key: usize) {
+        let (_, conns, mut io) = self.io_parts();
+        let Some(conn) = conns.get_mut(key) else {
+            return;
+        };
+        let reason = conn.final_reason();
+        conn.end_session(&mut io, reason);
+        self.route();
+        let conn = self.conns.remove(key);
+        self.memory.forget(&conn);
+        self.index.remove(conn.id);
+        self.admission.release(conn.peer.ip(), self.clock.now);
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            let conns = &self.conns;
+            self.timers
+                .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
+        }
+        let how = Closed::of(conn.final_reason());
+        self.metrics.closed(conn.protocol(), how);
+        // No epoll_ctl(DEL): closing the descriptor (dropping `conn`)
+        // removes it from the epoll set, one syscall fewer per connection.
+        trace::closed(conn.final_reason());
+        log::info!(
+            "close {} #{} from {} ({})",
+            conn.protocol(),
+            conn.id,
+            conn.peer,
+            conn.final_reason().as_str()
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Reading and feeding: a connection's turn of reads within the fair-turn
+//! budgets (per connection, per wake-up, a broadcast flow's read allowance,
+//! line pacing), each read fed to its session and routed at once.
+
+use super::*;
+
+/// Bytes one wake-up reads from all connections together. Past it, the
+/// connections not yet read wait for the next wake-up (listed like those
+/// that spent their own read budget, and served first then): whatever
+/// many busy clients send at once, a wake-up's reading and parsing stays
+/// a few milliseconds, and a quiet client's request waits behind at most
+/// that much.
+const WAKE_READ_BYTES: u64 = 4 * 1024 * 1024;
+
+impl Server {
+    pub(super) fn on_conn_event(&mut self, key: usize, event: &Event) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if event.is_read_closed() || event.is_error() {
+            conn.note_fin();
+        }
+        if event.is_writable() || event.is_write_closed() || event.is_error() {
+            conn.note_writable();
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            let lent = conn.borrow_replies(&mut self.replies);
+            self.pump(key);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.flush_replies(
+                    &self.clock,
+                    &mut self.shared.counts,
+                    lent.then_some(&mut self.replies),
+                );
+            }
+        }
+        self.queue_flush(key);
+    }
+
+    /// Reads connection `key` within its per-wake-up budget, routing
+    /// deliveries after each read; remembers it if it may have more.
+    ///
+    /// A broadcast member ([`Flow::Broadcast`]) gets one read per event,
+    /// and at most its flow's read allowance in all per wake-up: what it
+    /// says reaches every receiver's queue at once, and only the flush at
+    /// the end of the wake-up writes those queues to the sockets. So a
+    /// sender pasting megabytes is read at the pace the group is flushed,
+    /// and a receiver that keeps reading never has more than a share of
+    /// `--max-sendq` queued by one sender between two of its flushes,
+    /// instead of being dropped for the sender's burst. A paced protocol
+    /// ([`Pacing::Lines`]) is read only while it has tokens.
+    pub(super) fn pump(&mut self, key: usize) {
+        if self.wake_read >= WAKE_READ_BYTES {
+            // This wake-up has read its share: next wake-up, first.
+            self.mark_still_ready(key);
+            return;
+        }
+        let max_sendq = self.config.max_sendq;
+        let Some(protocol) = self.conns.get(key).map(Conn::protocol) else {
+            return;
+        };
+        let declaration = protocol.declaration();
+        let paced = self.flood.enabled() && declaration.pacing == Pacing::Lines;
+        if paced && !self.pace(key) {
+            return;
+        }
+        let (reads, read_len, allowance) = match declaration.flow {
+            Flow::Broadcast { read_allowance } => {
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return;
+                };
+                let allowance = read_allowance(max_sendq).min(SCRATCH_BYTES);
+                let left = allowance.saturating_sub(conn.read_this_wake() as usize);
+                if left == 0 {
+                    // Spent in this wake-up: read on in the next.
+                    self.mark_still_ready(key);
+                    return;
+                }
+                (1, left, true)
+            }
+            Flow::RequestReply => (READS_PER_WAKE, SCRATCH_BYTES, false),
+        };
+        let more = self.read_turn(key, reads, read_len, allowance);
+        if paced && !self.paced(key) {
+            // Out of tokens: the refill deadline reads it again.
+            return;
+        }
+        if more {
+            self.mark_still_ready(key);
+        }
+    }
+
+    /// Line pacing before a read: credits the client's tokens and
+    /// lets the core consume that many lines, first from the input carried
+    /// since flood control last stopped it. Returns whether to read the
+    /// socket now; if not, the refill deadline is armed.
+    #[inline(never)]
+    pub(super) fn pace(&mut self, key: usize) -> bool {
+        let (limit, now, max_sendq) = (self.flood, self.clock.now, self.config.max_sendq);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open {
+            return true;
+        }
+        let mut bucket = conn.pacing_bucket();
+        bucket.refill(limit, now);
+        conn.set_pacing_bucket(bucket);
+        if bucket.tokens == 0 {
+            // Waiting for the deadline armed when the last token went.
+            return false;
+        }
+        if !conn.has_carry() {
+            return true;
+        }
+        let (_, conns, mut io) = self.io_parts();
+        if let Some(conn) = conns.get_mut(key) {
+            conn.feed_carried(&mut io);
+            if conn.sendq() > max_sendq && !conn.kill_pending {
+                conn.kill_pending = true;
+                self.slow.push(key);
+            }
+        }
+        self.route();
+        self.paced(key)
+    }
+
+    /// Line pacing after the core consumed lines (each took one of
+    /// the tokens it was allowed). Returns whether any are left; if none,
+    /// arms the refill deadline: once per time the tokens run out, as
+    /// only consuming lines spends them (a deadline left over from an
+    /// earlier time only reads the client once more, harmlessly).
+    pub(super) fn paced(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if conn.phase != Phase::Open || conn.pacing_bucket().tokens > 0 {
+            return true;
+        }
+        self.arm_refill(key);
+        false
+    }
+
+    /// Arms the deadline at which the paced client `key` earns its next
+    /// token and is read again.
+    pub(super) fn arm_refill(&mut self, key: usize) {
+        let limit = self.flood;
+        if let Some(conn) = self.conns.get_mut(key) {
+            let at = conn.pacing_bucket().next_token_at(limit, self.clock.now);
+            self.timers.arm(at, key, conn.id, TimerKind::Refill);
+        }
+    }
+
+    /// Up to `reads` reads of `read_len` bytes at most from connection
+    /// `key`, routing deliveries after each (`allowance`: counted against a
+    /// broadcast flow's read allowance). Returns whether the socket may
+    /// hold more (the read budget ran out first).
+    #[inline(always)]
+    pub(super) fn read_turn(
+        &mut self,
+        key: usize,
+        reads: usize,
+        read_len: usize,
+        allowance: bool,
+    ) -> bool {
+        let max_sendq = self.config.max_sendq;
+        for _ in 0..reads {
+            let (scratch, conns, mut io) = self.io_parts();
+            let Some(conn) = conns.get_mut(key) else {
+                return false;
+            };
+            let len = read_len.min(scratch.len());
+            let (scratch, _) = scratch.split_at_mut(len);
+            let read_before = if allowance { conn.read_this_wake() } else { 0 };
+            let step = conn.read_once(scratch, &mut io);
+            if allowance {
+                let first_read = read_before == 0 && conn.read_this_wake() > 0;
+                if conn.sendq() > max_sendq && !conn.kill_pending {
+                    // Its own replies (a client that asks and never reads).
+                    conn.kill_pending = true;
+                    self.slow.push(key);
+                }
+                if first_read {
+                    self.allowance_readers.push(key);
+                }
+            }
+            self.route();
+            match step {
+                ReadStep::More => {}
+                ReadStep::Stop(ReadStop::Budget) => break,
+                ReadStep::Stop(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Lists `key` to be read again next wake-up, once: a connection that
+    /// spends its budget and gets another event in the same wake-up must
+    /// not earn a second share.
+    pub(super) fn mark_still_ready(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.still_ready {
+                conn.still_ready = true;
+                self.still_ready.push(key);
+            }
+        }
+    }
+
+    /// Reads again the connections listed last wake-up. One that spends its
+    /// budget again is listed anew, after them, for the next wake-up. (The
+    /// list is walked in place, not taken, so it keeps its capacity: no
+    /// wake-up allocates it.)
+    pub(super) fn resume_still_ready(&mut self) {
+        let listed = self.still_ready.len();
+        for i in 0..listed {
+            let Some(&key) = self.still_ready.get(i) else {
+                break;
+            };
+            let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.still_ready = false;
+            }
+            self.pump(key);
+            self.queue_flush(key);
+        }
+        self.still_ready.drain(..listed);
+    }
+
+    /// Gives the broadcast members read in this wake-up their whole read
+    /// allowance back for the next one.
+    pub(super) fn reset_read_allowances(&mut self) {
+        for key in self.allowance_readers.drain(..) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.reset_read_this_wake();
+            }
+        }
+    }
+}
