@@ -94,70 +94,39 @@ fn datagram_token(index: usize) -> Token {
     Token(FIRST_DATAGRAM + index)
 }
 
-/// The server: its poll, listeners, connections and shared state.
+/// The server: its poll, its connections and the state they share, the
+/// clock and the signals, and one part per job of the loop (each in the
+/// module of the same name).
 pub struct Server {
     poll: Poll,
-    listeners: Vec<Listener>,
-    /// UDP sockets ([`Transport::TcpAndUdp`] protocols).
-    datagrams: Vec<DatagramEndpoint>,
-    /// UDP sockets that stopped on their per-wake-up budget: served again
-    /// next wake-up without waiting for an event.
-    datagrams_ready: Vec<usize>,
-    /// Listeners that stopped on `ACCEPTS_PER_WAKE` (accepting): accepted from again
-    /// next wake-up without waiting for an event.
-    listeners_ready: Vec<usize>,
     conns: Slab<Conn>,
     shared: Shared,
     config: Config,
-    timers: Timers,
     clock: Clock,
     signals: ShutdownSignals,
-    reserve: ReserveFd,
-    scratch: Box<[u8]>,
-    /// The reply output lent to a request/reply connection for one turn
-    /// (see [`Conn::borrow_replies`]): the write side's scratch. Always
-    /// empty between turns; holds at most a spare-sized buffer.
-    replies: Output,
-    /// Connections to flush at the end of this wake-up.
-    flush_list: Vec<usize>,
-    /// Connections that stopped reading on the read budget, not on
-    /// `WouldBlock`, or whose session wants another turn: read (or given
-    /// their turn) again next wake-up without waiting for an event.
-    still_ready: Vec<usize>,
-    /// Bytes read in this wake-up, against `WAKE_READ_BYTES` (reading).
-    wake_read: u64,
-    next_id: u64,
-    /// Set once shutdown starts: when the drain grace ends.
-    shutdown_at: Option<u64>,
-    /// Set while accepting is paused after an error: when to try again.
-    accept_paused_until: Option<u64>,
-    /// Deliveries the cores asked for, routed after each call.
-    effects: Vec<Effect>,
-    /// Id to slab key of the connections that receive deliveries.
-    index: ConnIndex,
-    /// Receivers found over `--max-sendq` while routing.
-    slow: Vec<usize>,
-    /// Broadcast members read in this wake-up: their read allowance
-    /// ([`Conn::read_this_wake`]) is reset when it ends.
-    allowance_readers: Vec<usize>,
-    /// The per-address limits, consulted at accept and told at close.
-    admission: Admission,
-    /// Connections refused at accept: counters, and their log line.
-    refusals: RefusalLog,
+    /// Listeners, the budgets and limits of accepting.
+    accepting: accepting::Accepting,
+    /// UDP sockets.
+    datagrams: datagrams::Datagrams,
+    /// The read buffer and the fair-turn budgets.
+    reading: reading::Reading,
+    /// Deliveries between connections.
+    routing: routing::Routing,
+    /// Connections to write at the end of the wake-up.
+    flushing: flushing::Flushing,
+    /// Idle, close-grace and refill deadlines.
+    deadlines: deadlines::Deadlines,
     /// The loop's figures for the stats listener.
     metrics: Metrics,
     /// systemd's notify socket (`Type=notify`), if started by systemd.
     notifier: Option<Notifier>,
     /// When the next `STATUS=` (and `WATCHDOG=1`) is due.
     notify_at: Option<u64>,
+    /// Set once shutdown starts: when the drain grace ends.
+    shutdown_at: Option<u64>,
     /// Every client buffer together against `--max-memory`
     /// (`buffered_bytes` and `limit` are there for the stats listener).
     pub memory: MemoryBudget,
-    /// Connections to close for the memory budget (kept for reuse).
-    victims: Vec<usize>,
-    /// Line pacing of the protocols that declare it
-    /// ([`Config::chat_rate`], [`Config::chat_burst`]).
-    flood: FloodLimit,
 }
 
 impl Server {
@@ -176,7 +145,7 @@ impl Server {
             let woke = Instant::now();
             self.clock.tick();
             let _wake = trace::Wake::begin();
-            self.wake_read = 0;
+            self.reading.wake_read = 0;
             // Those left waiting last time go first, then the new events.
             self.resume_still_ready();
             for event in events.iter() {
@@ -237,17 +206,17 @@ impl Server {
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.still_ready.is_empty()
-            || !self.datagrams_ready.is_empty()
-            || !self.listeners_ready.is_empty()
+        if !self.reading.still_ready.is_empty()
+            || !self.datagrams.ready.is_empty()
+            || !self.accepting.ready.is_empty()
         {
             return Some(Duration::ZERO);
         }
         [
-            self.timers.next_at(),
+            self.deadlines.timers.next_at(),
             self.shutdown_at,
-            self.accept_paused_until,
-            self.refusals.next_report(),
+            self.accepting.paused_until,
+            self.accepting.refusals.next_report(),
             self.notify_at,
             self.memory.trim_due_at(),
         ]
@@ -265,10 +234,15 @@ impl Server {
                     self.begin_shutdown();
                 }
             }
-            Token(t) if t > FIRST_LISTENER - self.listeners.len() && t <= FIRST_LISTENER => {
+            Token(t)
+                if t > FIRST_LISTENER - self.accepting.listeners.len() && t <= FIRST_LISTENER =>
+            {
                 self.accept_all(FIRST_LISTENER - t);
             }
-            Token(t) if (FIRST_DATAGRAM..FIRST_DATAGRAM + self.datagrams.len()).contains(&t) => {
+            Token(t)
+                if (FIRST_DATAGRAM..FIRST_DATAGRAM + self.datagrams.endpoints.len())
+                    .contains(&t) =>
+            {
                 self.serve_datagrams(t - FIRST_DATAGRAM);
             }
             Token(key) => self.on_conn_event(key, event),
@@ -281,9 +255,9 @@ impl Server {
         let Token(t) = token;
         if token == SIGNAL_TOKEN {
             "signal".to_string()
-        } else if let Some(l) = self.listeners.get(FIRST_LISTENER.wrapping_sub(t)) {
+        } else if let Some(l) = self.accepting.listeners.get(FIRST_LISTENER.wrapping_sub(t)) {
             format!("listener {}", l.protocol)
-        } else if let Some(d) = self.datagrams.get(t.wrapping_sub(FIRST_DATAGRAM)) {
+        } else if let Some(d) = self.datagrams.endpoints.get(t.wrapping_sub(FIRST_DATAGRAM)) {
             format!("udp {}", d.protocol)
         } else if let Some(c) = self.conns.get(t) {
             format!("#{} {} {}", c.id, c.protocol(), c.peer)
@@ -296,14 +270,14 @@ impl Server {
     /// read buffer, the slab, and the context lent to the cores.
     fn io_parts(&mut self) -> (&mut [u8], &mut Slab<Conn>, IoCx<'_>) {
         (
-            &mut self.scratch,
+            &mut self.reading.scratch,
             &mut self.conns,
             IoCx {
                 shared: &mut self.shared,
                 clock: &self.clock,
                 draining: self.shutdown_at.is_some(),
-                effects: &mut self.effects,
-                wake_read: &mut self.wake_read,
+                effects: &mut self.routing.effects,
+                wake_read: &mut self.reading.wake_read,
             },
         )
     }

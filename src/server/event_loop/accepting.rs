@@ -14,16 +14,35 @@ const ACCEPTS_PER_WAKE: usize = 64;
 /// cannot cure.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Accepting's state.
+pub(super) struct Accepting {
+    pub(super) listeners: Vec<Listener>,
+    /// Listeners that stopped on `ACCEPTS_PER_WAKE`: accepted from again
+    /// next wake-up without waiting for an event.
+    pub(super) ready: Vec<usize>,
+    /// The spare descriptor that lets a listener refuse when descriptors
+    /// run out.
+    pub(super) reserve: ReserveFd,
+    /// Set while accepting is paused after an error: when to try again.
+    pub(super) paused_until: Option<u64>,
+    /// The per-address limits, consulted at accept and told at close.
+    pub(super) admission: Admission,
+    /// Connections refused at accept: counters, and their log line.
+    pub(super) refusals: RefusalLog,
+    /// The id of the next connection (never reused).
+    pub(super) next_id: u64,
+}
+
 impl Server {
     /// Accepts on listener `index` until `WouldBlock`, or until
     /// [`ACCEPTS_PER_WAKE`] connections were taken (or shed): then it is
     /// listed to go on next wake-up.
     pub(super) fn accept_all(&mut self, index: usize) {
-        if self.shutdown_at.is_some() || self.accept_paused_until.is_some() {
+        if self.shutdown_at.is_some() || self.accepting.paused_until.is_some() {
             return;
         }
         for _ in 0..ACCEPTS_PER_WAKE {
-            let Some(listener) = self.listeners.get(index) else {
+            let Some(listener) = self.accepting.listeners.get(index) else {
                 return;
             };
             let (protocol, nodelay) = (listener.protocol, listener.nodelay_inherited);
@@ -33,11 +52,11 @@ impl Server {
                     AcceptError::WouldBlock => return trace::accept_would_block(),
                     AcceptError::Interrupted | AcceptError::PeerGone => {}
                     AcceptError::OutOfDescriptors => {
-                        match self.reserve.shed_one(&listener.socket) {
+                        match self.accepting.reserve.shed_one(&listener.socket) {
                             Shed::Refused => {
                                 let reason = RefusalReason::Descriptors;
                                 self.metrics.refused(protocol, reason);
-                                self.refusals.note(reason, None, self.clock.now);
+                                self.accepting.refusals.note(reason, None, self.clock.now);
                                 self.report_refusals();
                             }
                             Shed::BacklogEmpty => return,
@@ -54,18 +73,18 @@ impl Server {
                 },
             }
         }
-        if !self.listeners_ready.contains(&index) {
-            self.listeners_ready.push(index);
+        if !self.accepting.ready.contains(&index) {
+            self.accepting.ready.push(index);
         }
     }
 
     /// Accepts again on the listeners that stopped on their budget last
     /// wake-up.
     pub(super) fn resume_listeners(&mut self) {
-        if self.listeners_ready.is_empty() {
+        if self.accepting.ready.is_empty() {
             return;
         }
-        for index in std::mem::take(&mut self.listeners_ready) {
+        for index in std::mem::take(&mut self.accepting.ready) {
             let _trace = trace::Scope::step("resume", || self.trace_name(listener_token(index)));
             self.accept_all(index);
         }
@@ -73,14 +92,14 @@ impl Server {
 
     pub(super) fn pause_accepting(&mut self, e: &io::Error) {
         log::warn!("accept failed ({e}); pausing accepts for {ACCEPT_PAUSE:?}");
-        self.accept_paused_until = Some(self.clock.after(ACCEPT_PAUSE));
+        self.accepting.paused_until = Some(self.clock.after(ACCEPT_PAUSE));
     }
 
     pub(super) fn resume_accepting(&mut self) {
-        if let Some(at) = self.accept_paused_until {
+        if let Some(at) = self.accepting.paused_until {
             if self.clock.now >= at {
-                self.accept_paused_until = None;
-                for index in 0..self.listeners.len() {
+                self.accepting.paused_until = None;
+                for index in 0..self.accepting.listeners.len() {
                     let _trace =
                         trace::Scope::step("resume", || self.trace_name(listener_token(index)));
                     self.accept_all(index);
@@ -108,7 +127,7 @@ impl Server {
             let reply = protocol.server_full_reply();
             return self.refuse(protocol, RefusalReason::ServerFull, stream, peer, reply);
         }
-        if let Err(why) = self.admission.admit(peer.ip(), self.clock.now) {
+        if let Err(why) = self.accepting.admission.admit(peer.ip(), self.clock.now) {
             let reason = match why {
                 Refusal::PerAddress => RefusalReason::PerIp,
                 Refusal::Rate => RefusalReason::Rate,
@@ -121,18 +140,18 @@ impl Server {
                 log::debug!("TCP_NODELAY on {peer}: {e}");
             }
         }
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.accepting.next_id;
+        self.accepting.next_id += 1;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         let session = AnySession::new(protocol, &mut self.shared);
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
-        if protocol.declaration().pacing == Pacing::Lines && self.flood.enabled() {
-            conn.set_pacing_bucket(TokenBucket::full(self.flood, self.clock.now));
+        if protocol.declaration().pacing == Pacing::Lines && self.reading.flood.enabled() {
+            conn.set_pacing_bucket(TokenBucket::full(self.reading.flood, self.clock.now));
         }
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");
-            self.admission.release(peer.ip(), self.clock.now);
+            self.accepting.admission.release(peer.ip(), self.clock.now);
             return;
         }
         entry.insert(conn);
@@ -140,7 +159,7 @@ impl Server {
         trace::accepted();
         log::info!("open {protocol} #{id} from {peer}");
         if !protocol.declaration().flow.is_request_reply() {
-            self.index.insert(id, key);
+            self.routing.index.insert(id, key);
         }
         let (_, conns, mut io) = self.io_parts();
         if let Some(conn) = conns.get_mut(key) {
@@ -149,7 +168,8 @@ impl Server {
         self.route();
         self.queue_flush(key);
         if let Some(idle) = self.config.idle_timeout {
-            self.timers
+            self.deadlines
+                .timers
                 .arm(self.clock.after(idle), key, id, TimerKind::Idle);
         }
     }
@@ -164,17 +184,23 @@ impl Server {
         peer: SocketAddr,
         reply: &[u8],
     ) {
-        Conn::refuse(stream, reply, &mut self.scratch);
+        Conn::refuse(stream, reply, &mut self.reading.scratch);
         self.metrics.refused(protocol, reason);
         let ip = admission::canonical(peer.ip());
-        self.refusals.note(reason, Some(ip), self.clock.now);
+        self.accepting
+            .refusals
+            .note(reason, Some(ip), self.clock.now);
         self.report_refusals();
     }
 
     /// Logs the refusals not yet reported, if their line is due (see
     /// [`RefusalLog`]): a warning, so `-q` still shows it.
     pub(super) fn report_refusals(&mut self) {
-        if let Some(report) = self.refusals.report(self.clock.now, self.conns.len()) {
+        if let Some(report) = self
+            .accepting
+            .refusals
+            .report(self.clock.now, self.conns.len())
+        {
             log::warn!("{report}");
         }
     }

@@ -2,6 +2,14 @@
 
 use super::*;
 
+/// The UDP sockets.
+pub(super) struct Datagrams {
+    pub(super) endpoints: Vec<DatagramEndpoint>,
+    /// Sockets that stopped on their per-wake-up budget: served again next
+    /// wake-up without waiting for an event.
+    pub(super) ready: Vec<usize>,
+}
+
 impl Server {
     /// Answers the datagrams waiting on UDP socket `index` (and sends the
     /// replies it had queued), then makes its interest match its queue.
@@ -9,15 +17,15 @@ impl Server {
         if self.shutdown_at.is_some() {
             return;
         }
-        let Some(endpoint) = self.datagrams.get_mut(index) else {
+        let Some(endpoint) = self.datagrams.endpoints.get_mut(index) else {
             return;
         };
         let max_line = self.config.max_line;
         let cut_before = endpoint.counts.cut;
-        let stop = endpoint.serve(&mut self.scratch, max_line);
+        let stop = endpoint.serve(&mut self.reading.scratch, max_line);
         self.shared.counts.udp_replies_cut += endpoint.counts.cut - cut_before;
-        if stop == DatagramStop::Budget && !self.datagrams_ready.contains(&index) {
-            self.datagrams_ready.push(index);
+        if stop == DatagramStop::Budget && !self.datagrams.ready.contains(&index) {
+            self.datagrams.ready.push(index);
         }
         if let Err(e) = endpoint.settle(self.poll.registry(), datagram_token(index)) {
             let dropped = endpoint.discard_pending();
@@ -30,7 +38,7 @@ impl Server {
     }
 
     pub(super) fn resume_datagrams(&mut self) {
-        for index in std::mem::take(&mut self.datagrams_ready) {
+        for index in std::mem::take(&mut self.datagrams.ready) {
             let _trace = trace::Scope::step("resume", || self.trace_name(datagram_token(index)));
             self.serve_datagrams(index);
         }

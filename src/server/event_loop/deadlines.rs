@@ -3,9 +3,14 @@
 
 use super::*;
 
+/// The deadlines of every connection.
+pub(super) struct Deadlines {
+    pub(super) timers: Timers,
+}
+
 impl Server {
     pub(super) fn fire_timers(&mut self) {
-        while let Some(due) = self.timers.pop_due(self.clock.now) {
+        while let Some(due) = self.deadlines.timers.pop_due(self.clock.now) {
             let _trace = trace::Scope::step("timer", || self.trace_name(Token(due.key())));
             let Some(conn) = self.conns.get_mut(due.key()) else {
                 continue;
@@ -20,7 +25,8 @@ impl Server {
                     };
                     let deadline = conn.last_active.saturating_add(millis(idle));
                     if deadline > self.clock.now {
-                        self.timers
+                        self.deadlines
+                            .timers
                             .arm(deadline, due.key(), due.id, TimerKind::Idle);
                         continue;
                     }

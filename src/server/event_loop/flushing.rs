@@ -9,6 +9,14 @@ use super::*;
 /// little to the flush (figures: docs/PERFORMANCE.md).
 const FLUSH_SLICE: usize = 64;
 
+/// Flushing's state.
+pub(super) struct Flushing {
+    /// Connections to flush at the end of this wake-up.
+    pub(super) list: Vec<usize>,
+    /// Connections to close for the memory budget (kept for reuse).
+    pub(super) victims: Vec<usize>,
+}
+
 impl Server {
     /// The total passed `--max-memory`: closes the connections holding the
     /// most until it is back under 90% (see `server::memory_budget`). Each
@@ -19,12 +27,12 @@ impl Server {
     #[inline(never)]
     pub(super) fn enforce_memory(&mut self) {
         while self.memory.over() {
-            let mut victims = std::mem::take(&mut self.victims);
+            let mut victims = std::mem::take(&mut self.flushing.victims);
             victims.clear();
             let members = self.shared.group().member_count();
             self.memory.pick_biggest(&self.conns, members, &mut victims);
             if victims.is_empty() {
-                self.victims = victims;
+                self.flushing.victims = victims;
                 return;
             }
             for &key in &victims {
@@ -57,13 +65,13 @@ impl Server {
             // notices: one `except` for all lets routing join them.
             if let Some(first) = victims.first().and_then(|&k| self.conns.get(k)) {
                 let id = first.id;
-                for effect in &mut self.effects {
+                for effect in &mut self.routing.effects {
                     if let Effect::Broadcast { except, .. } = effect {
                         *except = id;
                     }
                 }
             }
-            self.victims = victims;
+            self.flushing.victims = victims;
             self.route();
         }
     }
@@ -72,7 +80,7 @@ impl Server {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.queued {
                 conn.queued = true;
-                self.flush_list.push(key);
+                self.flushing.list.push(key);
             }
         }
     }
@@ -90,16 +98,16 @@ impl Server {
     pub(super) fn flush_touched(&mut self, events: &mut Events) {
         // Walked in place, the list keeps its capacity: no wake-up
         // allocates it.
-        let listed = self.flush_list.len();
+        let listed = self.flushing.list.len();
         let mut i = 0;
-        while let Some(&key) = self.flush_list.get(i) {
+        while let Some(&key) = self.flushing.list.get(i) {
             self.flush_one(key);
             i += 1;
             if i % FLUSH_SLICE == 0 && i < listed {
                 self.poll_between_slices(events);
             }
         }
-        self.flush_list.clear();
+        self.flushing.list.clear();
     }
 
     /// Polls without waiting in the middle of a long flush and handles the
@@ -133,7 +141,9 @@ impl Server {
             Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
                 conn.grace_armed = true;
                 let at = self.clock.after(CLOSE_GRACE);
-                self.timers.arm(at, key, conn.id, TimerKind::CloseGrace);
+                self.deadlines
+                    .timers
+                    .arm(at, key, conn.id, TimerKind::CloseGrace);
             }
             _ => {}
         }
@@ -161,11 +171,14 @@ impl Server {
         self.route();
         let conn = self.conns.remove(key);
         self.memory.forget(&conn);
-        self.index.remove(conn.id);
-        self.admission.release(conn.peer.ip(), self.clock.now);
-        if self.timers.len() > 2 * self.conns.len() + 1024 {
+        self.routing.index.remove(conn.id);
+        self.accepting
+            .admission
+            .release(conn.peer.ip(), self.clock.now);
+        if self.deadlines.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
-            self.timers
+            self.deadlines
+                .timers
                 .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
         }
         let how = Closed::of(conn.final_reason());

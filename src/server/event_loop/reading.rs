@@ -12,6 +12,27 @@ use super::*;
 /// that much.
 const WAKE_READ_BYTES: u64 = 4 * 1024 * 1024;
 
+/// Reading's state: the buffer every read goes into, and the budgets.
+pub(super) struct Reading {
+    pub(super) scratch: Box<[u8]>,
+    /// The reply output lent to a request/reply connection for one turn
+    /// (see [`Conn::borrow_replies`]): the write side's scratch. Always
+    /// empty between turns; holds at most a spare-sized buffer.
+    pub(super) replies: Output,
+    /// Connections that stopped reading on the read budget, not on
+    /// `WouldBlock`, or whose session wants another turn: read (or given
+    /// their turn) again next wake-up without waiting for an event.
+    pub(super) still_ready: Vec<usize>,
+    /// Bytes read in this wake-up, against [`WAKE_READ_BYTES`].
+    pub(super) wake_read: u64,
+    /// Broadcast members read in this wake-up: their read allowance
+    /// ([`Conn::read_this_wake`]) is reset when it ends.
+    pub(super) allowance_readers: Vec<usize>,
+    /// Line pacing of the protocols that declare it
+    /// ([`Config::chat_rate`], [`Config::chat_burst`]).
+    pub(super) flood: FloodLimit,
+}
+
 impl Server {
     pub(super) fn on_conn_event(&mut self, key: usize, event: &Event) {
         let Some(conn) = self.conns.get_mut(key) else {
@@ -24,13 +45,13 @@ impl Server {
             conn.note_writable();
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
-            let lent = conn.borrow_replies(&mut self.replies);
+            let lent = conn.borrow_replies(&mut self.reading.replies);
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.flush_replies(
                     &self.clock,
                     &mut self.shared.counts,
-                    lent.then_some(&mut self.replies),
+                    lent.then_some(&mut self.reading.replies),
                 );
             }
         }
@@ -50,7 +71,7 @@ impl Server {
     /// instead of being dropped for the sender's burst. A paced protocol
     /// ([`Pacing::Lines`]) is read only while it has tokens.
     pub(super) fn pump(&mut self, key: usize) {
-        if self.wake_read >= WAKE_READ_BYTES {
+        if self.reading.wake_read >= WAKE_READ_BYTES {
             // This wake-up has read its share: next wake-up, first.
             self.mark_still_ready(key);
             return;
@@ -60,7 +81,7 @@ impl Server {
             return;
         };
         let declaration = protocol.declaration();
-        let paced = self.flood.enabled() && declaration.pacing == Pacing::Lines;
+        let paced = self.reading.flood.enabled() && declaration.pacing == Pacing::Lines;
         if paced && !self.pace(key) {
             return;
         }
@@ -96,7 +117,7 @@ impl Server {
     /// socket now; if not, the refill deadline is armed.
     #[inline(never)]
     pub(super) fn pace(&mut self, key: usize) -> bool {
-        let (limit, now, max_sendq) = (self.flood, self.clock.now, self.config.max_sendq);
+        let (limit, now, max_sendq) = (self.reading.flood, self.clock.now, self.config.max_sendq);
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
@@ -118,7 +139,7 @@ impl Server {
             conn.feed_carried(&mut io);
             if conn.sendq() > max_sendq && !conn.kill_pending {
                 conn.kill_pending = true;
-                self.slow.push(key);
+                self.routing.slow.push(key);
             }
         }
         self.route();
@@ -144,10 +165,12 @@ impl Server {
     /// Arms the deadline at which the paced client `key` earns its next
     /// token and is read again.
     pub(super) fn arm_refill(&mut self, key: usize) {
-        let limit = self.flood;
+        let limit = self.reading.flood;
         if let Some(conn) = self.conns.get_mut(key) {
             let at = conn.pacing_bucket().next_token_at(limit, self.clock.now);
-            self.timers.arm(at, key, conn.id, TimerKind::Refill);
+            self.deadlines
+                .timers
+                .arm(at, key, conn.id, TimerKind::Refill);
         }
     }
 
@@ -178,10 +201,10 @@ impl Server {
                 if conn.sendq() > max_sendq && !conn.kill_pending {
                     // Its own replies (a client that asks and never reads).
                     conn.kill_pending = true;
-                    self.slow.push(key);
+                    self.routing.slow.push(key);
                 }
                 if first_read {
-                    self.allowance_readers.push(key);
+                    self.reading.allowance_readers.push(key);
                 }
             }
             self.route();
@@ -201,7 +224,7 @@ impl Server {
         if let Some(conn) = self.conns.get_mut(key) {
             if !conn.still_ready {
                 conn.still_ready = true;
-                self.still_ready.push(key);
+                self.reading.still_ready.push(key);
             }
         }
     }
@@ -211,9 +234,9 @@ impl Server {
     /// list is walked in place, not taken, so it keeps its capacity: no
     /// wake-up allocates it.)
     pub(super) fn resume_still_ready(&mut self) {
-        let listed = self.still_ready.len();
+        let listed = self.reading.still_ready.len();
         for i in 0..listed {
-            let Some(&key) = self.still_ready.get(i) else {
+            let Some(&key) = self.reading.still_ready.get(i) else {
                 break;
             };
             let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
@@ -223,13 +246,13 @@ impl Server {
             self.pump(key);
             self.queue_flush(key);
         }
-        self.still_ready.drain(..listed);
+        self.reading.still_ready.drain(..listed);
     }
 
     /// Gives the broadcast members read in this wake-up their whole read
     /// allowance back for the next one.
     pub(super) fn reset_read_allowances(&mut self) {
-        for key in self.allowance_readers.drain(..) {
+        for key in self.reading.allowance_readers.drain(..) {
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.reset_read_this_wake();
             }

@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// Routing's state.
+pub(super) struct Routing {
+    /// Deliveries the cores asked for, routed after each call.
+    pub(super) effects: Vec<Effect>,
+    /// Id to slab key of the connections that receive deliveries.
+    pub(super) index: ConnIndex,
+    /// Receivers found over `--max-sendq` while routing.
+    pub(super) slow: Vec<usize>,
+}
+
 impl Server {
     /// Routes the deliveries the last core call asked for, then ends every
     /// receiver that became a slow consumer (whose `on_close` may ask for
@@ -10,7 +20,7 @@ impl Server {
     /// read, and most reads ask for none: that case is two loads, inlined.
     #[inline(always)]
     pub(super) fn route(&mut self) {
-        if !self.effects.is_empty() || !self.slow.is_empty() {
+        if !self.routing.effects.is_empty() || !self.routing.slow.is_empty() {
             self.route_pending();
         }
     }
@@ -18,22 +28,22 @@ impl Server {
     #[inline(never)]
     pub(super) fn route_pending(&mut self) {
         // A stats session asks for reports only, and no other core does.
-        if let Some(Effect::Report { .. }) = self.effects.first() {
+        if let Some(Effect::Report { .. }) = self.routing.effects.first() {
             self.serve_reports();
         }
-        while !self.effects.is_empty() || !self.slow.is_empty() {
+        while !self.routing.effects.is_empty() || !self.routing.slow.is_empty() {
             let mut sink = SlabSink {
                 conns: &mut self.conns,
-                index: &self.index,
+                index: &self.routing.index,
                 max_sendq: self.config.max_sendq,
-                flush_list: &mut self.flush_list,
-                slow: &mut self.slow,
+                flush_list: &mut self.flushing.list,
+                slow: &mut self.routing.slow,
                 delivered: 0,
                 memory: &mut self.memory,
             };
-            effects::route(&mut self.effects, &self.shared, &mut sink);
+            effects::route(&mut self.routing.effects, &self.shared, &mut sink);
             self.shared.counts.chat_deliveries += sink.delivered;
-            let slow = std::mem::take(&mut self.slow);
+            let slow = std::mem::take(&mut self.routing.slow);
             let max_sendq = self.config.max_sendq;
             for key in slow {
                 let (_, conns, mut io) = self.io_parts();
@@ -60,13 +70,23 @@ impl Server {
     /// in order (see [`crate::proto::stats`]).
     #[cold]
     pub(super) fn serve_reports(&mut self) {
-        let udp_requests = self.datagrams.iter().map(|d| d.counts.received).sum();
-        let udp_dropped = self.datagrams.iter().map(|d| d.counts.dropped).sum();
+        let udp_requests = self
+            .datagrams
+            .endpoints
+            .iter()
+            .map(|d| d.counts.received)
+            .sum();
+        let udp_dropped = self
+            .datagrams
+            .endpoints
+            .iter()
+            .map(|d| d.counts.dropped)
+            .sum();
         self.metrics.buffered_bytes = self.memory.buffered_bytes as u64;
         self.metrics.memory_limit = self.memory.limit as u64;
-        for effect in std::mem::take(&mut self.effects) {
+        for effect in std::mem::take(&mut self.routing.effects) {
             let Effect::Report { to, report } = effect else {
-                self.effects.push(effect);
+                self.routing.effects.push(effect);
                 continue;
             };
             let view = View {

@@ -1,6 +1,12 @@
 //! Setup: binding the listeners (or adopting systemd's sockets) and
 //! building the server.
 
+use super::accepting::Accepting;
+use super::datagrams::Datagrams;
+use super::deadlines::Deadlines;
+use super::flushing::Flushing;
+use super::reading::Reading;
+use super::routing::Routing;
 use super::*;
 
 /// How many times a protocol's TCP and UDP sockets are bound again when the port
@@ -165,48 +171,61 @@ impl Server {
         });
         Ok(Server {
             poll,
-            listeners,
-            datagrams,
-            datagrams_ready: Vec::new(),
-            listeners_ready: Vec::new(),
             // Sized once: growing by reallocation leaves the old blocks
             // resident, which idle connections would pay for.
             conns: Slab::with_capacity(config.max_conns),
-            timers: Timers::with_capacity(config.max_conns),
             shared,
             clock: Clock::new(),
             signals,
-            reserve: ReserveFd::new(),
-            scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
-            replies: Output::new(),
-            flush_list: Vec::new(),
-            still_ready: Vec::new(),
-            wake_read: 0,
-            next_id: 1,
-            shutdown_at: None,
-            accept_paused_until: None,
-            effects: Vec::new(),
-            index: ConnIndex::default(),
-            slow: Vec::new(),
-            admission,
-            refusals,
-            allowance_readers: Vec::new(),
+            accepting: Accepting {
+                listeners,
+                ready: Vec::new(),
+                reserve: ReserveFd::new(),
+                paused_until: None,
+                admission,
+                refusals,
+                next_id: 1,
+            },
+            datagrams: Datagrams {
+                endpoints: datagrams,
+                ready: Vec::new(),
+            },
+            reading: Reading {
+                scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
+                replies: Output::new(),
+                still_ready: Vec::new(),
+                wake_read: 0,
+                allowance_readers: Vec::new(),
+                flood: FloodLimit {
+                    rate: config.chat_rate,
+                    burst: config.chat_burst,
+                },
+            },
+            routing: Routing {
+                effects: Vec::new(),
+                index: ConnIndex::default(),
+                slow: Vec::new(),
+            },
+            flushing: Flushing {
+                list: Vec::new(),
+                victims: Vec::new(),
+            },
+            deadlines: Deadlines {
+                timers: Timers::with_capacity(config.max_conns),
+            },
             metrics: Metrics::new(),
             notifier: Notifier::from_env(),
             notify_at: None,
+            shutdown_at: None,
             memory: MemoryBudget::new(config.max_memory),
-            victims: Vec::new(),
-            flood: FloodLimit {
-                rate: config.chat_rate,
-                burst: config.chat_burst,
-            },
             config,
         })
     }
 
     /// Each TCP listener's protocol and bound address (with the real port).
     pub fn local_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
-        self.listeners
+        self.accepting
+            .listeners
             .iter()
             .map(|l| (l.protocol, l.addr))
             .collect()
@@ -215,6 +234,7 @@ impl Server {
     /// Each UDP socket's protocol and bound address.
     pub fn local_udp_addrs(&self) -> Vec<(Protocol, SocketAddr)> {
         self.datagrams
+            .endpoints
             .iter()
             .map(|d| (d.protocol, d.addr))
             .collect()

@@ -20,14 +20,14 @@ impl Server {
             ));
         }
         trace::shutdown();
-        for mut listener in self.listeners.drain(..) {
+        for mut listener in self.accepting.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         // A UDP socket has no connection to drain: it sends the replies it
         // holds if the kernel takes them now, and closes.
-        self.datagrams_ready.clear();
-        self.listeners_ready.clear();
-        for mut endpoint in self.datagrams.drain(..) {
+        self.datagrams.ready.clear();
+        self.accepting.ready.clear();
+        for mut endpoint in self.datagrams.endpoints.drain(..) {
             if endpoint.counts.cut > 0 {
                 log::info!(
                     "{} udp {}: {} error replies cut to 3x their datagram",
