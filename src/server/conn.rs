@@ -21,6 +21,7 @@ use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::flood::TokenBucket;
+use super::marks::Marks;
 use super::timers::Clock;
 use super::trace;
 
@@ -124,19 +125,19 @@ pub struct IoCx<'a> {
 pub struct Conn {
     stream: seam::Stream,
     /// The peer's address.
-    pub peer: SocketAddr,
+    peer: SocketAddr,
     /// Unique for the server's lifetime.
-    pub id: u64,
+    id: u64,
     session: AnySession,
     /// An incomplete message carried to the next read.
     carry: Vec<u8>,
     output: Output,
     /// Loop milliseconds of the last byte read or written.
-    pub last_active: u64,
+    last_active: u64,
     /// Where it is in its life.
-    pub phase: Phase,
+    phase: Phase,
     /// Why it is closing, once known.
-    pub reason: Option<CloseReason>,
+    reason: Option<CloseReason>,
     /// The session's `on_close` has run (it runs exactly once).
     session_ended: bool,
     /// WRITABLE is part of the registered interest. Added the first time
@@ -155,21 +156,11 @@ pub struct Conn {
     /// The poll reported the peer's FIN: read on to it even after a short
     /// read, since no new edge will announce it.
     fin_reported: bool,
-    /// In the loop's flush list for this wake-up.
-    pub queued: bool,
-    /// In the loop's list of connections to read again without an event.
-    pub still_ready: bool,
-    /// A close-grace deadline is armed.
-    pub grace_armed: bool,
-    /// Marked as a slow consumer: the loop ends it after routing.
-    pub kill_pending: bool,
+    /// The loop's marks: its lists, its decisions, the memory charged.
+    marks: Marks,
     /// Loop seconds when it was accepted (`CLIENTS` shows its age); 32
     /// bits keep the struct within its size (136 years of uptime).
-    pub opened_secs: u32,
-    /// What the memory budget last counted for this connection
-    /// (see `server::memory_budget`; 4 bytes, as an idle connection's
-    /// size matters: a connection holding 4 GiB is counted as that).
-    pub charged: u32,
+    opened_secs: u32,
 }
 
 impl Conn {
@@ -197,13 +188,72 @@ impl Conn {
             backpressured: false,
             peer_eof: false,
             fin_reported: false,
-            queued: false,
-            still_ready: false,
-            grace_armed: false,
-            kill_pending: false,
+            marks: Marks::default(),
             opened_secs: u32::try_from(now / 1000).unwrap_or(u32::MAX),
-            charged: 0,
         }
+    }
+
+    /// Its id, unique for the server's lifetime.
+    #[inline(always)]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The peer's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Loop milliseconds of the last byte read or written.
+    pub fn last_active(&self) -> u64 {
+        self.last_active
+    }
+
+    /// Loop seconds when it was accepted.
+    pub fn opened_secs(&self) -> u32 {
+        self.opened_secs
+    }
+
+    /// Whether it is open: reading requests and sending replies.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Whether it is closing: sending its last replies, or waiting for the
+    /// peer's end of stream (a close-grace deadline applies).
+    pub fn is_closing(&self) -> bool {
+        matches!(self.phase, Phase::Flushing | Phase::Lingering)
+    }
+
+    /// The loop's marks on it.
+    #[inline(always)]
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    /// The loop's marks on it, to change.
+    #[inline(always)]
+    pub fn marks_mut(&mut self) -> &mut Marks {
+        &mut self.marks
+    }
+
+    /// A broadcast member whose unsent output passed `max_sendq` (its own
+    /// replies: a client that asks and never reads) is marked a slow
+    /// consumer, once, and listed in `slow` as `key`.
+    #[inline]
+    pub fn check_sendq(&mut self, key: usize, max_sendq: usize, slow: &mut Vec<usize>) {
+        if self.sendq() > max_sendq {
+            self.marks.mark_slow_consumer(key, slow);
+        }
+    }
+
+    /// Ends the connection for `reason` (a limit of the server's: a slow
+    /// consumer, the memory budget), even if it was already closing for
+    /// another, and drops it at once, unsent output and all.
+    pub fn drop_for(&mut self, io: &mut IoCx<'_>, reason: CloseReason) {
+        self.reason = Some(reason);
+        self.end_session(io, reason);
+        self.kill();
     }
 
     /// Registers the socket with the poll, readable only.
@@ -667,7 +717,7 @@ impl Conn {
     /// as its memory). Returns false if the connection takes no more (it is
     /// closing).
     pub fn deliver(&mut self, msg: &std::rc::Rc<[u8]>, private: bool) -> bool {
-        if self.phase != Phase::Open || self.kill_pending {
+        if self.phase != Phase::Open || self.marks.is_slow_consumer() {
             return false;
         }
         if private {

@@ -56,7 +56,7 @@ use crate::proto::{
 };
 
 use super::admission::{self, Admission, Refusal};
-use super::conn::{Conn, IoCx, Phase, ReadStep, ReadStop, READS_PER_WAKE};
+use super::conn::{Conn, IoCx, ReadStep, ReadStop, READS_PER_WAKE};
 use super::datagram::{DatagramEndpoint, DatagramStop};
 use super::flood::{FloodLimit, TokenBucket};
 use super::limits;
@@ -260,15 +260,16 @@ impl Server {
         } else if let Some(d) = self.datagrams.endpoints.get(t.wrapping_sub(FIRST_DATAGRAM)) {
             format!("udp {}", d.protocol)
         } else if let Some(c) = self.conns.get(t) {
-            format!("#{} {} {}", c.id, c.protocol(), c.peer)
+            format!("#{} {} {}", c.id(), c.protocol(), c.peer())
         } else {
             format!("token {t}")
         }
     }
 
     /// Splits the loop into what one call into a connection needs: the
-    /// read buffer, the slab, and the context lent to the cores.
-    fn io_parts(&mut self) -> (&mut [u8], &mut Slab<Conn>, IoCx<'_>) {
+    /// read buffer, the slab, the context lent to the cores, and the list
+    /// of slow consumers found.
+    fn io_parts(&mut self) -> (&mut [u8], &mut Slab<Conn>, IoCx<'_>, &mut Vec<usize>) {
         (
             &mut self.reading.scratch,
             &mut self.conns,
@@ -279,6 +280,7 @@ impl Server {
                 effects: &mut self.routing.effects,
                 wake_read: &mut self.reading.wake_read,
             },
+            &mut self.routing.slow,
         )
     }
 }

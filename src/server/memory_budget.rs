@@ -121,16 +121,18 @@ impl MemoryBudget {
     #[inline(always)]
     pub fn recount(&mut self, conn: &mut Conn) {
         let now = conn.memory_charge();
-        if now != conn.charged {
+        if now != conn.marks().charged() {
+            let before = conn.marks_mut().charge(now);
             self.buffered_bytes =
-                self.buffered_bytes.saturating_sub(conn.charged as usize) + now as usize;
-            conn.charged = now;
+                self.buffered_bytes.saturating_sub(before as usize) + now as usize;
         }
     }
 
     /// `conn` is gone: its charge leaves the total.
     pub fn forget(&mut self, conn: &Conn) {
-        self.buffered_bytes = self.buffered_bytes.saturating_sub(conn.charged as usize);
+        self.buffered_bytes = self
+            .buffered_bytes
+            .saturating_sub(conn.marks().charged() as usize);
     }
 
     /// Whether the total is over the limit.
@@ -154,10 +156,17 @@ impl MemoryBudget {
         self.holders.extend(
             conns
                 .iter()
-                .filter(|(_, c)| c.charged > 0 && !c.is_dead() && !c.kill_pending)
+                .filter(|(_, c)| {
+                    c.marks().charged() > 0 && !c.is_dead() && !c.marks().is_slow_consumer()
+                })
                 .map(|(key, c)| {
                     let member = !c.is_request_reply();
-                    (c.lasting_charge(), c.charged as usize, key, member)
+                    (
+                        c.lasting_charge(),
+                        c.marks().charged() as usize,
+                        key,
+                        member,
+                    )
                 }),
         );
         self.holders

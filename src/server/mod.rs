@@ -11,6 +11,8 @@
 //! - [`memory_budget`]: every client buffer together within `--max-memory`;
 //! - `faults` (only with the `fault-injection` feature): a seam that
 //!   injects I/O faults and panics on a seeded schedule, for tests;
+//! - [`marks`]: the loop's own marks on a connection (its lists, a slow
+//!   consumer, the memory charged);
 //! - [`limits`]: fitting `--max-conns` to the descriptor limit;
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`refusals`]: connections refused at accept, counted by reason and
@@ -32,6 +34,7 @@ pub mod faults;
 pub mod flood;
 pub mod limits;
 pub mod listener;
+pub mod marks;
 pub mod memory_budget;
 pub mod metrics;
 pub mod refusals;

@@ -106,15 +106,8 @@ impl SlabSink<'_> {
         }
         self.delivered += 1;
         self.memory.recount(conn);
-        if !conn.queued {
-            conn.queued = true;
-            self.flush_list.push(key);
-        }
-        if conn.sendq() > self.max_sendq {
-            // Marked once: `deliver` refuses a closing connection.
-            conn.kill_pending = true;
-            self.slow.push(key);
-        }
+        conn.marks_mut().enlist_flush(key, self.flush_list);
+        conn.check_sendq(key, self.max_sendq, self.slow);
     }
 }
 

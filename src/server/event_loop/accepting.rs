@@ -161,7 +161,7 @@ impl Server {
         if !protocol.declaration().flow.is_request_reply() {
             self.routing.index.insert(id, key);
         }
-        let (_, conns, mut io) = self.io_parts();
+        let (_, conns, mut io, _) = self.io_parts();
         if let Some(conn) = conns.get_mut(key) {
             conn.open_session(&mut io);
         }

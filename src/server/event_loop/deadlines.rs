@@ -15,7 +15,7 @@ impl Server {
             let Some(conn) = self.conns.get_mut(due.key()) else {
                 continue;
             };
-            if conn.id != due.id {
+            if conn.id() != due.id {
                 continue;
             }
             match due.kind {
@@ -23,16 +23,16 @@ impl Server {
                     let Some(idle) = self.config.idle_timeout else {
                         continue;
                     };
-                    let deadline = conn.last_active.saturating_add(millis(idle));
+                    let deadline = conn.last_active().saturating_add(millis(idle));
                     if deadline > self.clock.now {
                         self.deadlines
                             .timers
                             .arm(deadline, due.key(), due.id, TimerKind::Idle);
                         continue;
                     }
-                    if conn.phase == Phase::Open {
-                        log::debug!("idle timeout on #{} {}", conn.id, conn.peer);
-                        let (_, conns, mut io) = self.io_parts();
+                    if conn.is_open() {
+                        log::debug!("idle timeout on #{} {}", conn.id(), conn.peer());
+                        let (_, conns, mut io, _) = self.io_parts();
                         if let Some(conn) = conns.get_mut(due.key()) {
                             conn.end_session(&mut io, CloseReason::IdleTimeout);
                         }
@@ -45,8 +45,8 @@ impl Server {
                 TimerKind::CloseGrace => {
                     log::debug!(
                         "#{} {}: close grace over, dropping {} unsent byte(s)",
-                        conn.id,
-                        conn.peer,
+                        conn.id(),
+                        conn.peer(),
                         conn.pending_output()
                     );
                     conn.kill();

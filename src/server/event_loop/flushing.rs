@@ -39,7 +39,7 @@ impl Server {
                 let now = self.clock.now;
                 let (total, limit) = (self.memory.buffered_bytes, self.memory.limit);
                 let log_it = self.memory.note_closed(now);
-                let (_, conns, mut io) = self.io_parts();
+                let (_, conns, mut io, _) = self.io_parts();
                 let Some(conn) = conns.get_mut(key) else {
                     continue;
                 };
@@ -47,14 +47,12 @@ impl Server {
                     log::warn!(
                         "{} #{} from {} holds {} bytes; all client buffers ({total}) passed --max-memory {limit}: closing it",
                         conn.protocol(),
-                        conn.id,
-                        conn.peer,
-                        conn.charged,
+                        conn.id(),
+                        conn.peer(),
+                        conn.marks().charged(),
                     );
                 }
-                conn.reason = Some(CloseReason::MemoryLimit);
-                conn.end_session(&mut io, CloseReason::MemoryLimit);
-                conn.kill();
+                conn.drop_for(&mut io, CloseReason::MemoryLimit);
                 conn.discard_buffers();
                 if let Some(conn) = self.conns.get_mut(key) {
                     self.memory.recount(conn);
@@ -64,7 +62,7 @@ impl Server {
             // Every one of them is dead, so none receives the others'
             // notices: one `except` for all lets routing join them.
             if let Some(first) = victims.first().and_then(|&k| self.conns.get(k)) {
-                let id = first.id;
+                let id = first.id();
                 for effect in &mut self.routing.effects {
                     if let Effect::Broadcast { except, .. } = effect {
                         *except = id;
@@ -78,10 +76,7 @@ impl Server {
 
     pub(super) fn queue_flush(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.queued {
-                conn.queued = true;
-                self.flushing.list.push(key);
-            }
+            conn.marks_mut().enlist_flush(key, &mut self.flushing.list);
         }
     }
 
@@ -130,22 +125,20 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.queued = false;
-        if conn.phase != Phase::Dead {
+        conn.marks_mut().flushed();
+        if !conn.is_dead() {
             conn.flush(&self.clock, &mut self.shared.counts);
         }
-        let resume = conn.phase != Phase::Dead && conn.settle(registry, Token(key));
+        let resume = !conn.is_dead() && conn.settle(registry, Token(key));
         self.memory.recount(conn);
-        match conn.phase {
-            Phase::Dead => return self.close(key),
-            Phase::Flushing | Phase::Lingering if !conn.grace_armed => {
-                conn.grace_armed = true;
-                let at = self.clock.after(CLOSE_GRACE);
-                self.deadlines
-                    .timers
-                    .arm(at, key, conn.id, TimerKind::CloseGrace);
-            }
-            _ => {}
+        if conn.is_dead() {
+            return self.close(key);
+        }
+        if conn.is_closing() && conn.marks_mut().arm_grace() {
+            let at = self.clock.after(CLOSE_GRACE);
+            self.deadlines
+                .timers
+                .arm(at, key, conn.id(), TimerKind::CloseGrace);
         }
         // A write the I/O seam cut short (fault injection only) will
         // raise no WRITABLE edge: serve the connection again next wake-up.
@@ -162,7 +155,7 @@ impl Server {
     /// Ends the session (if not already), routes its last deliveries, and
     /// removes the connection; dropping it closes the socket.
     pub(super) fn close(&mut self, key: usize) {
-        let (_, conns, mut io) = self.io_parts();
+        let (_, conns, mut io, _) = self.io_parts();
         let Some(conn) = conns.get_mut(key) else {
             return;
         };
@@ -171,15 +164,15 @@ impl Server {
         self.route();
         let conn = self.conns.remove(key);
         self.memory.forget(&conn);
-        self.routing.index.remove(conn.id);
+        self.routing.index.remove(conn.id());
         self.accepting
             .admission
-            .release(conn.peer.ip(), self.clock.now);
+            .release(conn.peer().ip(), self.clock.now);
         if self.deadlines.timers.len() > 2 * self.conns.len() + 1024 {
             let conns = &self.conns;
             self.deadlines
                 .timers
-                .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id == id));
+                .retain_live(|key, id| conns.get(key).is_some_and(|c| c.id() == id));
         }
         let how = Closed::of(conn.final_reason());
         self.metrics.closed(conn.protocol(), how);
@@ -189,8 +182,8 @@ impl Server {
         log::info!(
             "close {} #{} from {} ({})",
             conn.protocol(),
-            conn.id,
-            conn.peer,
+            conn.id(),
+            conn.peer(),
             conn.final_reason().as_str()
         );
     }

@@ -121,7 +121,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
-        if conn.phase != Phase::Open {
+        if !conn.is_open() {
             return true;
         }
         let mut bucket = conn.pacing_bucket();
@@ -134,13 +134,10 @@ impl Server {
         if !conn.has_carry() {
             return true;
         }
-        let (_, conns, mut io) = self.io_parts();
+        let (_, conns, mut io, slow) = self.io_parts();
         if let Some(conn) = conns.get_mut(key) {
             conn.feed_carried(&mut io);
-            if conn.sendq() > max_sendq && !conn.kill_pending {
-                conn.kill_pending = true;
-                self.routing.slow.push(key);
-            }
+            conn.check_sendq(key, max_sendq, slow);
         }
         self.route();
         self.paced(key)
@@ -155,7 +152,7 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
-        if conn.phase != Phase::Open || conn.pacing_bucket().tokens > 0 {
+        if !conn.is_open() || conn.pacing_bucket().tokens > 0 {
             return true;
         }
         self.arm_refill(key);
@@ -170,7 +167,7 @@ impl Server {
             let at = conn.pacing_bucket().next_token_at(limit, self.clock.now);
             self.deadlines
                 .timers
-                .arm(at, key, conn.id, TimerKind::Refill);
+                .arm(at, key, conn.id(), TimerKind::Refill);
         }
     }
 
@@ -188,7 +185,7 @@ impl Server {
     ) -> bool {
         let max_sendq = self.config.max_sendq;
         for _ in 0..reads {
-            let (scratch, conns, mut io) = self.io_parts();
+            let (scratch, conns, mut io, slow) = self.io_parts();
             let Some(conn) = conns.get_mut(key) else {
                 return false;
             };
@@ -198,11 +195,7 @@ impl Server {
             let step = conn.read_once(scratch, &mut io);
             if allowance {
                 let first_read = read_before == 0 && conn.read_this_wake() > 0;
-                if conn.sendq() > max_sendq && !conn.kill_pending {
-                    // Its own replies (a client that asks and never reads).
-                    conn.kill_pending = true;
-                    self.routing.slow.push(key);
-                }
+                conn.check_sendq(key, max_sendq, slow);
                 if first_read {
                     self.reading.allowance_readers.push(key);
                 }
@@ -222,10 +215,8 @@ impl Server {
     /// not earn a second share.
     pub(super) fn mark_still_ready(&mut self, key: usize) {
         if let Some(conn) = self.conns.get_mut(key) {
-            if !conn.still_ready {
-                conn.still_ready = true;
-                self.reading.still_ready.push(key);
-            }
+            conn.marks_mut()
+                .enlist_still_ready(key, &mut self.reading.still_ready);
         }
     }
 
@@ -241,7 +232,7 @@ impl Server {
             };
             let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
             if let Some(conn) = self.conns.get_mut(key) {
-                conn.still_ready = false;
+                conn.marks_mut().resumed();
             }
             self.pump(key);
             self.queue_flush(key);

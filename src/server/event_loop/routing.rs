@@ -46,20 +46,18 @@ impl Server {
             let slow = std::mem::take(&mut self.routing.slow);
             let max_sendq = self.config.max_sendq;
             for key in slow {
-                let (_, conns, mut io) = self.io_parts();
+                let (_, conns, mut io, _) = self.io_parts();
                 if let Some(conn) = conns.get_mut(key) {
                     log::info!(
                         "{} #{} from {}: unsent output passed --max-sendq {}; disconnecting",
                         conn.protocol(),
-                        conn.id,
-                        conn.peer,
+                        conn.id(),
+                        conn.peer(),
                         max_sendq
                     );
                     // Over the limit is the reason it goes, even if it was
                     // already closing (a backlog behind its `/quit`).
-                    conn.reason = Some(CloseReason::SendqExceeded);
-                    conn.end_session(&mut io, CloseReason::SendqExceeded);
-                    conn.kill();
+                    conn.drop_for(&mut io, CloseReason::SendqExceeded);
                 }
                 self.queue_flush(key);
             }
@@ -99,7 +97,7 @@ impl Server {
                 now: self.clock.now,
             };
             let bytes = stats::render(report, &view);
-            if let Some((_, conn)) = self.conns.iter_mut().find(|(_, c)| c.id == to) {
+            if let Some((_, conn)) = self.conns.iter_mut().find(|(_, c)| c.id() == to) {
                 conn.put_report(&bytes);
             }
         }

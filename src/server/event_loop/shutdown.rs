@@ -49,7 +49,7 @@ impl Server {
         }
         let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
         for key in keys {
-            let (_, conns, mut io) = self.io_parts();
+            let (_, conns, mut io, _) = self.io_parts();
             if let Some(conn) = conns.get_mut(key) {
                 conn.begin_shutdown(&mut io);
             }
@@ -61,7 +61,7 @@ impl Server {
                 // Unless the kernel may hold more (the read budget ran
                 // out, or a read was cut short): the read path stops it
                 // once the socket is drained.
-                if !conn.still_ready {
+                if !conn.marks().is_still_ready() {
                     conn.stop_if_between_messages();
                 }
             }

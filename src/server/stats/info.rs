@@ -108,10 +108,10 @@ pub fn clients(view: &View<'_>) -> String {
         let _ = write!(
             out,
             "id={} proto={p} addr={} age={} idle={} inbuf={} outbuf={}",
-            conn.id,
-            conn.peer,
-            (view.now / 1000).saturating_sub(u64::from(conn.opened_secs)),
-            view.now.saturating_sub(conn.last_active) / 1000,
+            conn.id(),
+            conn.peer(),
+            (view.now / 1000).saturating_sub(u64::from(conn.opened_secs())),
+            view.now.saturating_sub(conn.last_active()) / 1000,
             conn.carried(),
             conn.pending_output(),
         );
