@@ -11,11 +11,22 @@
 //! - [`proto`] — the protocol cores, **sans-IO**. Each is a state machine
 //!   per connection that takes the bytes a read returned and appends replies
 //!   to an [`proto::Output`] queue; it never touches a socket, a clock or a
-//!   timer, and is tested byte by byte on its own. [`proto::transform`] is
-//!   the binary pipelined protocol.
+//!   timer, and is tested byte by byte on its own. Each protocol declares
+//!   itself once, in its module ([`proto::Declaration`]: name, port,
+//!   transport, refusal replies, flow and pacing policies), and the
+//!   registry in [`proto`] lists it on one line. [`proto::echo`] is the
+//!   smallest; [`proto::transform`] is the binary pipelined protocol.
 //! - [`server`] — the event loop and what it owns: listeners, the slab of
-//!   connections, idle and close timers, signals, limits. It is the only
-//!   place that does I/O, and it routes what the cores ask for.
+//!   connections, idle and close timers, signals, limits. It does the
+//!   socket I/O and routes what the cores ask for; it knows protocols only
+//!   by their declarations, never by name (`tests/layering.rs`). The loop
+//!   is split into parts, one job each ([`server::event_loop`]).
+//! - [`stores`] — the file-system back-ends of the cores' storage traits
+//!   (upload's directory), attached at start.
+//!
+//! Layering: `proto` imports nothing of `server`, `stores` or the OS
+//! (`mio`, `std::fs`, `libc`); `server` uses `proto` and `stores`; only
+//! `sys` has `unsafe`.
 //! - [`config`] and [`cli`] — every limit in one struct, and the command
 //!   line that fills it.
 //! - [`sys`] — the operating system as small safe functions; the only
@@ -39,9 +50,9 @@
 //!    request/reply connection is flushed with one `write`/`writev` right
 //!    after its input is processed (its replies go into a reply output the
 //!    loop lends it for that turn and takes back once drained, as the read
-//!    buffer is shared), a chat connection once every event of the wake-up is
-//!    handled (so deliveries from every sender join one write). A long flush
-//!    (a room's fan-out) polls again every 64 connections and handles what
+//!    buffer is shared), a broadcast member (chat) once every event of the
+//!    wake-up is handled (so deliveries from every sender join one write).
+//!    A long flush (a group's fan-out) polls again every 64 connections and handles what
 //!    arrived, so new input joins the writes not yet made; a connection
 //!    already flushed that it touches is written once more at the end of
 //!    the wake-up, no more. Writable
@@ -59,8 +70,9 @@
 //!    limits (`--max-line`), output by backpressure (1 MiB) or the
 //!    slow-consumer limit (`--max-sendq`), held messages by `--max-buffer`
 //!    (charged as their data arrives), connections by `--max-conns`; and
-//!    all of it together by `--max-memory` (`server::memory_budget`: the
-//!    biggest holders are closed). An idle connection owns no heap buffer.
+//!    all of it together by `--max-memory` (`server::memory_budget`, counted
+//!    once per touched connection per wake-up, at its flush: the biggest
+//!    holders are closed). An idle connection owns no heap buffer.
 //! 5. **Nothing is lost on close.** A peer's EOF still gets every reply it is
 //!    owed; a close the server starts shuts the write side first and drains
 //!    input briefly, so the last reply is not destroyed by a reset.

@@ -1,34 +1,42 @@
 //! The event loop: one `mio::Poll`, one thread, every listener and every
 //! connection.
 //!
-//! One wake-up, in order:
+//! One wake-up, in order (each step's part, a file under `event_loop/`,
+//! in brackets):
 //!
 //! 1. `poll` with a timeout from the earliest deadline (none: sleep until
 //!    an event; zero if a connection still has input it was not allowed to
-//!    read last time);
-//! 2. read the clock once;
-//! 3. resume, first, the connections the last wake-up's budgets left with
+//!    read last time), then read the clock once;
+//! 2. resume, first, the connections the last wake-up's budgets left with
 //!    work (fairness): unread input, or a session that wants another turn
 //!    for work of its own (a large message done in slices, one per
-//!    wake-up: `Session::wants_turn`);
-//! 4. handle each event: accept on a listener until `WouldBlock` or
-//!    `ACCEPTS_PER_WAKE` (each new peer admitted or refused by the
-//!    per-address limits, see [`super::admission`]); answer the datagrams
-//!    of a UDP socket; read a connection and feed its session; a signal
-//!    starts the shutdown. Reading stops for everyone once the wake-up
-//!    has read `WAKE_READ_BYTES` in all: the rest wait, listed, for the
-//!    next wake-up's step 3; then resume the UDP sockets and listeners
-//!    left with work;
-//! 5. fire due deadlines (idle timeouts, close grace), and log the
-//!    refusals due to be reported (once a second at most, see
-//!    [`super::refusals`]);
-//! 6. flush every connection touched in this wake-up, once, then settle
-//!    its interest, and remove the connections that finished. A long flush
-//!    (a broadcast's fan-out) polls again without waiting every
-//!    64 connections (`FLUSH_SLICE`) and handles what arrived (step 4), so a
-//!    message that comes in while a thousand receivers are being written
-//!    joins the writes not yet made instead of waiting for the next
-//!    wake-up.
+//!    wake-up: `Session::wants_turn`) \[reading\];
+//! 3. handle each event (`dispatch`): accept on a listener until
+//!    `WouldBlock` or `ACCEPTS_PER_WAKE`, each new peer admitted or refused
+//!    by the per-address limits (see [`super::admission`]) \[accepting\];
+//!    answer the datagrams of a UDP socket \[datagrams\]; read a connection
+//!    and feed its session, routing what it asks for after each read
+//!    \[reading, routing\]; a signal starts the shutdown \[shutdown\].
+//!    Reading stops for everyone once the wake-up has read
+//!    `WAKE_READ_BYTES` in all: the rest wait, listed, for the next
+//!    wake-up's step 2;
+//! 4. resume the UDP sockets and listeners left with work, and accepting
+//!    after a pause \[datagrams, accepting\];
+//! 5. fire due deadlines (idle timeouts, close grace, pacing refills)
+//!    \[deadlines\], and log the refusals due to be reported (once a second
+//!    at most, see [`super::refusals`]) \[accepting\];
+//! 6. flush every connection touched in this wake-up, once, settle its
+//!    interest, count its memory (closing the biggest holders when over
+//!    `--max-memory`), and remove the connections that finished
+//!    \[flushing\]. A long flush (a broadcast's fan-out) polls again
+//!    without waiting every `FLUSH_SLICE` connections and handles what
+//!    arrived (step 3), so a message that comes in while a thousand
+//!    receivers are being written joins the writes not yet made instead of
+//!    waiting for the next wake-up;
+//! 7. housekeeping: read allowances back, the allocator trimmed when due,
+//!    systemd told the loop turns, the wake-up timed; during a shutdown,
+//!    stop once every connection is gone or the grace is over
+//!    \[shutdown\].
 //!
 //! The invariants this relies on are written once, in the crate doc.
 
@@ -135,6 +143,7 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         self.notify_tick(true);
         loop {
+            // 1.
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -145,19 +154,24 @@ impl Server {
             let woke = Instant::now();
             self.clock.tick();
             let _wake = trace::Wake::begin();
+            // 2. Those left waiting last time go first...
             self.reading.wake_read = 0;
-            // Those left waiting last time go first, then the new events.
             self.resume_still_ready();
+            // 3. ...then the new events.
             for event in events.iter() {
                 self.metrics.events += 1;
                 self.dispatch(event);
             }
+            // 4.
             self.resume_datagrams();
             self.resume_listeners();
             self.resume_accepting();
+            // 5.
             self.fire_timers();
             self.report_refusals();
+            // 6.
             self.flush_touched(&mut events);
+            // 7.
             self.reset_read_allowances();
             self.memory.housekeeping(self.clock.now, self.conns.len());
             if self.notify_at.is_some_and(|at| self.clock.now >= at) {
@@ -165,22 +179,8 @@ impl Server {
             }
             self.metrics.wakeups += 1;
             self.metrics.wakeup_duration.observe(woke.elapsed());
-            if let Some(deadline) = self.shutdown_at {
-                if self.conns.is_empty() {
-                    #[cfg(feature = "fault-injection")]
-                    super::faults::log_totals();
-                    log::info!("shutdown complete");
-                    return Ok(());
-                }
-                if self.clock.now >= deadline {
-                    log::warn!(
-                        "shutdown grace over: dropping {} connection(s) with replies unsent",
-                        self.conns.len()
-                    );
-                    #[cfg(feature = "fault-injection")]
-                    super::faults::log_totals();
-                    return Ok(());
-                }
+            if self.shutdown_finished() {
+                return Ok(());
             }
         }
     }

@@ -5,9 +5,10 @@
 //! that hold the most are closed until it is back under 90%.
 //!
 //! **Counting.** Each connection remembers what it was last charged
-//! ([`Conn::charged`]); the loop recounts a connection where its buffers
-//! change — after its turn of reading and replying, after each delivery to
-//! it, after its flush — and adds the difference to one running total,
+//! ([`Marks::charged`](super::marks::Marks::charged)); the loop recounts a
+//! connection once per wake-up that touched it, at its flush (and a
+//! broadcast receiver after each delivery to it), and adds the difference
+//! to one running total,
 //! [`MemoryBudget::buffered_bytes`]. A recount is a few loads
 //! ([`Conn::memory_charge`], constant time), so nothing is summed per
 //! message and nothing walks the connections until the total is over.

@@ -1,6 +1,16 @@
 //! The event loop and everything it owns: listeners, the slab of
-//! connections, deadlines and signals. The only part of onepoll that does
-//! I/O; the protocol cores in [`crate::proto`] are driven from here.
+//! connections, deadlines and signals. It does the socket I/O; the protocol
+//! cores in [`crate::proto`] are driven from here, and known only by their
+//! declarations ([`crate::proto::Declaration`]: flow, pacing, transport,
+//! refusal replies): no protocol is named in this module tree
+//! (`tests/layering.rs` checks it).
+//!
+//! The loop, [`event_loop`], is `run` (the numbered steps of one wake-up)
+//! and one part per job, each a file under `event_loop/`: `setup` (binding,
+//! systemd's sockets), `accepting` (budget, descriptor exhaustion,
+//! per-address admission), `datagrams`, `reading` (reading and feeding,
+//! the fair-turn budgets, line pacing), `routing`, `flushing` (writes,
+//! memory, close), `deadlines` and `shutdown`. What they use:
 //!
 //! - [`admission`]: the per-address limits (`--max-conns-per-ip`,
 //!   `--conn-rate-per-ip`, `--exempt`), consulted at accept;

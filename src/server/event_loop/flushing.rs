@@ -106,7 +106,7 @@ impl Server {
     }
 
     /// Polls without waiting in the middle of a long flush and handles the
-    /// events, as step 4 of a wake-up does. A failing poll is left for the
+    /// events, as step 3 of a wake-up does. A failing poll is left for the
     /// wake-up's own poll to report.
     pub(super) fn poll_between_slices(&mut self, events: &mut Events) {
         if self.poll.poll(events, Some(Duration::ZERO)).is_err() {

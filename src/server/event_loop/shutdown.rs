@@ -68,4 +68,28 @@ impl Server {
             self.queue_flush(key);
         }
     }
+
+    /// During a shutdown, whether the loop should stop: every connection is
+    /// gone, or the grace is over (the rest are dropped, and said so).
+    pub(super) fn shutdown_finished(&self) -> bool {
+        let Some(deadline) = self.shutdown_at else {
+            return false;
+        };
+        if self.conns.is_empty() {
+            #[cfg(feature = "fault-injection")]
+            super::super::faults::log_totals();
+            log::info!("shutdown complete");
+            return true;
+        }
+        if self.clock.now >= deadline {
+            log::warn!(
+                "shutdown grace over: dropping {} connection(s) with replies unsent",
+                self.conns.len()
+            );
+            #[cfg(feature = "fault-injection")]
+            super::super::faults::log_totals();
+            return true;
+        }
+        false
+    }
 }
