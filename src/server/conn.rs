@@ -214,6 +214,13 @@ impl Conn {
         self.opened_secs
     }
 
+    /// Whether the end-of-wake-up flush has nothing to do for it: open,
+    /// nothing unsent, not held back by backpressure.
+    #[inline]
+    pub fn is_settled(&self) -> bool {
+        self.phase == Phase::Open && self.output.is_empty() && !self.backpressured
+    }
+
     /// Whether it is open: reading requests and sending replies.
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open

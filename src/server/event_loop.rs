@@ -25,8 +25,10 @@
 //! 5. fire due deadlines (idle timeouts, close grace, pacing refills)
 //!    \[deadlines\], and log the refusals due to be reported (once a second
 //!    at most, see [`super::refusals`]) \[accepting\];
-//! 6. flush every connection touched in this wake-up, once, settle its
-//!    interest, count its memory (closing the biggest holders when over
+//! 6. flush every connection touched in this wake-up and left with
+//!    something to write or settle (a request/reply connection whose
+//!    replies all went out right after its turn had its memory counted
+//!    then, and is done), once, settle its interest, count its memory (closing the biggest holders when over
 //!    `--max-memory`), and remove the connections that finished
 //!    \[flushing\]. A long flush (a broadcast's fan-out) polls again
 //!    without waiting every `FLUSH_SLICE` connections and handles what

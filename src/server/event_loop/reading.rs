@@ -53,6 +53,16 @@ impl Server {
                     &mut self.shared.counts,
                     lent.then_some(&mut self.reading.replies),
                 );
+                if conn.is_settled() {
+                    // Its replies are all sent: the flush at the end of the
+                    // wake-up would find nothing to do but count its
+                    // memory, so that is done here, once, instead.
+                    self.memory.recount(conn);
+                    if self.memory.over() {
+                        self.enforce_memory();
+                    }
+                    return;
+                }
             }
         }
         self.queue_flush(key);
