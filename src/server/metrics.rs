@@ -263,13 +263,14 @@ mod tests {
 
     #[test]
     fn refusals_are_counted_per_protocol_and_reason() {
+        let [_, one, two, ..] = Protocol::EVERY;
         let mut m = Metrics::new();
         for _ in 0..5 {
-            m.refused(Protocol::Cmd, Refusal::ServerFull);
+            m.refused(one, Refusal::ServerFull);
         }
-        m.refused(Protocol::Chat, Refusal::Rate);
-        assert_eq!(m.refused[Protocol::Cmd.index()][0], 5);
-        assert_eq!(m.refused[Protocol::Chat.index()][2], 1);
-        assert_eq!(m.refused[Protocol::Chat.index()][0], 0);
+        m.refused(two, Refusal::Rate);
+        assert_eq!(m.refused[one.index()][0], 5);
+        assert_eq!(m.refused[two.index()][2], 1);
+        assert_eq!(m.refused[two.index()][0], 0);
     }
 }
