@@ -52,33 +52,21 @@ mod setup;
 mod shutdown;
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::event::Event;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Poll, Token};
 use slab::Slab;
 
-use crate::config::{Config, Protocol, CLOSE_GRACE, SHUTDOWN_GRACE};
-use crate::proto::{
-    effects, AnySession, CloseReason, Effect, Flow, Group, Output, Pacing, Shared, Transport,
-};
+use crate::config::Config;
+use crate::proto::Shared;
 
-use super::admission::{self, Admission, Refusal};
-use super::conn::{Conn, IoCx, ReadStep, ReadStop, READS_PER_WAKE};
-use super::datagram::{DatagramEndpoint, DatagramStop};
-use super::flood::{FloodLimit, TokenBucket};
-use super::limits;
-use super::listener::{AcceptError, Listener, ReserveFd, Shed};
+use super::conn::{Conn, IoCx};
 use super::memory_budget::MemoryBudget;
-use super::metrics::{Closed, Metrics};
-use super::refusals::{RefusalLimits, RefusalLog, RefusalReason};
-use super::rooms::{ConnIndex, SlabSink};
+use super::metrics::Metrics;
 use super::signals::ShutdownSignals;
-use super::stats::{self, View};
-use super::systemd::{self, Notifier, Passed};
-use super::timers::{millis, Clock, TimerKind, Timers};
+use super::systemd::{self, Notifier};
+use super::timers::Clock;
 use super::trace;
 use super::ServerError;
 

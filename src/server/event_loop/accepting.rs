@@ -2,7 +2,24 @@
 //! budget, through descriptor exhaustion (the reserve descriptor) and the
 //! per-address admission, and refusing with the protocol's line.
 
-use super::*;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::Token;
+
+use crate::config::Protocol;
+use crate::proto::{AnySession, Pacing};
+use crate::server::admission::{self, Admission, Refusal};
+use crate::server::conn::Conn;
+use crate::server::flood::TokenBucket;
+use crate::server::listener::{AcceptError, Listener, ReserveFd, Shed};
+use crate::server::refusals::{RefusalLog, RefusalReason};
+use crate::server::timers::TimerKind;
+use crate::server::trace;
+
+use super::{listener_token, Server};
 
 /// Connections a listener accepts (or refuses) per wake-up. A flood of
 /// connects keeps the backlog full: accepting until `WouldBlock` kept a

@@ -1,6 +1,9 @@
 //! Datagrams: serving the UDP sockets, within their per-wake-up budget.
 
-use super::*;
+use crate::server::datagram::{DatagramEndpoint, DatagramStop};
+use crate::server::trace;
+
+use super::{datagram_token, Server};
 
 /// The UDP sockets.
 pub(super) struct Datagrams {

@@ -1,7 +1,13 @@
 //! Deadlines: idle timeouts, close grace periods and pacing refills that
 //! came due.
 
-use super::*;
+use mio::Token;
+
+use crate::proto::CloseReason;
+use crate::server::timers::{millis, TimerKind, Timers};
+use crate::server::trace;
+
+use super::Server;
 
 /// The deadlines of every connection.
 pub(super) struct Deadlines {

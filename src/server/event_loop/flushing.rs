@@ -2,7 +2,17 @@
 //! interest settled, its memory counted (closing the biggest holders when
 //! over `--max-memory`), and the finished ones closed.
 
-use super::*;
+use std::time::Duration;
+
+use mio::{Events, Registry, Token};
+
+use crate::config::CLOSE_GRACE;
+use crate::proto::{CloseReason, Effect, Group};
+use crate::server::metrics::Closed;
+use crate::server::timers::TimerKind;
+use crate::server::trace;
+
+use super::Server;
 
 /// Connections flushed between two polls of a long flush (a broadcast's
 /// fan-out): input waits for at most this many writes, and the poll adds

@@ -2,7 +2,16 @@
 //! budgets (per connection, per wake-up, a broadcast flow's read allowance,
 //! line pacing), each read fed to its session and routed at once.
 
-use super::*;
+use mio::event::Event;
+use mio::Token;
+
+use crate::proto::{Flow, Output, Pacing};
+use crate::server::conn::{Conn, ReadStep, ReadStop, READS_PER_WAKE};
+use crate::server::flood::FloodLimit;
+use crate::server::timers::TimerKind;
+use crate::server::trace;
+
+use super::{Server, SCRATCH_BYTES};
 
 /// Bytes one wake-up reads from all connections together. Past it, the
 /// connections not yet read wait for the next wake-up (listed like those

@@ -1,7 +1,11 @@
 //! Routing: the deliveries a core asked for, to their receivers, and the
 //! slow consumers found at the push ended (see `proto::effects`).
 
-use super::*;
+use crate::proto::{effects, CloseReason, Effect};
+use crate::server::rooms::{ConnIndex, SlabSink};
+use crate::server::stats::{self, View};
+
+use super::Server;
 
 /// Routing's state.
 pub(super) struct Routing {

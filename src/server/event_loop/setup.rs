@@ -1,13 +1,36 @@
 //! Setup: binding the listeners (or adopting systemd's sockets) and
 //! building the server.
 
+use std::io;
+use std::net::SocketAddr;
+
+use mio::{Interest, Poll};
+use slab::Slab;
+
+use crate::config::{Config, Protocol};
+use crate::proto::{Output, Shared, Transport};
+use crate::server::admission::Admission;
+use crate::server::datagram::DatagramEndpoint;
+use crate::server::flood::FloodLimit;
+use crate::server::limits;
+use crate::server::listener::{Listener, ReserveFd};
+use crate::server::memory_budget::MemoryBudget;
+use crate::server::metrics::Metrics;
+use crate::server::refusals::{RefusalLimits, RefusalLog};
+use crate::server::rooms::ConnIndex;
+use crate::server::signals::ShutdownSignals;
+use crate::server::systemd::{self, Notifier, Passed};
+use crate::server::timers::{Clock, Timers};
+use crate::server::trace;
+use crate::server::ServerError;
+
 use super::accepting::Accepting;
 use super::datagrams::Datagrams;
 use super::deadlines::Deadlines;
 use super::flushing::Flushing;
 use super::reading::Reading;
 use super::routing::Routing;
-use super::*;
+use super::{datagram_token, listener_token, Server, SCRATCH_BYTES, SIGNAL_TOKEN};
 
 /// How many times a protocol's TCP and UDP sockets are bound again when the port
 /// the OS picked for TCP (port 0) is taken for UDP.

@@ -1,7 +1,10 @@
 //! Shutdown: a signal stops accepting, lets sessions say their last words,
 //! and drains what the kernel already holds.
 
-use super::*;
+use crate::config::SHUTDOWN_GRACE;
+use crate::server::trace;
+
+use super::Server;
 
 impl Server {
     pub(super) fn begin_shutdown(&mut self) {
