@@ -129,6 +129,10 @@ pub struct Conn {
     /// Unique for the server's lifetime.
     id: u64,
     session: AnySession,
+    /// The session's protocol, kept beside it: read on every read and
+    /// write (the counters), one byte where decoding the session's kind
+    /// costs a match.
+    protocol: Protocol,
     /// An incomplete message carried to the next read.
     carry: Vec<u8>,
     output: Output,
@@ -176,6 +180,7 @@ impl Conn {
             stream: seam::wrap(stream, id),
             peer,
             id,
+            protocol: session.protocol(),
             session,
             carry: Vec::new(),
             output: Output::new(),
@@ -271,7 +276,7 @@ impl Conn {
     /// The protocol spoken (the session's kind: not stored twice).
     #[inline]
     pub fn protocol(&self) -> Protocol {
-        self.session.protocol()
+        self.protocol
     }
 
     /// Whether its flow is request/reply (backpressure), not broadcast
@@ -387,6 +392,15 @@ impl Conn {
     #[inline]
     pub fn read_this_wake(&mut self) -> u32 {
         self.session.loop_slots().map_or(0, |s| s.read_this_wake)
+    }
+
+    /// `n` more bytes read in this wake-up (the loop counts them for a
+    /// connection whose flow has a read allowance).
+    pub fn add_read_this_wake(&mut self, n: u64) {
+        if let Some(slots) = self.session.loop_slots() {
+            let n = u32::try_from(n).unwrap_or(u32::MAX);
+            slots.read_this_wake = slots.read_this_wake.saturating_add(n);
+        }
     }
 
     /// A new wake-up: the whole read allowance back.
@@ -594,11 +608,6 @@ impl Conn {
         self.last_active = io.clock.now;
         io.shared.counts.received(self.protocol(), n);
         *io.wake_read += n as u64;
-        if let Some(slots) = self.session.loop_slots() {
-            slots.read_this_wake = slots
-                .read_this_wake
-                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
-        }
         if n == 0 {
             self.on_peer_eof(io);
             return ReadStep::Stop(ReadStop::Drained);

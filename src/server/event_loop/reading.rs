@@ -211,8 +211,10 @@ impl Server {
             let len = read_len.min(scratch.len());
             let (scratch, _) = scratch.split_at_mut(len);
             let read_before = if allowance { conn.read_this_wake() } else { 0 };
+            let wake_read = *io.wake_read;
             let step = conn.read_once(scratch, &mut io);
             if allowance {
+                conn.add_read_this_wake(*io.wake_read - wake_read);
                 let first_read = read_before == 0 && conn.read_this_wake() > 0;
                 conn.check_sendq(key, max_sendq, slow);
                 if first_read {
