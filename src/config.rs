@@ -95,7 +95,7 @@ pub struct Config {
     /// (spec section 5, `server::memory_budget`).
     pub max_memory: usize,
     /// chat: lines per second read from one client; 0 = no limit
-    /// (`server::flood`).
+    /// (`server::pacing`).
     pub chat_rate: u32,
     /// chat: lines a client may send at once before `chat_rate` applies.
     pub chat_burst: u32,

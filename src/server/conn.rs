@@ -20,8 +20,8 @@ use crate::proto::counts::Counts;
 use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
-use super::flood::TokenBucket;
 use super::marks::Marks;
+use super::pacing::TokenBucket;
 use super::timers::Clock;
 use super::trace;
 

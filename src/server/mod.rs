@@ -17,7 +17,7 @@
 //! - [`event_loop`]: the loop, one wake-up at a time;
 //! - [`conn`]: one connection, its buffers, read and write paths;
 //! - [`datagram`]: UDP sockets, answered datagram by datagram;
-//! - [`flood`]: line pacing, a token bucket per client of a paced protocol;
+//! - [`pacing`]: line pacing, a token bucket per client of a paced protocol;
 //! - [`memory_budget`]: every client buffer together within `--max-memory`;
 //! - `faults` (only with the `fault-injection` feature): a seam that
 //!   injects I/O faults and panics on a seeded schedule, for tests;
@@ -27,7 +27,8 @@
 //! - [`listener`]: listening sockets and accepting when descriptors run out;
 //! - [`refusals`]: connections refused at accept, counted by reason and
 //!   logged once a second;
-//! - [`rooms`]: routing deliveries between connections (broadcast groups);
+//! - [`delivery`]: the sink routing delivers through (a message queued on
+//!   its receiver, the slow-consumer rule at the push), and id to slab key;
 //! - [`timers`]: idle and close deadlines, and the loop's clock;
 //! - [`trace`]: `--trace`, a log line per wake-up and per event;
 //! - [`metrics`]: the loop's counters and wake-up histogram;
@@ -38,17 +39,17 @@
 pub mod admission;
 pub mod conn;
 pub mod datagram;
+pub mod delivery;
 pub mod event_loop;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
-pub mod flood;
 pub mod limits;
 pub mod listener;
 pub mod marks;
 pub mod memory_budget;
 pub mod metrics;
+pub mod pacing;
 pub mod refusals;
-pub mod rooms;
 pub mod signals;
 pub mod stats;
 pub mod systemd;

@@ -25,7 +25,7 @@ pub enum TimerKind {
     /// in time: drop it.
     CloseGrace,
     /// Line pacing: the client's next token is due; read it again
-    /// (`server::flood`).
+    /// (`server::pacing`).
     Refill,
 }
 

@@ -267,7 +267,7 @@ pub struct ChatSession {
     /// Flood control: complete lines `on_input` may still consume, or
     /// [`NO_LINE_LIMIT`] for no limit (a sentinel, not an `Option`: 4
     /// bytes, not 8, in every chat session). The loop sets it from the
-    /// client's token bucket (`server::flood`); lines past it are left
+    /// client's token bucket (`server::pacing`); lines past it are left
     /// unconsumed, so the loop carries them and reads the client no faster.
     lines_left: u32,
     /// The loop's bookkeeping for a broadcast, paced connection, kept here

@@ -13,8 +13,8 @@ use crate::config::Protocol;
 use crate::proto::{AnySession, Pacing};
 use crate::server::admission::{self, Admission, Refusal};
 use crate::server::conn::Conn;
-use crate::server::flood::TokenBucket;
 use crate::server::listener::{AcceptError, Listener, ReserveFd, Shed};
+use crate::server::pacing::TokenBucket;
 use crate::server::refusals::{RefusalLog, RefusalReason};
 use crate::server::timers::TimerKind;
 use crate::server::trace;
@@ -163,8 +163,8 @@ impl Server {
         let key = entry.key();
         let session = AnySession::new(protocol, &mut self.shared);
         let mut conn = Conn::new(stream, peer, id, session, self.clock.now);
-        if protocol.declaration().pacing == Pacing::Lines && self.reading.flood.enabled() {
-            conn.set_pacing_bucket(TokenBucket::full(self.reading.flood, self.clock.now));
+        if protocol.declaration().pacing == Pacing::Lines && self.reading.pacing.enabled() {
+            conn.set_pacing_bucket(TokenBucket::full(self.reading.pacing, self.clock.now));
         }
         if let Err(e) = conn.register(self.poll.registry(), Token(key)) {
             log::warn!("cannot register connection from {peer}: {e}");

@@ -7,7 +7,7 @@ use mio::Token;
 
 use crate::proto::{Flow, Output, Pacing};
 use crate::server::conn::{Conn, ReadStep, ReadStop, READS_PER_WAKE};
-use crate::server::flood::FloodLimit;
+use crate::server::pacing::PacingLimit;
 use crate::server::timers::TimerKind;
 use crate::server::trace;
 
@@ -39,7 +39,7 @@ pub(super) struct Reading {
     pub(super) allowance_readers: Vec<usize>,
     /// Line pacing of the protocols that declare it
     /// ([`Config::chat_rate`], [`Config::chat_burst`]).
-    pub(super) flood: FloodLimit,
+    pub(super) pacing: PacingLimit,
 }
 
 impl Server {
@@ -100,7 +100,7 @@ impl Server {
             return;
         };
         let declaration = protocol.declaration();
-        let paced = self.reading.flood.enabled() && declaration.pacing == Pacing::Lines;
+        let paced = self.reading.pacing.enabled() && declaration.pacing == Pacing::Lines;
         if paced && !self.pace(key) {
             return;
         }
@@ -136,7 +136,7 @@ impl Server {
     /// socket now; if not, the refill deadline is armed.
     #[inline(never)]
     pub(super) fn pace(&mut self, key: usize) -> bool {
-        let (limit, now, max_sendq) = (self.reading.flood, self.clock.now, self.config.max_sendq);
+        let (limit, now, max_sendq) = (self.reading.pacing, self.clock.now, self.config.max_sendq);
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
@@ -181,7 +181,7 @@ impl Server {
     /// Arms the deadline at which the paced client `key` earns its next
     /// token and is read again.
     pub(super) fn arm_refill(&mut self, key: usize) {
-        let limit = self.reading.flood;
+        let limit = self.reading.pacing;
         if let Some(conn) = self.conns.get_mut(key) {
             let at = conn.pacing_bucket().next_token_at(limit, self.clock.now);
             self.deadlines

@@ -2,7 +2,7 @@
 //! slow consumers found at the push ended (see `proto::effects`).
 
 use crate::proto::{effects, CloseReason, Effect};
-use crate::server::rooms::{ConnIndex, SlabSink};
+use crate::server::delivery::{ConnIndex, SlabSink};
 use crate::server::stats::{self, View};
 
 use super::Server;

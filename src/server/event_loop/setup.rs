@@ -11,13 +11,13 @@ use crate::config::{Config, Protocol};
 use crate::proto::{Output, Shared, Transport};
 use crate::server::admission::Admission;
 use crate::server::datagram::DatagramEndpoint;
-use crate::server::flood::FloodLimit;
+use crate::server::delivery::ConnIndex;
 use crate::server::limits;
 use crate::server::listener::{Listener, ReserveFd};
 use crate::server::memory_budget::MemoryBudget;
 use crate::server::metrics::Metrics;
+use crate::server::pacing::PacingLimit;
 use crate::server::refusals::{RefusalLimits, RefusalLog};
-use crate::server::rooms::ConnIndex;
 use crate::server::signals::ShutdownSignals;
 use crate::server::systemd::{self, Notifier, Passed};
 use crate::server::timers::{Clock, Timers};
@@ -219,7 +219,7 @@ impl Server {
                 still_ready: Vec::new(),
                 wake_read: 0,
                 allowance_readers: Vec::new(),
-                flood: FloodLimit {
+                pacing: PacingLimit {
                     rate: config.chat_rate,
                     burst: config.chat_burst,
                 },

@@ -21,14 +21,14 @@
 
 /// The server's flood-control setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FloodLimit {
+pub struct PacingLimit {
     /// Lines per second; 0 = no limit.
     pub rate: u32,
     /// Lines at once before the rate applies (the bucket's size).
     pub burst: u32,
 }
 
-impl FloodLimit {
+impl PacingLimit {
     /// Whether there is a limit at all.
     #[inline(always)]
     pub fn enabled(&self) -> bool {
@@ -60,7 +60,7 @@ fn low(now: u64) -> u32 {
 
 impl TokenBucket {
     /// A full bucket at loop time `now`: a new client may send a burst.
-    pub fn full(limit: FloodLimit, now: u64) -> TokenBucket {
+    pub fn full(limit: PacingLimit, now: u64) -> TokenBucket {
         TokenBucket {
             tokens: limit.burst,
             credited_at: low(now),
@@ -69,7 +69,7 @@ impl TokenBucket {
 
     /// Credits the tokens earned since the last refill, up to the burst.
     /// The fraction of a token not yet earned is kept.
-    pub fn refill(&mut self, limit: FloodLimit, now: u64) {
+    pub fn refill(&mut self, limit: PacingLimit, now: u64) {
         if self.tokens >= limit.burst {
             self.credited_at = low(now);
             return;
@@ -95,7 +95,7 @@ impl TokenBucket {
 
     /// When the next token is due, in loop milliseconds (`now`: the loop's
     /// time).
-    pub fn next_token_at(&self, limit: FloodLimit, now: u64) -> u64 {
+    pub fn next_token_at(&self, limit: PacingLimit, now: u64) -> u64 {
         let since = u64::from(low(now).wrapping_sub(self.credited_at));
         now.saturating_add(limit.period_ms().saturating_sub(since))
     }
@@ -105,7 +105,7 @@ impl TokenBucket {
 mod tests {
     use super::*;
 
-    const TEN: FloodLimit = FloodLimit {
+    const TEN: PacingLimit = PacingLimit {
         rate: 10,
         burst: 20,
     };
@@ -144,7 +144,7 @@ mod tests {
 
     #[test]
     fn high_rates_earn_several_tokens_a_millisecond() {
-        let fast = FloodLimit {
+        let fast = PacingLimit {
             rate: 5_000,
             burst: 100,
         };
