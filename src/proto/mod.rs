@@ -449,7 +449,7 @@ macro_rules! protocols {
 
             /// The protocol's own description of itself.
             #[inline]
-            pub fn declaration(self) -> &'static Declaration {
+            pub const fn declaration(self) -> &'static Declaration {
                 match self {
                     $(Protocol::$variant => &<$ty as Declared>::DECLARATION,)+
                 }
@@ -551,15 +551,53 @@ protocols! {
 }
 
 impl Protocol {
-    /// The protocols served when none is named (the spec's five), in the
-    /// spec's order.
-    pub const ALL: [Protocol; 5] = [
-        Protocol::Tne,
-        Protocol::Cmd,
-        Protocol::Chat,
-        Protocol::Upload,
-        Protocol::Transform,
-    ];
+    /// How many protocols are served when none is named.
+    pub const DEFAULT_COUNT: usize = {
+        let mut n = 0;
+        let mut i = 0;
+        while i < Protocol::COUNT {
+            if let Some(p) = Protocol::nth(i) {
+                if p.declaration().served_by_default {
+                    n += 1;
+                }
+            }
+            i += 1;
+        }
+        n
+    };
+
+    /// The protocols served when none is named (those whose declaration
+    /// says [`Declaration::served_by_default`]: the spec's five), in
+    /// registry order.
+    // Indexing checked by the compiler: a const out of bounds fails the
+    // build, it cannot panic at run time.
+    #[allow(clippy::indexing_slicing)]
+    pub const ALL: [Protocol; Protocol::DEFAULT_COUNT] = {
+        let mut all = [Protocol::EVERY[0]; Protocol::DEFAULT_COUNT];
+        let (mut i, mut n) = (0, 0);
+        while i < Protocol::COUNT {
+            if let Some(p) = Protocol::nth(i) {
+                if p.declaration().served_by_default {
+                    all[n] = p;
+                    n += 1;
+                }
+            }
+            i += 1;
+        }
+        all
+    };
+
+    /// The protocol of index `i` in [`Protocol::EVERY`], in const context.
+    const fn nth(i: usize) -> Option<Protocol> {
+        if i < Protocol::COUNT {
+            let every = Protocol::EVERY;
+            // `get` is not const on arrays; the bound is checked above.
+            #[allow(clippy::indexing_slicing)]
+            Some(every[i])
+        } else {
+            None
+        }
+    }
 
     /// A dense index below [`Protocol::COUNT`], for per-protocol counters.
     #[inline(always)]
@@ -635,7 +673,24 @@ impl std::str::FromStr for Protocol {
 
 #[cfg(test)]
 mod tests {
-    use super::{CloseReason, Limit};
+    use super::{CloseReason, Limit, Protocol};
+
+    /// The registry's lists come from the declarations: the five served by
+    /// default in the spec's order, every name parsed back to its protocol,
+    /// every default port distinct.
+    #[test]
+    fn the_registry_lists_what_the_declarations_say() {
+        let names: Vec<&str> = Protocol::ALL.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["tne", "cmd", "chat", "upload", "transform"]);
+        let mut ports = std::collections::HashSet::new();
+        for (i, p) in Protocol::EVERY.into_iter().enumerate() {
+            assert_eq!(p.index(), i);
+            assert_eq!(p.name().parse::<Protocol>(), Ok(p));
+            assert!(ports.insert(p.default_port()), "{p}: port taken twice");
+        }
+        assert!(!Protocol::ALL.contains(&Protocol::Stats));
+        assert!(!Protocol::ALL.contains(&Protocol::Echo));
+    }
 
     /// The labels are the metrics' `reason` values, exactly, one each.
     #[test]
