@@ -8,22 +8,23 @@
 //! connection's [`Output`], freed when drained. An idle connection therefore
 //! owns no heap memory, only this struct.
 
-use std::io::{self, IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+mod reading;
+mod writing;
+
+use std::io;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::config::{Protocol, BACKPRESSURE_BYTES};
+use crate::config::Protocol;
 use crate::proto::counts::Counts;
-use crate::proto::prefix::split_at_most;
 use crate::proto::{AnySession, CloseReason, Cx, Effect, Output, Session, Shared};
 
 use super::marks::Marks;
 use super::pacing::TokenBucket;
 use super::timers::Clock;
-use super::trace;
 
 #[cfg(feature = "fault-injection")]
 use super::faults::seam;
@@ -54,19 +55,8 @@ mod seam {
     }
 }
 
-/// Output past which the read path writes at once instead of waiting for
-/// the end of the wake-up (large streamed replies).
-const FLUSH_EARLY_BYTES: usize = 64 * 1024;
-
-/// Carried input capacity kept while the carry holds little (see
-/// `Conn::feed`).
-const CARRY_KEEP: usize = 64 * 1024;
-
 /// Reads one connection may do per wake-up before others get their turn.
 pub const READS_PER_WAKE: usize = 32;
-
-/// Most slices offered to one `writev`.
-const MAX_IOVECS: usize = 256;
 
 /// The outcome of one read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -415,14 +405,6 @@ impl Conn {
         !self.carry.is_empty()
     }
 
-    /// Offers the carried input to the session again, without reading:
-    /// lines flood control left unconsumed, now that tokens are back.
-    pub fn feed_carried(&mut self, io: &mut IoCx<'_>) {
-        if self.phase == Phase::Open && !self.carry.is_empty() {
-            self.feed(io, &[]);
-        }
-    }
-
     /// Runs `f` on the session with a context; a panic in the core is
     /// contained here: the connection dies, the loop goes on.
     ///
@@ -487,199 +469,6 @@ impl Conn {
                 self.reason.get_or_insert(CloseReason::Error);
                 None
             }
-        }
-    }
-
-    /// Offers freshly read bytes (plus any carried ones) to the session.
-    fn feed(&mut self, io: &mut IoCx<'_>, data: &[u8]) {
-        let mark = trace::mark(&self.output);
-        let used = self.with_session(io, |session, carry, cx| {
-            if carry.is_empty() {
-                let used = session.on_input(data, cx);
-                #[cfg(feature = "fault-injection")]
-                super::faults::poison(data);
-                let (_, unused) = split_at_most(data, used);
-                if !cx.close_requested() {
-                    carry.extend_from_slice(unused);
-                }
-                used
-            } else {
-                carry.extend_from_slice(data);
-                let used = session.on_input(carry, cx).min(carry.len());
-                #[cfg(feature = "fault-injection")]
-                super::faults::poison(carry);
-                carry.drain(..used);
-                if carry.is_empty() {
-                    *carry = Vec::new();
-                } else if carry.capacity() > CARRY_KEEP && carry.len() <= CARRY_KEEP / 4 {
-                    // A sender streaming lines always ends a read mid-line:
-                    // the carry never empties, and would keep the capacity
-                    // of the largest read appended to it (256 KiB or more,
-                    // charged to the memory budget) for a few bytes.
-                    carry.shrink_to(CARRY_KEEP / 4);
-                }
-                used
-            }
-        });
-        trace::fed(used, mark, &self.output);
-    }
-
-    /// Gives a session that wants a turn ([`Session::wants_turn`]) one
-    /// slice of its work; once the work is done, offers it the input it
-    /// left while working (which may start more). `Stop(Budget)` while it
-    /// wants more turns: the loop comes back next wake-up without waiting
-    /// for an event, and reads nothing meanwhile (the kernel holds what the
-    /// peer sends). `More` once done: reading resumes in this turn.
-    fn take_turn(&mut self, io: &mut IoCx<'_>) -> ReadStep {
-        self.last_active = io.clock.now;
-        let mark = trace::mark(&self.output);
-        let used = self.with_session(io, |session, carry, cx| {
-            session.on_turn(cx);
-            if !session.wants_turn() && !carry.is_empty() && !cx.close_requested() {
-                let used = session.on_input(carry, cx).min(carry.len());
-                carry.drain(..used);
-                if carry.is_empty() {
-                    *carry = Vec::new();
-                }
-                return used;
-            }
-            0
-        });
-        trace::turn(used, mark, &self.output);
-        self.after_input(io).unwrap_or(ReadStep::More)
-    }
-
-    /// After input or a turn: flushes a large output early, applies
-    /// backpressure, and ends the read turn while the session wants turns.
-    /// `None` if reading may go on.
-    #[inline(always)]
-    fn after_input(&mut self, io: &mut IoCx<'_>) -> Option<ReadStep> {
-        // Request/reply only: the loop checks a broadcast member's unsent
-        // output against --max-sendq right after this read (proto::effects).
-        if self.output.len() >= FLUSH_EARLY_BYTES && self.session.is_request_reply() {
-            self.flush(io.clock, &mut io.shared.counts);
-        }
-        if self.output.len() > BACKPRESSURE_BYTES && self.session.is_request_reply() {
-            self.backpressured = true;
-            return Some(ReadStep::Stop(ReadStop::Paused));
-        }
-        if self.session.wants_turn() {
-            return Some(ReadStep::Stop(ReadStop::Budget));
-        }
-        None
-    }
-
-    /// Notes that the poll reported the peer's FIN with this event.
-    pub fn note_fin(&mut self) {
-        self.fin_reported = true;
-    }
-
-    /// Whether a message has begun and not ended: the session says so, or
-    /// an incomplete message is carried.
-    pub fn mid_message(&self) -> bool {
-        !self.carry.is_empty() || self.session.mid_message()
-    }
-
-    /// Does one read and feeds what it returned to the session. The loop
-    /// calls this up to [`READS_PER_WAKE`] times per wake-up, routing the
-    /// session's effects between calls.
-    pub fn read_once(&mut self, scratch: &mut [u8], io: &mut IoCx<'_>) -> ReadStep {
-        if self.backpressured || !matches!(self.phase, Phase::Open | Phase::Lingering) {
-            return ReadStep::Stop(ReadStop::Paused);
-        }
-        if self.phase == Phase::Open && self.session.wants_turn() {
-            return self.take_turn(io);
-        }
-        let n = match self.stream.read(scratch) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                trace::read_would_block();
-                return ReadStep::Stop(self.drained(io.draining));
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return ReadStep::More,
-            Err(e) => {
-                log::debug!("read from #{} {}: {e}", self.id, self.peer);
-                self.phase = Phase::Dead;
-                self.reason.get_or_insert(CloseReason::of_io_error(&e));
-                return ReadStep::Stop(ReadStop::Paused);
-            }
-        };
-        trace::read(n, scratch.len());
-        self.last_active = io.clock.now;
-        io.shared.counts.received(self.protocol(), n);
-        *io.wake_read += n as u64;
-        if n == 0 {
-            self.on_peer_eof(io);
-            return ReadStep::Stop(ReadStop::Drained);
-        }
-        if self.phase == Phase::Open {
-            self.feed(io, scratch.get(..n).unwrap_or_default());
-            if let Some(stop) = self.after_input(io) {
-                return stop;
-            }
-        }
-        // In Lingering, input is discarded: only the peer's EOF matters.
-        if n < scratch.len() && !self.fin_reported {
-            // A short read: the kernel had no more. New data raises a new
-            // edge, so no read is spent to hear WouldBlock.
-            return ReadStep::Stop(self.drained(io.draining));
-        }
-        ReadStep::More
-    }
-
-    /// Why a read that found the socket empty (or came back short)
-    /// stops: drained, unless the I/O seam says the kernel may hold more.
-    ///
-    /// While the server shuts down (`draining`), this is where reading
-    /// ends: what the kernel held has all been read, so the connection
-    /// stops at this message boundary. Not sooner: a read that fills the
-    /// buffer, or one the seam cut short, may end on a boundary with more
-    /// requests still queued in the kernel, and those were sent before the
-    /// signal too.
-    #[inline(always)]
-    fn drained(&mut self, draining: bool) -> ReadStop {
-        if self.take_pending() {
-            return ReadStop::Budget;
-        }
-        if draining {
-            self.stop_if_between_messages();
-        }
-        ReadStop::Drained
-    }
-
-    /// Whether the last reads or writes stopped short of what the kernel
-    /// holds without an edge to announce it (only ever under fault
-    /// injection): the loop must serve the connection again next wake-up,
-    /// and the next flush must write even if the socket looked full.
-    #[inline(always)]
-    pub fn take_pending(&mut self) -> bool {
-        let pending = seam::take_pending(&mut self.stream);
-        if pending {
-            self.write_blocked = false;
-        }
-        pending
-    }
-
-    /// The poll reported the socket writable (or failed, which a write
-    /// will report): the next flush writes again.
-    pub fn note_writable(&mut self) {
-        self.write_blocked = false;
-    }
-
-    fn on_peer_eof(&mut self, io: &mut IoCx<'_>) {
-        self.peer_eof = true;
-        // Unless the connection was closing already (its reason stands),
-        // the peer closed first, whatever a last write meets after this.
-        self.reason.get_or_insert(CloseReason::PeerClosed);
-        match self.phase {
-            Phase::Open => {
-                self.with_session(io, |session, _, cx| session.on_eof(cx));
-                if self.phase != Phase::Dead {
-                    self.phase = Phase::Flushing;
-                }
-            }
-            Phase::Lingering => self.phase = Phase::Dead,
-            Phase::Flushing | Phase::Dead => {}
         }
     }
 
@@ -792,141 +581,6 @@ impl Conn {
             None => self.output.release_if_empty(),
         }
     }
-
-    /// Writes queued output until it is all sent or the socket is full.
-    /// Returns true when everything queued has been sent.
-    ///
-    /// Once a write came back short or would block, nothing is written
-    /// until the poll reports the socket writable again ([`Conn::note_writable`]):
-    /// a streamed reply that fills the socket on the read path, and the
-    /// flush at the end of the wake-up, would otherwise each spend a
-    /// syscall to hear `WouldBlock`.
-    #[inline(always)]
-    pub fn flush(&mut self, clock: &Clock, counts: &mut Counts) -> bool {
-        // Inlined: most calls (a drained connection settled again) end here.
-        self.output.is_empty() || self.write_out(clock, counts)
-    }
-
-    /// [`Conn::flush`] when there is output; counts the bytes sent.
-    #[inline(never)]
-    fn write_out(&mut self, clock: &Clock, counts: &mut Counts) -> bool {
-        while !self.output.is_empty() {
-            if self.phase == Phase::Dead || self.write_blocked {
-                return false;
-            }
-            let result = match self.output.contiguous() {
-                Some(run) => self.stream.write(run).map(|n| (n, run.len())),
-                None => write_segments(&mut self.stream, &self.output),
-            };
-            match result {
-                Ok((0, _)) => {
-                    self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::Error);
-                    return false;
-                }
-                Ok((n, offered)) => {
-                    trace::wrote(n, offered);
-                    self.output.consume(n);
-                    counts.sent(self.protocol(), n);
-                    self.last_active = clock.now;
-                    if n < offered {
-                        // A short write: the socket buffer is full. The
-                        // kernel will raise WRITABLE when it has room.
-                        self.write_blocked = true;
-                        return false;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    trace::write_would_block();
-                    self.write_blocked = true;
-                    return false;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("write to #{} {}: {e}", self.id, self.peer);
-                    self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::of_io_error(&e));
-                    return false;
-                }
-            }
-        }
-        true
-    }
-
-    /// After a flush: free drained buffers, lift backpressure, move a
-    /// drained closing connection on, and add WRITABLE to the registered
-    /// interest if output is left and it is not there yet. Returns true if
-    /// reading should resume now (backpressure was lifted while data may be
-    /// waiting).
-    pub fn settle(&mut self, registry: &Registry, token: Token) -> bool {
-        let drained = self.output.is_empty();
-        let mut resume = false;
-        if drained {
-            self.output.release_if_empty();
-            match self.phase {
-                Phase::Flushing if self.peer_eof => self.phase = Phase::Dead,
-                Phase::Flushing => {
-                    // Shut our side first, then read until the peer's EOF:
-                    // closing with unread input would send a reset that can
-                    // destroy replies the peer has not read yet.
-                    match self.stream.shutdown(Shutdown::Write) {
-                        Ok(()) => self.phase = Phase::Lingering,
-                        Err(e) => {
-                            self.phase = Phase::Dead;
-                            self.reason.get_or_insert(CloseReason::of_io_error(&e));
-                        }
-                    }
-                    resume = true;
-                }
-                _ => {}
-            }
-        }
-        if self.backpressured && self.output.len() <= BACKPRESSURE_BYTES / 2 {
-            self.backpressured = false;
-            resume = true;
-        }
-        if self.phase != Phase::Dead && !drained && !self.writable_interest {
-            // If the socket has room by now, EPOLL_CTL_MOD queues the event
-            // at once: no edge is lost between the short write and here.
-            let interest = Interest::READABLE | Interest::WRITABLE;
-            match registry.reregister(&mut self.stream, token, interest) {
-                Ok(()) => {
-                    trace::interest("READABLE|WRITABLE");
-                    self.writable_interest = true;
-                }
-                Err(e) => {
-                    log::warn!("reregister #{}: {e}", self.id);
-                    self.phase = Phase::Dead;
-                    self.reason.get_or_insert(CloseReason::Error);
-                }
-            }
-        }
-        resume && self.phase != Phase::Dead
-    }
-
-    /// Best-effort last write and close for a connection refused at accept.
-    pub fn refuse(mut stream: TcpStream, reply: &[u8], scratch: &mut [u8]) {
-        if !reply.is_empty() {
-            let _ = stream.write(reply);
-        }
-        let _ = stream.shutdown(Shutdown::Write);
-        // Unread input at close turns the FIN into a reset, which can
-        // destroy the reply: take what has arrived.
-        let _ = stream.read(scratch);
-    }
-}
-
-/// One `writev` of the unsent segments of `output`: what the kernel took,
-/// and what was offered. Out of line: its 4 KiB of slices would otherwise
-/// sit in the frame of every write, most of which (a batch of replies, a
-/// broadcast delivery) is one contiguous run.
-#[inline(never)]
-fn write_segments(stream: &mut seam::Stream, output: &Output) -> io::Result<(usize, usize)> {
-    let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-    let count = output.io_slices(&mut slices);
-    let slices = slices.get(..count).unwrap_or_default();
-    let offered: usize = slices.iter().map(|s| s.len()).sum();
-    stream.write_vectored(slices).map(|n| (n, offered))
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub(super) struct Reading {
     /// ([`Conn::read_this_wake`]) is reset when it ends.
     pub(super) allowance_readers: Vec<usize>,
     /// Line pacing of the protocols that declare it
-    /// ([`Config::chat_rate`], [`Config::chat_burst`]).
+    /// ([`Config::chat_rate`](crate::config::Config::chat_rate), [`Config::chat_burst`](crate::config::Config::chat_burst)).
     pub(super) pacing: PacingLimit,
 }
 
