@@ -15,7 +15,8 @@
 //! - [`admission`]: the per-address limits (`--max-conns-per-ip`,
 //!   `--conn-rate-per-ip`, `--exempt`), consulted at accept;
 //! - [`event_loop`]: the loop, one wake-up at a time;
-//! - [`conn`]: one connection, its buffers, read and write paths;
+//! - [`conn`]: one connection, its buffers and lifecycle; its read path
+//!   (`conn/reading.rs`) and write path (`conn/writing.rs`);
 //! - [`datagram`]: UDP sockets, answered datagram by datagram;
 //! - [`pacing`]: line pacing, a token bucket per client of a paced protocol;
 //! - [`memory_budget`]: every client buffer together within `--max-memory`;
