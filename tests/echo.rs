@@ -19,7 +19,7 @@ fn echo_is_served_only_when_named_and_returns_every_byte() {
     };
     assert_eq!(read_exact(&mut stream, payload.len()), payload);
     writer.join().unwrap();
-    assert!(server.log().contains("open echo #"));
+    server.wait_for_log("open echo #");
 
     let plain = Server::start(&[]);
     assert!(
