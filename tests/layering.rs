@@ -3,7 +3,8 @@
 //!   `std::fs` or `libc` outside its tests;
 //! - `src/server/**` (the loop) names no protocol, as a whole word, in code
 //!   or comments outside its tests: it knows protocols only by their
-//!   declarations (`proto::declare`).
+//!   declarations (`proto::declare`);
+//! - the modules of `src/server` use one another without cycles.
 //!
 //! `ONEPOLL_LAYERING_ROOT=DIR` checks another tree's `src/` instead of this
 //! one's (how this test was seen to fail on the tree before the registry).
@@ -121,4 +122,86 @@ fn the_loop_names_no_protocol() {
         "the loop names protocols (declare a policy in proto::declare instead):\n{}",
         found.join("\n")
     );
+}
+
+#[test]
+fn server_modules_use_one_another_without_cycles() {
+    let dir = root().join("src/server");
+    // Each top-level module of `server`, and the files that make it up
+    // (`x.rs`, and `x/**` for a module with children).
+    let mut modules: Vec<(String, Vec<PathBuf>)> = Vec::new();
+    for path in sources(&dir) {
+        let rel = path.strip_prefix(&dir).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let name = first.trim_end_matches(".rs").to_string();
+        if name == "mod" {
+            continue;
+        }
+        match modules.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, files)) => files.push(path),
+            None => modules.push((name, vec![path])),
+        }
+    }
+    let names: Vec<String> = modules.iter().map(|(n, _)| n.clone()).collect();
+    let mut edges: Vec<(String, String)> = Vec::new();
+    for (name, files) in &modules {
+        for file in files {
+            let code = code(file);
+            // A file directly in src/server names a sibling as `super::x`.
+            let direct = file.parent() == Some(dir.as_path());
+            for other in names.iter().filter(|o| *o != name) {
+                let uses = code.contains(&format!("crate::server::{other}::"))
+                    || code.contains(&format!("crate::server::{other};"))
+                    || (direct
+                        && (code.contains(&format!("super::{other}::"))
+                            || code.contains(&format!("super::{other};"))));
+                if uses && !edges.contains(&(name.clone(), other.clone())) {
+                    edges.push((name.clone(), other.clone()));
+                }
+            }
+        }
+    }
+    assert!(
+        edges.iter().any(|(a, b)| a == "event_loop" && b == "conn"),
+        "the use graph was not read: {edges:?}"
+    );
+    // Depth-first search for a cycle.
+    fn visit(
+        node: &str,
+        edges: &[(String, String)],
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_string());
+            return Some(cycle);
+        }
+        if done.iter().any(|n| n == node) {
+            return None;
+        }
+        path.push(node.to_string());
+        for (_, to) in edges.iter().filter(|(from, _)| from == node) {
+            if let Some(cycle) = visit(to, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.push(node.to_string());
+        None
+    }
+    let mut done = Vec::new();
+    for name in &names {
+        if let Some(cycle) = visit(name, &edges, &mut Vec::new(), &mut done) {
+            panic!(
+                "server modules use one another in a cycle: {}",
+                cycle.join(" -> ")
+            );
+        }
+    }
 }
