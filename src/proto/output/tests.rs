@@ -260,3 +260,106 @@ fn the_charge_counts_owned_bytes_and_slots_not_shared_text() {
     assert!(out.is_empty());
     assert_eq!(out.charge(), out.heap_bytes());
 }
+
+/// Queues `total` bytes in replies of 64 KiB, as a burst of large
+/// replies would, and returns the output.
+fn burst(total: usize) -> Output {
+    let mut out = Output::new();
+    let piece = vec![b'x'; 64 * 1024];
+    for _ in 0..total / piece.len() {
+        out.put(&piece);
+    }
+    out
+}
+
+#[test]
+fn a_buffer_grown_by_a_burst_is_given_back_once_it_drains() {
+    let policy = Policy::DEFAULT;
+    let before = pool::held();
+    let mut out = burst(1 << 20);
+    assert!(out.heap_bytes() >= 1 << 20);
+    assert!(out.heap_bytes() > policy.keep_drained);
+    // Written in three pieces: kept until the last byte is taken.
+    out.consume(300 * 1024);
+    out.consume(300 * 1024);
+    assert!(out.heap_bytes() >= 1 << 20, "still sending");
+    out.consume(out.len());
+    assert_eq!(out.heap_bytes(), 0, "over keep_drained: freed on draining");
+    assert_eq!(pool::held(), before, "and not kept as a spare");
+}
+
+#[test]
+fn a_burst_behind_a_broadcast_is_given_back_once_it_drains() {
+    let before = pool::held();
+    let mut out = Output::new();
+    out.put_shared(Rc::from(&b"MSG a hi\n"[..]));
+    out.put(&vec![b'x'; 1 << 20]);
+    assert_eq!(out.segment_count(), 2);
+    out.consume(out.len());
+    assert_eq!(
+        out.heap_bytes(),
+        0,
+        "the last owned buffer is over keep_drained"
+    );
+    out.release_if_empty();
+    assert_eq!(pool::held().0, before.0, "no buffer kept");
+    assert_eq!(pool::held().1, before.1);
+}
+
+#[test]
+fn a_mid_sized_buffer_is_kept_while_busy_then_freed_not_pooled() {
+    let policy = Policy::DEFAULT;
+    let before = pool::held();
+    let mut out = burst(128 * 1024);
+    let grown = out.heap_bytes();
+    assert!(grown > policy.spare_buffer_bytes && grown <= policy.keep_drained);
+    out.consume(out.len());
+    assert_eq!(out.heap_bytes(), grown, "kept for the next replies");
+    out.release_if_empty();
+    assert_eq!(out.heap_bytes(), 0, "an idle connection owns nothing");
+    assert_eq!(pool::held(), before, "too large for a spare: freed");
+}
+
+#[test]
+fn the_pool_holds_no_more_than_its_bounds() {
+    let policy = Policy::DEFAULT;
+    let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
+    // Many connections drain at once: each gives back a small buffer and
+    // a queue, more of each than the pool keeps.
+    let mut outs: Vec<Output> = (0..4 * policy.spare_queues)
+        .map(|_| Output::new())
+        .collect();
+    for (i, out) in outs.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            // A batch of replies: one small buffer.
+            out.put(b"OK\n");
+        } else {
+            // Two deliveries: a queue.
+            out.put_shared(Rc::clone(&msg));
+            out.put_shared(Rc::clone(&msg));
+        }
+    }
+    for out in &mut outs {
+        out.consume(out.len());
+        out.release_if_empty();
+        assert_eq!(out.heap_bytes(), 0);
+    }
+    let (buffers, bytes, queues) = pool::held();
+    assert_eq!(buffers, policy.spare_buffers);
+    assert!(bytes <= policy.spare_buffers * policy.spare_buffer_bytes);
+    assert_eq!(queues, policy.spare_queues);
+}
+
+#[test]
+fn the_plain_policy_keeps_nothing() {
+    pool::set_policy(Policy::PLAIN);
+    let mut out = Output::new();
+    out.put(b"OK\n");
+    assert_eq!(out.heap_bytes(), 3, "allocated at the size asked for");
+    out.put_shared(Rc::from(&b"MSG a hi\n"[..]));
+    out.consume(out.len());
+    assert_eq!(out.heap_bytes(), 0, "freed on draining");
+    out.release_if_empty();
+    assert_eq!(pool::held(), (0, 0, 0));
+    pool::set_policy(Policy::DEFAULT);
+}
