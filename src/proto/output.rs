@@ -15,11 +15,10 @@
 //! only for a second one. An empty output owns no heap memory: a drained
 //! connection costs nothing.
 //!
-//! The performance machinery is fenced off in two submodules: [`pool`],
-//! the per-thread spares that buffers and queues are taken from and given
-//! back to, and [`policy`], the one struct of limits that says how large a
-//! buffer starts, which drained ones are kept and how many spares the
-//! pool holds. This file only asks them.
+//! How large a buffer starts and which drained buffers are kept rather
+//! than freed is not decided here but by the one [`Policy`] (the
+//! [`policy`] submodule), with what each rule buys measured in
+//! `benches/output.rs`.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -28,11 +27,13 @@ use std::rc::Rc;
 use super::budget::Reservation;
 
 pub mod policy;
-pub mod pool;
 mod segment;
 
 pub use policy::Policy;
 use segment::Segment;
+
+/// The rules this queue follows.
+const POLICY: Policy = Policy::DEFAULT;
 
 /// What one queued segment costs beyond its bytes: its slot in the queue.
 pub const SEGMENT_COST: usize = std::mem::size_of::<Segment>();
@@ -40,8 +41,8 @@ pub const SEGMENT_COST: usize = std::mem::size_of::<Segment>();
 /// Where the unsent segments live. Most connections never hold more than
 /// one segment at a time (a request/reply connection's batch of replies,
 /// a chat receiver's one delivery per wake-up), so one segment is held
-/// inline and a queue is only taken from the spares for a second: no
-/// queue to take and give back per reply. The same size as the queue
+/// inline and a queue is only allocated for a second: no queue to
+/// allocate and free per reply. The same size as the queue
 /// alone (32 bytes), so a connection grows by nothing.
 #[derive(Default)]
 enum Store {
@@ -109,7 +110,7 @@ impl Output {
     }
 
     /// Queues a segment at the back. The first segment is held inline; a
-    /// second moves both into a queue, taken from the spares.
+    /// second moves both into a queue.
     fn push(&mut self, segment: Segment) {
         if let Store::Empty = self.store {
             // The usual case: a first reply, or a delivery to a receiver
@@ -121,8 +122,8 @@ impl Output {
             Store::Owned(v) if v.is_empty() => {
                 // The drained buffer kept for the next batch: a segment
                 // that is not an owned buffer takes its place, and it
-                // goes back to the spares.
-                pool::give_back_buffer(v);
+                // is freed.
+                drop(v);
                 self.front_sent = 0;
                 Store::holding(segment)
             }
@@ -160,7 +161,7 @@ impl Output {
             append(tail);
             return;
         }
-        let mut tail = pool::buffer(additional);
+        let mut tail = Vec::with_capacity(POLICY.first_capacity(additional));
         append(&mut tail);
         self.push(Segment::Owned(tail));
     }
@@ -368,7 +369,7 @@ impl Output {
             self.front_sent = 0;
             self.shared = 0;
             match &mut self.store {
-                Store::Owned(v) if pool::keeps_drained(v.capacity()) => v.clear(),
+                Store::Owned(v) if POLICY.keeps_drained(v.capacity()) => v.clear(),
                 Store::Shared(_) => {
                     // A delivery sent whole, the usual case for a chat
                     // receiver: only the reference goes, inline (the
@@ -397,12 +398,10 @@ impl Output {
                 self.shared = self.shared.saturating_sub(rc.len());
             }
             if queue.is_empty() {
-                // Drained: the queue goes back to the spares, and the last
-                // owned buffer is kept inline for the next replies.
-                let queue = std::mem::take(queue);
-                pool::give_back_queue(queue);
+                // Drained: the queue is freed, and the last owned buffer
+                // is kept inline for the next replies if it is small.
                 self.store = match done {
-                    Some(Segment::Owned(mut v)) if pool::keeps_drained(v.capacity()) => {
+                    Some(Segment::Owned(mut v)) if POLICY.keeps_drained(v.capacity()) => {
                         v.clear();
                         Store::Owned(v)
                     }
@@ -425,11 +424,11 @@ impl Output {
         }
     }
 
-    /// Frees the buffer of a drained output that holds more than a spare
-    /// may (16 KiB): a long-lived output (the loop's reply
+    /// Frees the buffer of a drained output larger than
+    /// [`Policy::keep_warm`]: a long-lived output (the loop's reply
     /// output) keeps a small buffer warm, never a large one.
     pub fn release_if_large(&mut self) {
-        if self.len == 0 && self.heap_bytes() > pool::policy().spare_buffer_bytes {
+        if self.len == 0 && !POLICY.keeps_warm(self.heap_bytes()) {
             self.release();
         }
     }
@@ -437,18 +436,7 @@ impl Output {
     /// [`Output::release_if_empty`] when there is something to release.
     #[inline(never)]
     fn release(&mut self) {
-        match std::mem::take(&mut self.store) {
-            Store::Owned(buffer) => pool::give_back_buffer(buffer),
-            Store::Queue(mut queue) => {
-                while let Some(segment) = queue.pop_front() {
-                    if let Segment::Owned(buffer) = segment {
-                        pool::give_back_buffer(buffer);
-                    }
-                }
-                pool::give_back_queue(queue);
-            }
-            Store::Empty | Store::Shared(_) => {}
-        }
+        self.store = Store::Empty;
         self.front_sent = 0;
         self.shared = 0;
     }
@@ -502,9 +490,9 @@ impl Output {
     }
 }
 
-/// A queue from the spares holding `first`, then `second` if given.
+/// A new queue holding `first`, then `second` if given.
 fn queue_of(first: Segment, second: Option<Segment>) -> VecDeque<Segment> {
-    let mut queue = pool::queue();
+    let mut queue = VecDeque::with_capacity(4);
     queue.push_back(first);
     queue.extend(second);
     queue

@@ -1,61 +1,65 @@
-//! The tuning of the reply buffers, in one place: how large a new buffer
-//! is, which drained buffers a connection keeps, and how many the
-//! per-thread pool ([`super::pool`]) keeps for any connection. What each
-//! limit buys is measured in `benches/output.rs` and docs/PERFORMANCE.md
-//! ("Reply buffers").
+//! The retention rules of the reply buffers, in one place: how large a new
+//! buffer is, and which drained buffers are kept rather than freed. What
+//! each rule buys is measured in `benches/output.rs` and
+//! docs/PERFORMANCE.md ("Reply buffers").
+//!
+//! Nothing here pools memory between connections: a per-thread pool of
+//! spare buffers and queues measured no better than the allocator (see
+//! docs/PERFORMANCE.md) and was removed. What is kept is kept by its owner:
+//! a busy connection its drained buffer, the loop its one warm reply
+//! output, and an idle connection nothing.
 
-/// The limits on the memory reply queues allocate and keep. Every bound
-/// here is a bound on memory held while idle: an idle connection owns
-/// nothing, and the pool of one thread holds at most
-/// `spare_buffers * spare_buffer_bytes` plus
-/// `spare_queues * spare_queue_slots * SEGMENT_COST` bytes.
+/// The limits on the memory a reply queue allocates and keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Smallest buffer allocated for owned bytes, so that a batch of tiny
     /// replies appended one by one does not reallocate on each append.
     pub min_buffer: usize,
     /// Largest buffer a connection keeps, emptied, once the kernel has
-    /// taken all of it, for the replies to its next requests in the same
-    /// wake-up. A larger one (grown by a burst) is freed as soon as it
-    /// drains.
+    /// taken all of it, for the replies to its next requests while it is
+    /// busy ([`Output::consume`](super::Output::consume)). A larger one,
+    /// grown by a burst, is freed as soon as it drains; every kept buffer
+    /// is freed when the connection is settled idle
+    /// ([`Output::release_if_empty`](super::Output::release_if_empty)).
     pub keep_drained: usize,
-    /// Drained buffers the pool keeps for any connection's next replies.
-    pub spare_buffers: usize,
-    /// Largest buffer (capacity, bytes) the pool keeps as a spare.
-    pub spare_buffer_bytes: usize,
-    /// Drained segment queues the pool keeps: a broadcast to a room of
-    /// this many receivers, each with two messages or more waiting, takes
-    /// them from the pool instead of the allocator.
-    pub spare_queues: usize,
-    /// Largest queue (capacity, in segment slots) the pool keeps.
-    pub spare_queue_slots: usize,
+    /// Largest buffer the loop's one reply output, lent to each
+    /// request/reply connection in turn, keeps warm between turns
+    /// ([`Output::release_if_large`](super::Output::release_if_large)).
+    pub keep_warm: usize,
 }
 
 impl Policy {
-    /// The server's tuning: a 4 KiB first buffer, a drained buffer of up
-    /// to 256 KiB kept while the connection is busy, and a pool of 64
-    /// buffers of up to 16 KiB (1 MiB) and 1024 queues of up to 8 slots
-    /// (320 KiB).
+    /// The server's rules: a 4 KiB first buffer, a drained buffer of up
+    /// to 256 KiB kept while the connection is busy, and a warm reply
+    /// buffer of up to 16 KiB.
     pub const DEFAULT: Policy = Policy {
         min_buffer: 4096,
         keep_drained: 256 * 1024,
-        spare_buffers: 64,
-        spare_buffer_bytes: 16 * 1024,
-        spare_queues: 1024,
-        spare_queue_slots: 8,
+        keep_warm: 16 * 1024,
     };
 
-    /// No pooling and no retention: every buffer is allocated at the size
-    /// first asked for and freed as soon as it drains, as plain code would.
-    /// The baseline the benches measure [`Policy::DEFAULT`] against.
-    pub const PLAIN: Policy = Policy {
-        min_buffer: 0,
-        keep_drained: 0,
-        spare_buffers: 0,
-        spare_buffer_bytes: 0,
-        spare_queues: 0,
-        spare_queue_slots: 0,
-    };
+    /// Capacity of a new buffer that must take `additional` bytes.
+    #[inline]
+    pub const fn first_capacity(&self, additional: usize) -> usize {
+        if additional > self.min_buffer {
+            additional
+        } else {
+            self.min_buffer
+        }
+    }
+
+    /// Whether a busy connection keeps a drained buffer of `capacity` bytes.
+    #[inline]
+    pub const fn keeps_drained(&self, capacity: usize) -> bool {
+        capacity <= self.keep_drained
+    }
+
+    /// Whether the loop's reply output keeps a drained buffer of
+    /// `capacity` bytes between turns.
+    #[inline]
+    pub const fn keeps_warm(&self, capacity: usize) -> bool {
+        capacity <= self.keep_warm
+    }
 }
 
 impl Default for Policy {

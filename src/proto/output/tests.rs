@@ -1,4 +1,4 @@
-//! Unit tests of the reply queue and its pool.
+//! Unit tests of the reply queue and its retention policy.
 
 use super::*;
 use crate::proto::Budget;
@@ -90,17 +90,15 @@ fn drained_queue_can_release_all_memory() {
     assert_eq!(out.heap_bytes(), 0);
 }
 
-fn spare_queues() -> usize {
-    pool::held().2
-}
-
 #[test]
 fn one_delivery_needs_no_queue() {
     let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
-    let before = spare_queues();
     let mut out = Output::new();
     out.put_shared(Rc::clone(&msg));
-    assert_eq!(spare_queues(), before, "held inline, no queue taken");
+    assert!(
+        matches!(out.store, Store::Shared(_)),
+        "held inline, no queue"
+    );
     assert_eq!(out.heap_bytes(), 0, "a shared message is not owned");
     assert_eq!(out.footprint(), 9 + SEGMENT_COST);
     out.consume(4);
@@ -108,29 +106,6 @@ fn one_delivery_needs_no_queue() {
     out.consume(5);
     assert_eq!(Rc::strong_count(&msg), 1, "sent, the copy is released");
     assert_eq!(out.segment_count(), 0);
-}
-
-#[test]
-fn drained_segment_queues_are_reused_not_freed() {
-    let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
-    let mut receivers: Vec<Output> = (0..3).map(|_| Output::new()).collect();
-    let before = spare_queues();
-    for out in &mut receivers {
-        // Two deliveries: the second moves both into a queue.
-        out.put_shared(Rc::clone(&msg));
-        out.put_shared(Rc::clone(&msg));
-        assert_eq!(out.segment_count(), 2);
-        out.consume(out.len());
-        out.release_if_empty();
-        assert_eq!(out.heap_bytes(), 0, "a drained receiver owns nothing");
-    }
-    // Each gave its queue back in turn and the next one took it.
-    assert_eq!(spare_queues(), before + 1);
-    receivers[0].put_shared(Rc::clone(&msg));
-    receivers[0].put_shared(Rc::clone(&msg));
-    assert_eq!(spare_queues(), before, "the next queue is the spare");
-    assert_eq!(receivers[0].take_all(), b"MSG a hi\nMSG a hi\n");
-    assert_eq!(Rc::strong_count(&msg), 1, "sent copies are released");
 }
 
 /// Every way of queueing, interleaved with partial writes of any size,
@@ -215,16 +190,18 @@ mod random_sequences {
 }
 
 #[test]
-fn large_segment_queues_are_not_kept() {
-    let before = spare_queues();
+fn drained_segment_queues_are_freed() {
+    let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
     let mut out = Output::new();
-    for _ in 0..=Policy::DEFAULT.spare_queue_slots {
-        out.put_vec(vec![1; 3]);
+    for _ in 0..9 {
+        out.put_shared(Rc::clone(&msg));
     }
+    out.put_vec(vec![1; 3]);
+    assert!(out.heap_bytes() > 3, "a queue of ten slots");
     out.consume(out.len());
     out.release_if_empty();
-    assert_eq!(spare_queues(), before);
     assert_eq!(out.heap_bytes(), 0);
+    assert_eq!(Rc::strong_count(&msg), 1, "sent copies are released");
 }
 
 #[test]
@@ -275,7 +252,6 @@ fn burst(total: usize) -> Output {
 #[test]
 fn a_buffer_grown_by_a_burst_is_given_back_once_it_drains() {
     let policy = Policy::DEFAULT;
-    let before = pool::held();
     let mut out = burst(1 << 20);
     assert!(out.heap_bytes() >= 1 << 20);
     assert!(out.heap_bytes() > policy.keep_drained);
@@ -285,12 +261,10 @@ fn a_buffer_grown_by_a_burst_is_given_back_once_it_drains() {
     assert!(out.heap_bytes() >= 1 << 20, "still sending");
     out.consume(out.len());
     assert_eq!(out.heap_bytes(), 0, "over keep_drained: freed on draining");
-    assert_eq!(pool::held(), before, "and not kept as a spare");
 }
 
 #[test]
 fn a_burst_behind_a_broadcast_is_given_back_once_it_drains() {
-    let before = pool::held();
     let mut out = Output::new();
     out.put_shared(Rc::from(&b"MSG a hi\n"[..]));
     out.put(&vec![b'x'; 1 << 20]);
@@ -301,65 +275,50 @@ fn a_burst_behind_a_broadcast_is_given_back_once_it_drains() {
         0,
         "the last owned buffer is over keep_drained"
     );
-    out.release_if_empty();
-    assert_eq!(pool::held().0, before.0, "no buffer kept");
-    assert_eq!(pool::held().1, before.1);
 }
 
 #[test]
-fn a_mid_sized_buffer_is_kept_while_busy_then_freed_not_pooled() {
+fn a_mid_sized_buffer_is_kept_while_busy_then_freed_once_idle() {
     let policy = Policy::DEFAULT;
-    let before = pool::held();
     let mut out = burst(128 * 1024);
     let grown = out.heap_bytes();
-    assert!(grown > policy.spare_buffer_bytes && grown <= policy.keep_drained);
+    assert!(grown > policy.keep_warm && grown <= policy.keep_drained);
     out.consume(out.len());
     assert_eq!(out.heap_bytes(), grown, "kept for the next replies");
     out.release_if_empty();
     assert_eq!(out.heap_bytes(), 0, "an idle connection owns nothing");
-    assert_eq!(pool::held(), before, "too large for a spare: freed");
 }
 
 #[test]
-fn the_pool_holds_no_more_than_its_bounds() {
+fn the_warm_reply_output_keeps_a_small_buffer_only() {
     let policy = Policy::DEFAULT;
-    let msg: Rc<[u8]> = Rc::from(&b"MSG a hi\n"[..]);
-    // Many connections drain at once: each gives back a small buffer and
-    // a queue, more of each than the pool keeps.
-    let mut outs: Vec<Output> = (0..4 * policy.spare_queues)
-        .map(|_| Output::new())
-        .collect();
-    for (i, out) in outs.iter_mut().enumerate() {
-        if i % 2 == 0 {
-            // A batch of replies: one small buffer.
-            out.put(b"OK\n");
-        } else {
-            // Two deliveries: a queue.
-            out.put_shared(Rc::clone(&msg));
-            out.put_shared(Rc::clone(&msg));
-        }
-    }
-    for out in &mut outs {
-        out.consume(out.len());
-        out.release_if_empty();
-        assert_eq!(out.heap_bytes(), 0);
-    }
-    let (buffers, bytes, queues) = pool::held();
-    assert_eq!(buffers, policy.spare_buffers);
-    assert!(bytes <= policy.spare_buffers * policy.spare_buffer_bytes);
-    assert_eq!(queues, policy.spare_queues);
+    let mut small = Output::new();
+    small.put(b"OK\n");
+    small.consume(3);
+    small.release_if_large();
+    let kept = small.heap_bytes();
+    assert!(kept > 0 && kept <= policy.keep_warm, "kept warm: {kept}");
+    let mut grown = burst(128 * 1024);
+    grown.consume(grown.len());
+    assert!(grown.heap_bytes() > policy.keep_warm, "kept while busy");
+    grown.release_if_large();
+    assert_eq!(grown.heap_bytes(), 0, "over keep_warm: freed");
 }
 
 #[test]
-fn the_plain_policy_keeps_nothing() {
-    pool::set_policy(Policy::PLAIN);
+fn a_first_buffer_has_room_for_a_batch() {
+    let policy = Policy::DEFAULT;
+    assert_eq!(policy.first_capacity(3), policy.min_buffer);
+    assert_eq!(policy.first_capacity(1 << 20), 1 << 20);
     let mut out = Output::new();
     out.put(b"OK\n");
-    assert_eq!(out.heap_bytes(), 3, "allocated at the size asked for");
-    out.put_shared(Rc::from(&b"MSG a hi\n"[..]));
-    out.consume(out.len());
-    assert_eq!(out.heap_bytes(), 0, "freed on draining");
-    out.release_if_empty();
-    assert_eq!(pool::held(), (0, 0, 0));
-    pool::set_policy(Policy::DEFAULT);
+    assert!(out.heap_bytes() >= policy.min_buffer);
+    for _ in 0..100 {
+        out.put(b"OK\n");
+    }
+    assert_eq!(
+        out.heap_bytes(),
+        policy.first_capacity(3),
+        "no reallocation"
+    );
 }
