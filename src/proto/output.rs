@@ -138,8 +138,9 @@ impl Output {
 
     /// Puts `store` in place of an empty one. The empty store owns
     /// nothing, so it is forgotten, not dropped: the compiler does not
-    /// always see that it is empty and would call the drop for nothing
-    /// (23 instructions, once per reply or delivery).
+    /// always see that it is empty and would call the drop for nothing,
+    /// once per reply or delivery (what that costs: docs/PERFORMANCE.md,
+    /// "Reply buffers").
     fn fill_empty(&mut self, store: Store) {
         debug_assert!(matches!(self.store, Store::Empty));
         std::mem::forget(std::mem::replace(&mut self.store, store));
