@@ -207,7 +207,7 @@ pub struct Server {
     scratch: Box<[u8]>,
     /// The reply output lent to a request/reply connection for one turn
     /// (see [`Conn::borrow_replies`]): the write side's scratch. Always
-    /// empty between turns; holds at most a spare-sized buffer.
+    /// empty between turns; holds at most a `Policy::keep_warm` buffer.
     replies: Output,
     /// Connections to flush at the end of this wake-up.
     flush_list: Vec<usize>,
