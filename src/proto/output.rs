@@ -262,7 +262,8 @@ impl Output {
         if let Store::Empty = self.store {
             // A receiver with nothing queued, the usual case: written in
             // place, not through the general push (one call and its
-            // match on the segment fewer per delivery).
+            // match on the segment fewer per delivery: measured in
+            // docs/PERFORMANCE.md, "Reply buffers").
             return self.fill_empty(Store::Shared(bytes));
         }
         self.push(Segment::Shared(bytes));
@@ -374,7 +375,8 @@ impl Output {
                 Store::Shared(_) => {
                     // A delivery sent whole, the usual case for a chat
                     // receiver: only the reference goes, inline (the
-                    // general drop below is a call and a match).
+                    // general drop below is a call and a match; measured
+                    // in docs/PERFORMANCE.md, "Reply buffers").
                     if let Store::Shared(rc) = std::mem::take(&mut self.store) {
                         drop(rc);
                     }
