@@ -322,3 +322,12 @@ fn a_first_buffer_has_room_for_a_batch() {
         "no reallocation"
     );
 }
+
+#[test]
+fn the_inline_segment_costs_no_room() {
+    assert_eq!(
+        std::mem::size_of::<Store>(),
+        std::mem::size_of::<VecDeque<Segment>>(),
+        "holding one segment inline grows a connection by nothing"
+    );
+}
