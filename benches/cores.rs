@@ -10,7 +10,8 @@
 //! cost of parsing and queueing) and MB/s (large messages: the per-byte
 //! cost of the action).
 //!
-//! Cores measured: the transform header parser and each action, chat
+//! Cores measured: the transform header parser and each action, one
+//! slice of a large shuffle, chat
 //! fan-out into N queues, the upload line counter, and chat's text check; the line framer of
 //! tne, cmd and chat has its own bench, `benches/framing.rs`. Adding a core: write `fn <core>(c: &mut Criterion)`, using
 //! [`feed`], and list it in `criterion_group!`.
@@ -103,6 +104,31 @@ fn transform_actions(c: &mut Criterion) {
         }
         group.finish();
     }
+}
+
+/// One slice of a shuffle of a 128 MiB message, the size the loop gives a
+/// large shuffle before it serves the others (`Slices::DEFAULT`): each
+/// swap touches a random byte of the message, a cache miss or two, so the
+/// slice's time is what a large shuffle makes every other connection wait.
+fn transform_shuffle_slice(c: &mut Criterion) {
+    use onepoll::proto::held::Slices;
+    use onepoll::proto::rng::Rng;
+    const SIZE: usize = 128 << 20;
+    let swaps = Slices::DEFAULT.shuffle_swaps;
+    let mut message: Vec<u8> = (0..SIZE).map(|i| i as u8).collect();
+    let mut rng = Rng::from_seed(1);
+    let mut done = 0;
+    let mut group = c.benchmark_group("transform/shuffle-128MiB");
+    group.throughput(Throughput::Elements(swaps as u64));
+    group.bench_function("one slice", |b| {
+        b.iter(|| {
+            if done + swaps >= SIZE - 1 {
+                done = 0;
+            }
+            done = rng.shuffle_some(black_box(&mut message), done, swaps);
+        })
+    });
+    group.finish();
 }
 
 // -------------------------------------------------------------------- chat
@@ -206,6 +232,7 @@ criterion_group!(
     cores,
     transform_header,
     transform_actions,
+    transform_shuffle_slice,
     chat_fanout,
     upload_lines,
     chat_text

@@ -188,7 +188,7 @@ impl LineFramer {
 
 /// Index of the first LF in `bytes` (SIMD search: see benches/framing.rs).
 /// An empty input, which every batch of lines ends on, is answered here
-/// rather than through memchr's dispatch (some 40 instructions).
+/// rather than through memchr's dispatch.
 #[inline]
 fn find_lf(bytes: &[u8]) -> Option<usize> {
     if bytes.is_empty() {

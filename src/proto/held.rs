@@ -33,13 +33,14 @@ const HEADER_BYTES: usize = 4;
 /// this before it is refused).
 const RANDOM_PIECE: usize = 4096;
 
-/// How much work one slice may do. The defaults keep a slice well under a
-/// millisecond on a small machine; tests use tiny ones.
+/// How much work one slice may do. The defaults keep a slice short next to
+/// a wake-up's other work (one slice of a large shuffle is measured in
+/// `benches/cores.rs`, `transform/shuffle-128MiB`, with the figure in
+/// docs/PERFORMANCE.md); tests use tiny ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slices {
     /// Fisher–Yates swaps per slice. A swap in a large message is a cache
-    /// miss or two (about 12 ns: a 128 MiB shuffle took 1.6 s whole), so
-    /// 64 Ki swaps are well under a millisecond.
+    /// miss or two, so far fewer swaps than reverse pairs fit in a slice.
     pub shuffle_swaps: usize,
     /// Byte pairs a reverse exchanges per slice: sequential, so many more
     /// per slice (1 Mi pairs touch 2 MiB).

@@ -545,9 +545,11 @@ impl Conn {
 
     /// Lends a request/reply connection the loop's reply output for one
     /// turn of reading and replying, if it has nothing unsent: replies are
-    /// then written into a buffer the loop keeps warm, and the turn takes
-    /// no buffer from the spares and gives none back. Returns whether it
-    /// was lent; if so, [`Conn::flush_replies`] must be given it back.
+    /// then written into a buffer the loop keeps warm, and the turn
+    /// allocates no buffer and frees none (what that saves is measured in
+    /// docs/PERFORMANCE.md, "Reply buffers").
+    /// Returns whether it was lent; if so, [`Conn::flush_replies`] must be
+    /// given it back.
     pub fn borrow_replies(&mut self, replies: &mut Output) -> bool {
         if !self.session.is_request_reply() || !self.output.is_empty() || !replies.is_empty() {
             return false;
@@ -558,8 +560,8 @@ impl Conn {
 
     /// Sends a request/reply connection's replies right after its input was
     /// processed: still one write per connection per wake-up, but the
-    /// drained buffer goes straight back, to the loop if it was lent
-    /// (`lent`) or to the spares, for the next connection. So a wake-up
+    /// drained buffer goes straight back to the loop if it was lent
+    /// (`lent`), for the next connection, or is freed. So a wake-up
     /// that serves hundreds of connections holds one reply buffer at a
     /// time, not hundreds (whose freed memory the allocator would keep
     /// resident). If the kernel did not take everything, the connection

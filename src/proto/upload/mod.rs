@@ -94,21 +94,15 @@
 //! served. So one call of `on_input` begins at most [`FILES_PER_TURN`]
 //! files; it then stops and asks the loop for another turn
 //! ([`Session::wants_turn`]), and a client streaming thousands of tiny
-//! files makes the others wait for one such slice at a time. Measured
-//! here (ext4 on a virtual disk, loopback, release build):
-//!
-//! - one `write` per read (`benches/upload_cost.rs`, 1 GiB in 64 KiB
-//!   reads): 1.3–2.2 GiB/s, a median of 25 µs, 37–82 µs at the 99th
-//!   percentile, 0.15–4 ms at the 99.9th, 6–8 ms at worst;
-//! - through the server (`scripts/upload-memory.py`, 1 GiB): 1.1–2.0 GB/s;
-//!   another client's one-line upload on the same loop meanwhile took
-//!   0.12 ms at the median (0.14 ms idle), 0.3–28 ms at the 99th
-//!   percentile, and 140–170 ms at worst: the rename that commits a
-//!   freshly written 1 GiB file, and creates and renames while the kernel
-//!   writes that much back, wait for the filesystem journal (strace: one
-//!   rename of 122–154 ms).
-//!
-//! A slow or nearly full device makes every figure worse.
+//! files makes the others wait for one such slice at a time. What a
+//! `write` per read costs (`benches/upload_cost.rs`), and how long another
+//! client waits meanwhile (`scripts/upload-memory.py`,
+//! `scripts/upload-fairness.py`), is measured in docs/PERFORMANCE.md
+//! ("Upload: file writes are synchronous in the loop"): the worst waits
+//! are not the writes but the rename that commits a freshly written large
+//! file, and creates and renames while the kernel writes that much back,
+//! which wait for the filesystem journal. A slow or nearly full device
+//! makes every figure worse.
 //!
 //! Saves are not flushed to stable storage by default (`--upload-fsync`,
 //! `Config::upload_fsync`, is off): `A` means the file is complete and
@@ -159,11 +153,11 @@ pub const QUIT: u8 = b'Q';
 pub const ERROR: u8 = b'E';
 
 /// Files one call of `on_input` may begin before it gives the others a
-/// turn: each costs a create and a rename on the loop's thread, from tens
-/// of µs on an idle disk to hundreds on a busy one, with the occasional
-/// journal wait. 32 let a bystander's `ECHO` wait up to 70–130 ms on a
-/// busy disk, 8 about 11 ms (`scripts/upload-fairness.py`); the wake-up
-/// per 8 files costs nothing next to the files.
+/// turn: each costs a create and a rename on the loop's thread, with the
+/// occasional journal wait. How long a bystander's `ECHO` waits with 8,
+/// and with 32, is measured by `scripts/upload-fairness.py` (figures in
+/// docs/PERFORMANCE.md); the wake-up per 8 files costs nothing next to
+/// the files.
 pub const FILES_PER_TURN: u32 = 8;
 
 /// State shared by every upload connection: where files go, how large

@@ -26,7 +26,7 @@ pub(super) struct Reading {
     pub(super) scratch: Box<[u8]>,
     /// The reply output lent to a request/reply connection for one turn
     /// (see [`Conn::borrow_replies`]): the write side's scratch. Always
-    /// empty between turns; holds at most a spare-sized buffer.
+    /// empty between turns; holds at most a `Policy::keep_warm` buffer.
     pub(super) replies: Output,
     /// Connections that stopped reading on the read budget, not on
     /// `WouldBlock`, or whose session wants another turn: read (or given
