@@ -215,6 +215,10 @@ pub struct Server {
     /// `WouldBlock`, or whose session wants another turn: read (or given
     /// their turn) again next wake-up without waiting for an event.
     still_ready: Vec<usize>,
+    /// Connections whose event came after this wake-up's read budget was
+    /// spent: they had no turn, so next wake-up they go first, before the
+    /// new events and before `still_ready` (which had theirs).
+    waiting: Vec<usize>,
     /// Bytes read in this wake-up, against [`WAKE_READ_BYTES`].
     wake_read: u64,
     next_id: u64,
@@ -357,6 +361,7 @@ impl Server {
             replies: Output::new(),
             flush_list: Vec::new(),
             still_ready: Vec::new(),
+            waiting: Vec::new(),
             wake_read: 0,
             next_id: 1,
             shutdown_at: None,
@@ -412,12 +417,15 @@ impl Server {
             self.clock.tick();
             let _wake = trace::Wake::begin();
             self.wake_read = 0;
-            // Those left waiting last time go first, then the new events.
-            self.resume_still_ready();
+            // Those that had no turn last time go first, then the new
+            // events, then those that read their share and may hold more.
+            let backlog = self.still_ready.len();
+            self.resume_waiting();
             for event in events.iter() {
                 self.metrics.events += 1;
                 self.dispatch(event);
             }
+            self.resume_still_ready(backlog);
             self.resume_datagrams();
             self.resume_listeners();
             self.resume_accepting();
@@ -473,6 +481,7 @@ impl Server {
 
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.still_ready.is_empty()
+            || !self.waiting.is_empty()
             || !self.datagrams_ready.is_empty()
             || !self.listeners_ready.is_empty()
         {
@@ -633,7 +642,9 @@ impl Server {
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.note_writable();
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        // A listed connection is read in its list's turn, not sooner.
+        if (event.is_readable() || event.is_read_closed() || event.is_error()) && !conn.still_ready
+        {
             let lent = conn.borrow_replies(&mut self.replies);
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
@@ -733,7 +744,7 @@ impl Server {
     fn pump(&mut self, key: usize) {
         if self.wake_read >= WAKE_READ_BYTES {
             // This wake-up has read its share: next wake-up, first.
-            self.mark_still_ready(key);
+            self.mark_waiting(key);
             return;
         }
         let max_sendq = self.config.max_sendq;
@@ -755,7 +766,13 @@ impl Server {
                 }
                 (1, left, true)
             }
-            _ => (READS_PER_WAKE, SCRATCH_BYTES, false),
+            _ => {
+                // A turn reads no more than the wake-up has left (one
+                // read at least), so no wake-up reads much past its budget.
+                let left = WAKE_READ_BYTES.saturating_sub(self.wake_read) as usize;
+                let reads = left.div_ceil(SCRATCH_BYTES).clamp(1, READS_PER_WAKE);
+                (reads, SCRATCH_BYTES, false)
+            }
         };
         let protocol = self.conns.get(key).map(Conn::protocol);
         let read_before = protocol.map_or(0, |p| self.shared.counts.received_by(p));
@@ -888,25 +905,67 @@ impl Server {
         }
     }
 
-    /// Reads again the connections listed last wake-up. One that spends its
-    /// budget again is listed anew, after them, for the next wake-up. (The
-    /// list is walked in place, not taken, so it keeps its capacity: no
-    /// wake-up allocates it.)
-    fn resume_still_ready(&mut self) {
-        let listed = self.still_ready.len();
-        for i in 0..listed {
-            let Some(&key) = self.still_ready.get(i) else {
-                break;
-            };
-            let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.still_ready = false;
+    /// Lists `key` to be read first next wake-up, once: its event came
+    /// after this wake-up's read budget was spent.
+    fn mark_waiting(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            if !conn.still_ready {
+                conn.still_ready = true;
+                self.waiting.push(key);
             }
-            self.pump(key);
-            self.account(key);
-            self.queue_flush(key);
         }
-        self.still_ready.drain(..listed);
+    }
+
+    /// Gives their turn to the connections whose event found last wake-up's
+    /// read budget spent, in the order they came, while the budget lasts.
+    fn resume_waiting(&mut self) {
+        let listed = self.waiting.len();
+        let mut walked = 0;
+        while let Some(&key) = self.waiting.get(walked).filter(|_| walked < listed) {
+            if self.wake_read >= WAKE_READ_BYTES {
+                break;
+            }
+            self.resume_one(key);
+            walked += 1;
+        }
+        // Those not reached keep their place, ahead of any listed since.
+        self.waiting.drain(..walked);
+    }
+
+    /// Reads again the first `listed` connections of `still_ready` (those
+    /// listed before this wake-up), while the read budget lasts, and at
+    /// least one read's worth for the first of them even when the new
+    /// events spent it: a stream of fresh events cannot starve them. One
+    /// that spends its share again is listed anew, at the end; those not
+    /// reached keep their place at the front, so every listed connection
+    /// gets its turn before any gets a second. (The list is walked in
+    /// place, not taken, so it keeps its capacity: no wake-up allocates
+    /// it.)
+    fn resume_still_ready(&mut self, listed: usize) {
+        if listed > 0 && self.wake_read >= WAKE_READ_BYTES {
+            self.wake_read = WAKE_READ_BYTES - SCRATCH_BYTES as u64;
+        }
+        let mut walked = 0;
+        while let Some(&key) = self.still_ready.get(walked).filter(|_| walked < listed) {
+            if self.wake_read >= WAKE_READ_BYTES {
+                break;
+            }
+            self.resume_one(key);
+            walked += 1;
+        }
+        self.still_ready.drain(..walked);
+    }
+
+    /// One listed connection's turn: read (or its session's own work),
+    /// accounted and flushed at the end of the wake-up.
+    fn resume_one(&mut self, key: usize) {
+        let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.still_ready = false;
+        }
+        self.pump(key);
+        self.account(key);
+        self.queue_flush(key);
     }
 
     /// Answers the datagrams waiting on UDP socket `index` (and sends the
