@@ -113,6 +113,21 @@ fn chat_read_bytes(max_sendq: usize) -> usize {
     (max_sendq / (39 + SEGMENT_COST)).clamp(512, SCRATCH_BYTES)
 }
 
+/// The least a request/reply connection's turn reads, however many
+/// connections share the wake-up's budget.
+const TURN_BYTES_MIN: usize = 8 * 1024;
+
+/// Each request/reply connection's share of a wake-up's read budget: the
+/// budget over the connections that may read in it (those listed, and the
+/// events), at least [`TURN_BYTES_MIN`]. One busy connection reads the
+/// whole budget in one turn; when hundreds are busy, each reads a little,
+/// so one pass over them stays within a wake-up or two and a client that
+/// sends a line waits behind a few kilobytes of each, not megabytes.
+fn turn_bytes(listed: usize, events: &Events) -> usize {
+    let busy = listed + events.iter().count();
+    (WAKE_READ_BYTES as usize / busy.max(1)).max(TURN_BYTES_MIN)
+}
+
 fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER - index)
 }
@@ -221,6 +236,9 @@ pub struct Server {
     waiting: Vec<usize>,
     /// Bytes read in this wake-up, against [`WAKE_READ_BYTES`].
     wake_read: u64,
+    /// The most a request/reply connection's turn reads in this wake-up
+    /// (see [`turn_bytes`]).
+    turn_bytes: usize,
     next_id: u64,
     /// Set once shutdown starts: when the drain grace ends.
     shutdown_at: Option<u64>,
@@ -363,6 +381,7 @@ impl Server {
             still_ready: Vec::new(),
             waiting: Vec::new(),
             wake_read: 0,
+            turn_bytes: WAKE_READ_BYTES as usize,
             next_id: 1,
             shutdown_at: None,
             accept_paused_until: None,
@@ -417,6 +436,7 @@ impl Server {
             self.clock.tick();
             let _wake = trace::Wake::begin();
             self.wake_read = 0;
+            self.turn_bytes = turn_bytes(self.waiting.len() + self.still_ready.len(), &events);
             // Those that had no turn last time go first, then the new
             // events, then those that read their share and may hold more.
             let backlog = self.still_ready.len();
@@ -767,11 +787,12 @@ impl Server {
                 (1, left, true)
             }
             _ => {
-                // A turn reads no more than the wake-up has left (one
-                // read at least), so no wake-up reads much past its budget.
+                // A turn reads its share of the wake-up's budget, and no
+                // more than the wake-up has left.
                 let left = WAKE_READ_BYTES.saturating_sub(self.wake_read) as usize;
-                let reads = left.div_ceil(SCRATCH_BYTES).clamp(1, READS_PER_WAKE);
-                (reads, SCRATCH_BYTES, false)
+                let turn = self.turn_bytes.min(left).max(TURN_BYTES_MIN);
+                let reads = turn.div_ceil(SCRATCH_BYTES).clamp(1, READS_PER_WAKE);
+                (reads, turn.min(SCRATCH_BYTES), false)
             }
         };
         let protocol = self.conns.get(key).map(Conn::protocol);
