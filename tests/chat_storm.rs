@@ -1,0 +1,131 @@
+//! Chat storms over real sockets (spec section 5, issue 16 item 4): many
+//! members leaving at once must not cost the server a queue slot per
+//! member per `LEAVE` (N²/2 for N members), and a member that reads is
+//! told every `LEAVE` and stays.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Server, PATIENCE};
+
+/// Members that join and then leave together.
+const MEMBERS: usize = 3000;
+
+/// The server's resident size, in KiB, sampled every millisecond from
+/// another thread; the highest seen.
+struct PeakRss {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl PeakRss {
+    fn start(pid: u32) -> PeakRss {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+                let kib: u64 = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap();
+                p.fetch_max(kib, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(1));
+            }
+        });
+        PeakRss { stop, peak, thread }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// 3,000 silent members leave at once (their owner exits). Each `LEAVE`
+/// went to every member left, one queue slot each (~4,500,000 slots,
+/// ~40 bytes each, piling up within a wake-up of 1,024 events): the RSS
+/// rose by tens of MiB (10,000 members: 1.3 GB, five times the default
+/// --max-memory). The `LEAVE` lines of members closed one after another
+/// now go out joined, one slot per remaining member per batch. A member
+/// that reads gets every `LEAVE` and is not closed.
+#[test]
+fn members_leaving_together_cost_a_slot_per_batch_not_per_leave() {
+    let server = Server::start(&["chat=0"]);
+    let reader = server.connect("chat");
+    let mut lines = BufReader::new(reader.try_clone().unwrap());
+    let mut welcome = String::new();
+    lines.read_line(&mut welcome).unwrap();
+    assert!(welcome.starts_with("WELCOME "), "{welcome:?}");
+
+    // The reader reads everything, counting JOIN and LEAVE lines.
+    let joins = Arc::new(AtomicU64::new(0));
+    let leaves = Arc::new(AtomicU64::new(0));
+    let (j, l) = (joins.clone(), leaves.clone());
+    let reading = thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => return line,
+                Ok(_) if line.starts_with("JOIN ") => {
+                    j.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) if line.starts_with("LEAVE ") => {
+                    if l.fetch_add(1, Ordering::Relaxed) + 1 == MEMBERS as u64 {
+                        return String::new();
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+
+    let members: Vec<TcpStream> = (0..MEMBERS).map(|_| server.connect("chat")).collect();
+    let deadline = Instant::now() + PATIENCE;
+    while joins.load(Ordering::Relaxed) < MEMBERS as u64 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(joins.load(Ordering::Relaxed), MEMBERS as u64, "every JOIN");
+    // Let the server write the JOIN storm out and settle.
+    thread::sleep(Duration::from_millis(300));
+    let before = server.rss_kib();
+
+    let peak = PeakRss::start(server.pid());
+    drop(members);
+    let deadline = Instant::now() + PATIENCE;
+    while !reading.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let peak = peak.finish();
+    assert!(reading.is_finished(), "the reader saw every LEAVE");
+    let last = reading.join().unwrap();
+    assert_eq!(
+        leaves.load(Ordering::Relaxed),
+        MEMBERS as u64,
+        "the reader got every LEAVE, and was not closed (last line {last:?})"
+    );
+    // The reader is still there: it is answered.
+    (&reader).write_all(b"/help\n").unwrap();
+    let mut after = BufReader::new(&reader);
+    let mut line = String::new();
+    after.read_line(&mut line).unwrap();
+    assert!(line.starts_with("OK commands"), "{line:?}");
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 4 * 1024,
+        "the server's RSS grew by {growth} KiB while {MEMBERS} members left \
+         (before {before} KiB, peak {peak} KiB)"
+    );
+}
