@@ -129,3 +129,63 @@ fn members_leaving_together_cost_a_slot_per_batch_not_per_leave() {
          (before {before} KiB, peak {peak} KiB)"
     );
 }
+
+/// A join storm past a small `--max-memory`: each JOIN is queued to every
+/// member (a slot each) before the wake-up's flush writes it, so the total
+/// passes the limit though every member's socket has room. The budget
+/// closes only members that hold something lasting (output their full
+/// socket will not take); before, it closed members in slab order, so the
+/// first to join, a member that reads, went with the silent ones.
+#[test]
+fn a_join_storm_past_the_budget_does_not_close_a_member_that_reads() {
+    const JOINERS: usize = 2000;
+    let server = Server::start(&["chat=0", "--max-memory", "2000000"]);
+    let reader = server.connect("chat");
+    let mut lines = BufReader::new(reader.try_clone().unwrap());
+    let mut welcome = String::new();
+    lines.read_line(&mut welcome).unwrap();
+    assert!(welcome.starts_with("WELCOME "), "{welcome:?}");
+    let joins = Arc::new(AtomicU64::new(0));
+    let j = joins.clone();
+    let reading = thread::spawn(move || {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => return (lines, line),
+                Ok(_) if line.starts_with("JOIN ") => {
+                    if j.fetch_add(1, Ordering::Relaxed) + 1 == JOINERS as u64 {
+                        return (lines, String::new());
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+    let members: Vec<TcpStream> = (0..JOINERS).map(|_| server.connect("chat")).collect();
+    let deadline = Instant::now() + PATIENCE;
+    while !reading.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(reading.is_finished(), "the reader saw every JOIN in time");
+    let (mut lines, last) = reading.join().unwrap();
+    assert_eq!(
+        joins.load(Ordering::Relaxed),
+        JOINERS as u64,
+        "the reader got every JOIN and was not closed (its last line {last:?}); log:\n{}",
+        server
+            .log()
+            .lines()
+            .filter(|l| l.contains("memory"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    (&reader).write_all(b"/help\n").unwrap();
+    let mut line = String::new();
+    while !line.starts_with("OK commands") {
+        line.clear();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "closed");
+    }
+    drop(members);
+}
