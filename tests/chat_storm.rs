@@ -189,3 +189,51 @@ fn a_join_storm_past_the_budget_does_not_close_a_member_that_reads() {
     }
     drop(members);
 }
+
+/// A chat listener takes no more clients in a wake-up than make about
+/// 16,384 `JOIN` deliveries: into a room of 300 members, 54 at a time,
+/// not 64, so that a join storm into a large room keeps each wake-up (and
+/// a bystander's wait) short. Read from `--trace`: the listener's line
+/// says how many it accepted.
+#[test]
+fn a_join_storm_into_a_large_room_is_accepted_a_few_at_a_time() {
+    const ROOM: usize = 300;
+    const STORM: usize = 128;
+    let server = Server::start(&["chat=0", "--trace"]);
+    let mut room = Vec::with_capacity(ROOM + STORM);
+    for _ in 0..ROOM {
+        let stream = server.connect("chat");
+        let mut welcome = String::new();
+        BufReader::new(&stream).read_line(&mut welcome).unwrap();
+        assert!(welcome.starts_with("WELCOME "), "{welcome:?}");
+        room.push(stream);
+    }
+    let mark = server.log().len();
+    // The storm waits in the listen backlog, all of it there at once.
+    server.signal(libc::SIGSTOP);
+    for _ in 0..STORM {
+        room.push(TcpStream::connect(server.addr("chat")).unwrap());
+    }
+    server.signal(libc::SIGCONT);
+    let deadline = Instant::now() + PATIENCE;
+    while server.log()[mark..].matches("registered READABLE").count() < STORM
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = server.log();
+    let accepted: Vec<usize> = log[mark..]
+        .lines()
+        .filter(|l| l.contains("listener chat"))
+        .filter_map(|l| l.split("accepted ").nth(1))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(accepted.iter().sum::<usize>(), STORM, "{accepted:?}");
+    let most = accepted.iter().copied().max().unwrap_or(0);
+    assert!(
+        most <= 16_384 / ROOM,
+        "a wake-up accepted {most} chat clients into a room of {ROOM}+ ({accepted:?})"
+    );
+    drop(room);
+}
