@@ -15,7 +15,12 @@ bystander's round trips while it runs.
 
 --rcvbuf B sets each attacking socket's receive buffer before it connects
 (small: the kernel holds less of what the server sends, so the server's
-own queues carry it). One thread, non-blocking sockets; Linux only.
+own queues carry it). --sources N binds the attacking sockets to N
+loopback addresses in turn (127.0.0.2, 127.0.0.3, ...; default 1: the
+system's choice), so that a server started with `--exempt none` sees a
+storm from N addresses: at most N x --max-conns-per-ip get in. The
+bystander connects from 127.0.0.1 and the report says whether it was
+closed. One thread, non-blocking sockets; Linux only.
 Needs `ulimit -n` above --conns (for the server too).
 """
 
@@ -39,7 +44,8 @@ class Bystander:
 
     def __init__(self, addr, proto, every):
         self.every = every
-        self.sock = socket.create_connection(addr)
+        src = ("127.0.0.1", 0) if addr[0].startswith("127.") else None
+        self.sock = socket.create_connection(addr, source_address=src)
         self.sock.setblocking(False)
         self.proto = proto
         self.buf = b""
@@ -112,6 +118,8 @@ def main():
     ap.add_argument("--secs", type=float, default=20)
     ap.add_argument("--rcvbuf", type=int, default=0)
     ap.add_argument("--every", type=int, default=0, help="bystander period, ms")
+    ap.add_argument("--sources", type=int, default=1,
+                    help="bind attacking sockets to this many addresses from 127.0.0.2")
     a = ap.parse_args()
     host, port = a.addr.rsplit(":", 1)
     addr = (host, int(port))
@@ -141,6 +149,9 @@ def main():
             s = socket.socket()
             if a.rcvbuf:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+            if a.sources > 1:
+                k = 2 + opened % a.sources
+                s.bind((f"127.0.{k // 256}.{k % 256}", 0))
             s.setblocking(False)
             try:
                 s.connect(addr)

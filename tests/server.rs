@@ -229,9 +229,26 @@ fn a_low_descriptor_limit_lowers_max_conns_at_start() {
         assert_eq!(&line, b"See ya later", "connection {i}");
         held.push(stream);
     }
-    // Keep 32 open without BYE to fill the server.
+    // Keep 32 open without BYE to fill the server, once the server has
+    // closed the 32 above (under load it may still hold some: a new
+    // connection was then refused in their place, and the probe accepted
+    // once they went).
     held.clear();
-    let open: Vec<TcpStream> = (0..32).map(|_| server.connect("cmd")).collect();
+    let deadline = Instant::now() + PATIENCE;
+    while server.log().matches("close cmd #").count() < 32 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let open: Vec<TcpStream> = (0..32)
+        .map(|i| {
+            // Each is served (not refused) before the next connects.
+            let mut stream = server.connect("cmd");
+            send(&mut stream, b"HELO t\n");
+            let mut line = [0u8; 7];
+            stream.read_exact(&mut line).unwrap();
+            assert_eq!(&line, b"Hello t", "connection {i}");
+            stream
+        })
+        .collect();
     let mut probe = server.connect("cmd");
     probe.set_read_timeout(Some(PATIENCE)).unwrap();
     let got = read_to_end(&mut probe);

@@ -43,6 +43,11 @@ use std::rc::Rc;
 
 use super::{Group, Shared};
 
+/// No connection has this id (they count from 1): a broadcast that leaves
+/// out nobody, such as a closed member's leaving notice (it has left the
+/// group already).
+pub const NOBODY: u64 = 0;
+
 /// One delivery a core asked for.
 #[derive(Clone, Debug)]
 pub enum Effect {

@@ -7,19 +7,21 @@
 //! 1. `poll` with a timeout from the earliest deadline (none: sleep until
 //!    an event; zero if a connection still has input it was not allowed to
 //!    read last time), then read the clock once;
-//! 2. resume, first, the connections the last wake-up's budgets left with
-//!    work (fairness): unread input, or a session that wants another turn
-//!    for work of its own (a large message done in slices, one per
-//!    wake-up: `Session::wants_turn`) \[reading\];
+//! 2. give their turn, first, to the connections whose event came after
+//!    the last wake-up's read budget was spent (they had none) \[reading\];
 //! 3. handle each event (`dispatch`): accept on a listener until
-//!    `WouldBlock` or `ACCEPTS_PER_WAKE`, each new peer admitted or refused
+//!    `WouldBlock` or its accept budget, each new peer admitted or refused
 //!    by the per-address limits (see [`super::admission`]) \[accepting\];
 //!    answer the datagrams of a UDP socket \[datagrams\]; read a connection
 //!    and feed its session, routing what it asks for after each read
 //!    \[reading, routing\]; a signal starts the shutdown \[shutdown\].
-//!    Reading stops for everyone once the wake-up has read
-//!    `WAKE_READ_BYTES` in all: the rest wait, listed, for the next
-//!    wake-up's step 2;
+//!    Each request/reply turn reads its share of `WAKE_READ_BYTES` (the
+//!    budget over the connections that may read), and reading stops for
+//!    everyone once the wake-up has read the budget in all: the rest wait,
+//!    listed, for the next wake-up's step 2. Then resume the connections
+//!    the last wake-up's budgets left with work (fairness): unread input,
+//!    or a session that wants another turn for work of its own (a large
+//!    message done in slices: `Session::wants_turn`) \[reading\];
 //! 4. resume the UDP sockets and listeners left with work, and accepting
 //!    after a pause \[datagrams, accepting\];
 //! 5. fire due deadlines (idle timeouts, close grace, pacing refills)
@@ -28,9 +30,10 @@
 //! 6. flush every connection touched in this wake-up and left with
 //!    something to write or settle (a request/reply connection whose
 //!    replies all went out right after its turn had its memory counted
-//!    then, and is done), once, settle its interest, count its memory (closing the biggest holders when over
-//!    `--max-memory`), and remove the connections that finished
-//!    \[flushing\]. A long flush (a broadcast's fan-out) polls again
+//!    then, and is done), once, settle its interest, count its memory
+//!    (closing the biggest holders when over `--max-memory`), and remove
+//!    the connections that finished, routing their joined leaving notices
+//!    to receivers flushed in the same walk \[flushing\]. A long flush (a broadcast's fan-out) polls again
 //!    without waiting every `FLUSH_SLICE` connections and handles what
 //!    arrived (step 3), so a message that comes in while a thousand
 //!    receivers are being written joins the writes not yet made instead of
@@ -144,14 +147,20 @@ impl Server {
             let woke = Instant::now();
             self.clock.tick();
             let _wake = trace::Wake::begin();
-            // 2. Those left waiting last time go first...
+            // 2. Those that had no turn last time go first...
             self.reading.wake_read = 0;
-            self.resume_still_ready();
-            // 3. ...then the new events.
+            self.reading.turn_bytes =
+                reading::turn_bytes(self.listed_readers() + events.iter().count());
+            let backlog = self.reading.still_ready.len();
+            self.resume_waiting();
+            // 3. ...then the new events...
             for event in events.iter() {
                 self.metrics.events += 1;
                 self.dispatch(event);
             }
+            // ...then those that read their share last time and may hold
+            // more.
+            self.resume_still_ready(backlog);
             // 4.
             self.resume_datagrams();
             self.resume_listeners();
@@ -197,6 +206,7 @@ impl Server {
 
     fn poll_timeout(&self) -> Option<Duration> {
         if !self.reading.still_ready.is_empty()
+            || !self.reading.waiting.is_empty()
             || !self.datagrams.ready.is_empty()
             || !self.accepting.ready.is_empty()
         {

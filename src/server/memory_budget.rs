@@ -146,7 +146,11 @@ impl MemoryBudget {
     /// so that the total goes back under 90% of the limit, counting the
     /// slot the leaving notices of the broadcast members closed take in the
     /// queue of each of the `group_members` left.
-    /// Connections already closing (dead, or marked slow) are left out.
+    /// Connections already closing (dead, or marked slow) are left out, and
+    /// so are those that hold nothing lasting (see [`Conn::lasting_charge`]):
+    /// when only those make the total, none is closed, and the total may
+    /// pass the limit until the wake-up's flush (one wake-up's deliveries:
+    /// a join storm's accepts x the members x a queue slot).
     pub fn pick_biggest(
         &mut self,
         conns: &Slab<Conn>,
@@ -168,7 +172,12 @@ impl MemoryBudget {
                         key,
                         member,
                     )
-                }),
+                })
+                // Holding nothing that lasts (a reader with output
+                // queued in this wake-up): never a victim, however much
+                // is queued for it; the flush at the end of the wake-up
+                // writes it.
+                .filter(|h| h.0 > 0),
         );
         self.holders
             .sort_unstable_by_key(|h| std::cmp::Reverse(h.0));

@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::Token;
 
 use crate::config::Protocol;
-use crate::proto::{AnySession, Pacing};
+use crate::proto::{AnySession, Group, Pacing};
 use crate::server::admission::{self, Admission, Refusal};
 use crate::server::conn::Conn;
 use crate::server::listener::{AcceptError, Listener, ReserveFd, Shed};
@@ -26,6 +26,13 @@ use super::{listener_token, Server};
 /// bystander's request waiting for seconds. The rest wait for the next
 /// wake-up, after every other connection's turn.
 const ACCEPTS_PER_WAKE: usize = 64;
+
+/// Arrival notices a broadcast group's listener may queue per wake-up:
+/// each connection accepted into a group is announced to every member, so
+/// a listener whose group is large accepts as many as make this many
+/// deliveries (one at least), and a join storm into a big group costs
+/// each wake-up a bounded fan-out and flush.
+const ARRIVALS_FANOUT_PER_WAKE: usize = 16 * 1024;
 
 /// How long accepting pauses after an accept error the reserve descriptor
 /// cannot cure.
@@ -52,13 +59,21 @@ pub(super) struct Accepting {
 
 impl Server {
     /// Accepts on listener `index` until `WouldBlock`, or until
-    /// [`ACCEPTS_PER_WAKE`] connections were taken (or shed): then it is
-    /// listed to go on next wake-up.
+    /// [`ACCEPTS_PER_WAKE`] connections were taken (or shed; fewer into a
+    /// large broadcast group, see [`ARRIVALS_FANOUT_PER_WAKE`]): then it
+    /// is listed to go on next wake-up.
     pub(super) fn accept_all(&mut self, index: usize) {
         if self.shutdown_at.is_some() || self.accepting.paused_until.is_some() {
             return;
         }
-        for _ in 0..ACCEPTS_PER_WAKE {
+        let accepts = match self.accepting.listeners.get(index) {
+            Some(l) if !l.protocol.declaration().flow.is_request_reply() => {
+                let members = self.shared.group().member_count();
+                (ARRIVALS_FANOUT_PER_WAKE / members.max(1)).clamp(1, ACCEPTS_PER_WAKE)
+            }
+            _ => ACCEPTS_PER_WAKE,
+        };
+        for _ in 0..accepts {
             let Some(listener) = self.accepting.listeners.get(index) else {
                 return;
             };
@@ -157,6 +172,9 @@ impl Server {
                 log::debug!("TCP_NODELAY on {peer}: {e}");
             }
         }
+        // Notices of closes still to route go out first: this peer joins
+        // after them.
+        self.route();
         let id = self.accepting.next_id;
         self.accepting.next_id += 1;
         let entry = self.conns.vacant_entry();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use mio::{Events, Registry, Token};
 
 use crate::config::CLOSE_GRACE;
+use crate::proto::effects::NOBODY;
 use crate::proto::{CloseReason, Effect, Group};
 use crate::server::metrics::Closed;
 use crate::server::timers::TimerKind;
@@ -105,12 +106,20 @@ impl Server {
         // allocates it.
         let listed = self.flushing.list.len();
         let mut i = 0;
-        while let Some(&key) = self.flushing.list.get(i) {
-            self.flush_one(key);
-            i += 1;
-            if i % FLUSH_SLICE == 0 && i < listed {
-                self.poll_between_slices(events);
+        loop {
+            while let Some(&key) = self.flushing.list.get(i) {
+                self.flush_one(key);
+                i += 1;
+                if i % FLUSH_SLICE == 0 && i < listed {
+                    self.poll_between_slices(events);
+                }
             }
+            if self.routing.effects.is_empty() && self.routing.slow.is_empty() {
+                break;
+            }
+            // The leaving notices of those closed in the walk, joined:
+            // their receivers join the list and are flushed in this walk.
+            self.route();
         }
         self.flushing.list.clear();
     }
@@ -170,8 +179,19 @@ impl Server {
             return;
         };
         let reason = conn.final_reason();
+        let before = io.effects.len();
         conn.end_session(&mut io, reason);
-        self.route();
+        // Its leaving notice waits for the next routing (before the next
+        // core call, or at the end of the flush walk) and leaves out
+        // nobody: the closed member has left the group. So the notices of
+        // members closed one after another (a thousand clients gone at
+        // once) join into one message, one queue slot per member left,
+        // instead of one slot per member per notice: N²/2 slots for N.
+        for effect in io.effects.iter_mut().skip(before) {
+            if let Effect::Broadcast { except, .. } = effect {
+                *except = NOBODY;
+            }
+        }
         let conn = self.conns.remove(key);
         self.memory.forget(&conn);
         self.routing.index.remove(conn.id());

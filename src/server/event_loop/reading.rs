@@ -14,12 +14,28 @@ use crate::server::trace;
 use super::{Server, SCRATCH_BYTES};
 
 /// Bytes one wake-up reads from all connections together. Past it, the
-/// connections not yet read wait for the next wake-up (listed like those
-/// that spent their own read budget, and served first then): whatever
-/// many busy clients send at once, a wake-up's reading and parsing stays
-/// a few milliseconds, and a quiet client's request waits behind at most
-/// that much.
-const WAKE_READ_BYTES: u64 = 4 * 1024 * 1024;
+/// connections not yet read wait for the next wake-up (listed apart from
+/// those that read their share, and served first then): whatever many
+/// busy clients send at once, a wake-up's reading, parsing and writing the
+/// replies stays short, and a quiet client's request waits behind at most
+/// that much. One busy connection alone costs one more `epoll_wait` per
+/// budget read (docs/PERFORMANCE.md, "Fair turns", has the figures).
+const WAKE_READ_BYTES: u64 = 1024 * 1024;
+
+/// The least a request/reply connection's turn reads, however many
+/// connections share the wake-up's budget.
+const TURN_BYTES_MIN: usize = 8 * 1024;
+
+/// Each request/reply connection's share of a wake-up's read budget: the
+/// budget over the `busy` connections that may read in it (those listed,
+/// and the events), at least [`TURN_BYTES_MIN`]. One busy connection reads
+/// the whole budget in one turn; when hundreds are busy, each reads a
+/// little, so one pass over them stays within a wake-up or two and a
+/// client that sends a line waits behind a few kilobytes of each, not
+/// megabytes.
+pub(super) fn turn_bytes(busy: usize) -> usize {
+    (WAKE_READ_BYTES as usize / busy.max(1)).max(TURN_BYTES_MIN)
+}
 
 /// Reading's state: the buffer every read goes into, and the budgets.
 pub(super) struct Reading {
@@ -32,8 +48,15 @@ pub(super) struct Reading {
     /// `WouldBlock`, or whose session wants another turn: read (or given
     /// their turn) again next wake-up without waiting for an event.
     pub(super) still_ready: Vec<usize>,
+    /// Connections whose event came after the wake-up's read budget was
+    /// spent: they had no turn, so next wake-up they go first, before the
+    /// new events and before `still_ready` (which had theirs).
+    pub(super) waiting: Vec<usize>,
     /// Bytes read in this wake-up, against [`WAKE_READ_BYTES`].
     pub(super) wake_read: u64,
+    /// The most a request/reply connection's turn reads in this wake-up
+    /// (see [`turn_bytes`]).
+    pub(super) turn_bytes: usize,
     /// Broadcast members read in this wake-up: their read allowance
     /// ([`Conn::read_this_wake`]) is reset when it ends.
     pub(super) allowance_readers: Vec<usize>,
@@ -53,7 +76,10 @@ impl Server {
         if event.is_writable() || event.is_write_closed() || event.is_error() {
             conn.note_writable();
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
+        // A listed connection is read in its list's turn, not sooner.
+        if (event.is_readable() || event.is_read_closed() || event.is_error())
+            && !conn.marks().is_still_ready()
+        {
             let lent = conn.borrow_replies(&mut self.reading.replies);
             self.pump(key);
             if let Some(conn) = self.conns.get_mut(key) {
@@ -90,9 +116,12 @@ impl Server {
     /// instead of being dropped for the sender's burst. A paced protocol
     /// ([`Pacing::Lines`]) is read only while it has tokens.
     pub(super) fn pump(&mut self, key: usize) {
+        // What closes left to route (their joined leaving notices, see
+        // `close`) goes out before this core call's own.
+        self.route();
         if self.reading.wake_read >= WAKE_READ_BYTES {
             // This wake-up has read its share: next wake-up, first.
-            self.mark_still_ready(key);
+            self.mark_waiting(key);
             return;
         }
         let max_sendq = self.config.max_sendq;
@@ -118,7 +147,14 @@ impl Server {
                 }
                 (1, left, true)
             }
-            Flow::RequestReply => (READS_PER_WAKE, SCRATCH_BYTES, false),
+            Flow::RequestReply => {
+                // A turn reads its share of the wake-up's budget, and no
+                // more than the wake-up has left.
+                let left = WAKE_READ_BYTES.saturating_sub(self.reading.wake_read) as usize;
+                let turn = self.reading.turn_bytes.min(left).max(TURN_BYTES_MIN);
+                let reads = turn.div_ceil(SCRATCH_BYTES).clamp(1, READS_PER_WAKE);
+                (reads, turn.min(SCRATCH_BYTES), false)
+            }
         };
         let more = self.read_turn(key, reads, read_len, allowance);
         if paced && !self.paced(key) {
@@ -241,24 +277,71 @@ impl Server {
         }
     }
 
-    /// Reads again the connections listed last wake-up. One that spends its
-    /// budget again is listed anew, after them, for the next wake-up. (The
-    /// list is walked in place, not taken, so it keeps its capacity: no
-    /// wake-up allocates it.)
-    pub(super) fn resume_still_ready(&mut self) {
-        let listed = self.reading.still_ready.len();
-        for i in 0..listed {
-            let Some(&key) = self.reading.still_ready.get(i) else {
+    /// Lists `key` to be read first next wake-up, once: its event came
+    /// after this wake-up's read budget was spent.
+    pub(super) fn mark_waiting(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.marks_mut()
+                .enlist_still_ready(key, &mut self.reading.waiting);
+        }
+    }
+
+    /// The connections that may read in this wake-up, the events aside:
+    /// those listed by the last one.
+    pub(super) fn listed_readers(&self) -> usize {
+        self.reading.waiting.len() + self.reading.still_ready.len()
+    }
+
+    /// Gives their turn to the connections whose event found last
+    /// wake-up's read budget spent, in the order they came, while the
+    /// budget lasts; those not reached keep their place, ahead of any
+    /// listed since.
+    pub(super) fn resume_waiting(&mut self) {
+        let listed = self.reading.waiting.len();
+        let mut walked = 0;
+        while walked < listed && self.reading.wake_read < WAKE_READ_BYTES {
+            let Some(&key) = self.reading.waiting.get(walked) else {
                 break;
             };
-            let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.marks_mut().resumed();
-            }
-            self.pump(key);
-            self.queue_flush(key);
+            self.resume_one(key);
+            walked += 1;
         }
-        self.reading.still_ready.drain(..listed);
+        self.reading.waiting.drain(..walked);
+    }
+
+    /// Reads again the first `listed` connections of `still_ready` (those
+    /// listed before this wake-up), while the read budget lasts, and at
+    /// least one read's worth for the first of them even when the new
+    /// events spent it: a stream of fresh events cannot starve them. One
+    /// that spends its share again is listed anew, at the end; those not
+    /// reached keep their place at the front, so every listed connection
+    /// gets its turn before any gets a second. (The list is walked in
+    /// place, not taken, so it keeps its capacity: no wake-up allocates
+    /// it.)
+    pub(super) fn resume_still_ready(&mut self, listed: usize) {
+        if listed > 0 && self.reading.wake_read >= WAKE_READ_BYTES {
+            self.reading.wake_read = WAKE_READ_BYTES - SCRATCH_BYTES as u64;
+        }
+        let mut walked = 0;
+        while walked < listed && self.reading.wake_read < WAKE_READ_BYTES {
+            let Some(&key) = self.reading.still_ready.get(walked) else {
+                break;
+            };
+            self.resume_one(key);
+            walked += 1;
+        }
+        self.reading.still_ready.drain(..walked);
+    }
+
+    /// One listed connection's turn: read (or its session's own work),
+    /// then flushed at the end of the wake-up.
+    fn resume_one(&mut self, key: usize) {
+        let _trace = trace::Scope::step("resume", || self.trace_name(Token(key)));
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.marks_mut().resumed();
+        }
+        self.pump(key);
+        self.queue_flush(key);
     }
 
     /// Gives the broadcast members read in this wake-up their whole read

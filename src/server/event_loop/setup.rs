@@ -28,7 +28,7 @@ use super::accepting::Accepting;
 use super::datagrams::Datagrams;
 use super::deadlines::Deadlines;
 use super::flushing::Flushing;
-use super::reading::Reading;
+use super::reading::{self, Reading};
 use super::routing::Routing;
 use super::{datagram_token, listener_token, Server, SCRATCH_BYTES, SIGNAL_TOKEN};
 
@@ -217,7 +217,9 @@ impl Server {
                 scratch: vec![0; SCRATCH_BYTES].into_boxed_slice(),
                 replies: Output::new(),
                 still_ready: Vec::new(),
+                waiting: Vec::new(),
                 wake_read: 0,
+                turn_bytes: reading::turn_bytes(1),
                 allowance_readers: Vec::new(),
                 pacing: PacingLimit {
                     rate: config.chat_rate,
