@@ -46,6 +46,10 @@
 //! high-water mark, or many connections closed), the loop asks it to
 //! return free pages to the kernel ([`crate::sys::trim_heap`]), at most
 //! once per [`TRIM_INTERVAL_MS`], waking up for it if the loop is idle.
+//! And so that a large buffer's pages go back the moment it is freed,
+//! large buffers get mappings of their own ([`crate::sys::give_back_large_frees`],
+//! set when the budget is made): under a surge, what the budget frees by
+//! closing connections leaves the resident size at once.
 
 use slab::Slab;
 
@@ -99,8 +103,10 @@ pub struct MemoryBudget {
 }
 
 impl MemoryBudget {
-    /// An empty budget of `limit` bytes.
+    /// An empty budget of `limit` bytes (and the allocator told to give
+    /// large buffers back when they are freed).
     pub fn new(limit: usize) -> MemoryBudget {
+        crate::sys::give_back_large_frees();
         MemoryBudget {
             buffered_bytes: 0,
             limit,

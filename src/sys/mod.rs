@@ -14,4 +14,4 @@ pub mod fd;
 pub mod process;
 pub mod socket;
 
-pub use process::trim_heap;
+pub use process::{give_back_large_frees, trim_heap};
