@@ -173,6 +173,10 @@ struct Sender {
     alive: bool,
 }
 
+/// A greeted connection: the nonblocking stream, its nick, and the bytes
+/// read past its `WELCOME` line.
+type Opened = (TcpStream, Vec<u8>, Vec<u8>);
+
 /// Connections opened together before their greetings are read: the
 /// server then accepts them in a few wake-ups and announces each wave's
 /// arrivals (`JOIN`) to the members in one write each, not one write per
@@ -186,7 +190,7 @@ fn open_many(
     target: SocketAddr,
     timeout: Duration,
     count: usize,
-) -> Result<Vec<(TcpStream, Vec<u8>, Vec<u8>)>, BenchError> {
+) -> Result<Vec<Opened>, BenchError> {
     let mut opened = Vec::with_capacity(count);
     while opened.len() < count {
         let wave = OPEN_WAVE.min(count - opened.len());
@@ -213,10 +217,7 @@ fn setup_error(target: SocketAddr, e: io::Error) -> BenchError {
 /// line, each within `timeout`; returns the nonblocking stream, the nick
 /// and bytes read past the line. A greeting that does not come, or is not
 /// `WELCOME`, is [`BenchError::NoReply`], saying what came instead.
-fn open(
-    target: SocketAddr,
-    timeout: Duration,
-) -> Result<(TcpStream, Vec<u8>, Vec<u8>), BenchError> {
+fn open(target: SocketAddr, timeout: Duration) -> Result<Opened, BenchError> {
     greet(target, timeout, connect(target, timeout)?)
 }
 
@@ -225,7 +226,7 @@ fn greet(
     target: SocketAddr,
     timeout: Duration,
     sock: std::net::TcpStream,
-) -> Result<(TcpStream, Vec<u8>, Vec<u8>), BenchError> {
+) -> Result<Opened, BenchError> {
     let setup = |e: io::Error| setup_error(target, e);
     sock.set_nodelay(true).map_err(setup)?;
     sock.set_read_timeout(Some(timeout)).map_err(setup)?;
