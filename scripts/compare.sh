@@ -18,8 +18,8 @@
 # median of the round-by-round ratios. The builds are looked for in
 # $CARGO_TARGET_DIR/release when it is set. --fast leaves out the rows
 # only the full matrix runs (FULL_ONLY in scripts/lib.sh: the room of
-# 10,000 chat receivers, which takes ~20,000 descriptors and a minute per
-# round to fill and drain). The chat rooms of 5,000 and 10,000 receivers
+# 10,000 chat receivers, which takes ~20,000 descriptors and 10-20 s per
+# server per round to fill and settle). The chat rooms of 5,000 and 10,000 receivers
 # need each side to hold ~10,000 descriptors: the soft limit is raised to
 # the hard one (20,000 here), and onepoll runs with --max-conns 10100.
 #
