@@ -4,7 +4,7 @@
 # of the first server's figure to each other's; then draws each row's
 # latency distribution, onepoll beside the peers (DIR/latency.png).
 #
-#   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--only-onepoll] [--no-build] [NAME=COMMAND ...]
+#   scripts/compare.sh [-r ROUNDS] [-d SECS] [-o DIR] [--only REGEX] [--fast] [--only-onepoll] [--no-build] [NAME=COMMAND ...]
 #
 # Default: onepoll against the two reference servers (c-epoll/ and
 # tokio-tuned/) whose sources the directory PEERS holds, built into /tmp
@@ -16,7 +16,12 @@
 # a noisy machine hits the servers alike. A COMMAND gets PROTOCOL=PORT
 # appended. Prints the median over the rounds, the best round, and the
 # median of the round-by-round ratios. The builds are looked for in
-# $CARGO_TARGET_DIR/release when it is set.
+# $CARGO_TARGET_DIR/release when it is set. --fast leaves out the rows
+# only the full matrix runs (FULL_ONLY in scripts/lib.sh: the room of
+# 10,000 chat receivers, which takes ~20,000 descriptors and 10-20 s per
+# server per round to fill and settle). The chat rooms of 5,000 and 10,000 receivers
+# need each side to hold ~10,000 descriptors: the soft limit is raised to
+# the hard one (20,000 here), and onepoll runs with --max-conns 10100.
 #
 # Examples:
 #   PEERS=/path/to/peers scripts/compare.sh
@@ -28,7 +33,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-ROUNDS=3 DURATION=5 OUT="" BUILD=1 ONLY="" ALONE=0
+ROUNDS=3 DURATION=5 OUT="" BUILD=1 ONLY="" ALONE=0 FAST=0
 while (($#)); do
     case $1 in
         -r) ROUNDS=$2; shift 2 ;;
@@ -36,6 +41,7 @@ while (($#)); do
         -o) OUT=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --only-onepoll) ALONE=1; shift ;;
+        --fast) FAST=1; shift ;;
         --no-build) BUILD=0; shift ;;
         -h | --help) sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; exit 0 ;;
         -*) log "unknown option $1 (see --help)"; exit 2 ;;
@@ -54,7 +60,7 @@ else
         log "no peers ${PEERS:+at $PEERS }(set PEERS=DIR to compare with them): running onepoll alone, as --only-onepoll does"
         ALONE=1
     fi
-    NAMES=(onepoll) CMDS=("$RELEASE/onepoll -q -b 127.0.0.1 --chat-rate 0")
+    NAMES=(onepoll) CMDS=("$RELEASE/onepoll -q -b 127.0.0.1 --chat-rate 0 --max-conns 10100")
     if ((!ALONE)); then
         NAMES+=(c-epoll tokio-tuned)
         CMDS+=("/tmp/onepoll-c -q -b 127.0.0.1"
@@ -71,6 +77,38 @@ drop_server() {
     log "${NAMES[$1]}: $2; compared without it"
     unset 'NAMES[$1]' 'CMDS[$1]'
     NAMES=("${NAMES[@]}") CMDS=("${CMDS[@]}")
+}
+
+# The large chat rooms' second figure (issue 17, item 6): p99 delivery
+# latency, median over the rounds, per server and as a ratio to the first.
+print_room_latency() { # CSV LABEL...
+    local csv=$1 row name l v first
+    shift
+    local rows
+    rows=$(matrix_rows | cut -d'|' -f1 | grep -E '^chat-[0-9]+k$' || true)
+    [[ -n $rows ]] || return 0
+    echo
+    echo "p99 delivery latency in the large rooms, µs (median over the rounds; lower is better):"
+    printf '%-16s' row
+    for l in "$@"; do printf ' %14s' "$l"; done
+    for l in "${@:2}"; do printf ' %14s' "$1/$l"; done
+    printf '\n'
+    for name in $rows; do
+        printf '%-16s' "$name"
+        first=""
+        local vals=()
+        for l in "$@"; do
+            v=$(csv_values "$csv" "$l|$name" p99_us | median)
+            vals+=("$v")
+            printf ' %14s' "${v:-skipped}"
+        done
+        for i in "${!vals[@]}"; do
+            ((i == 0)) && continue
+            awk -v a="${vals[0]}" -v b="${vals[$i]}" 'BEGIN {
+                if (a == "" || b == "" || b + 0 == 0) printf " %14s", "-"; else printf " %14.2f", a / b }'
+        done
+        printf '\n'
+    done
 }
 
 if ((BUILD)); then
@@ -134,6 +172,7 @@ done
 echo "compare: ${NAMES[*]}; $ROUNDS rounds interleaved, $DURATION s per row; CSV in $CSV"
 if ((${#NAMES[@]} == 1)); then
     print_single_table "$CSV" "${NAMES[0]}"
+    print_room_latency "$CSV" "${NAMES[0]}"
     plot_rows "$OUT"
     exit 0
 fi
@@ -154,4 +193,5 @@ echo
 echo "The same over the rounds in which both servers ran in the machine's fast mode (cross-CPU round trip"
 echo "within ${FAST_FACTOR}x the lowest seen, before and after each run), then how many rounds that was:"
 print_paired_ratios --fast "$CSV" "${NAMES[@]}"
+print_room_latency "$CSV" "${NAMES[@]}"
 plot_rows "$OUT"

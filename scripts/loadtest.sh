@@ -35,7 +35,7 @@ while (($#)); do
         *) log "unknown option $1 (see --help)"; exit 2 ;;
     esac
 done
-CMD=${*:-$RELEASE/onepoll -q -b 127.0.0.1 --chat-rate 0}
+CMD=${*:-$RELEASE/onepoll -q -b 127.0.0.1 --chat-rate 0 --max-conns 10100}
 LABEL=$(basename "${CMD%% *}")
 BENCH=$RELEASE/onepoll-bench
 OUT=${OUT:-$TARGET_DIR/loadtest/$(date +%Y%m%d-%H%M%S)}

@@ -788,3 +788,39 @@ fn the_client_exits_1_when_the_server_cannot_be_reached() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect"));
 }
+
+/// The load generator fills a room larger than one of its opening waves
+/// (256 connections opened before their greetings are read, so that the
+/// server announces a wave's arrivals in one write per member), and the
+/// run's messages reach every receiver of both waves: a sender keeps 4
+/// messages in flight, so more than 8 deliveries per receiver means that
+/// messages completed, which takes all 300 receivers having them.
+#[test]
+fn the_bench_fills_a_room_in_waves_and_every_receiver_gets_the_messages() {
+    let server = Server::start(&["--chat-rate", "0", "chat=0"]);
+    let port = server.addr("chat").port().to_string();
+    let csv = std::env::temp_dir().join(format!("chat-waves-{}.csv", std::process::id()));
+    let _ = std::fs::remove_file(&csv);
+    let out = Command::new(env!("CARGO_BIN_EXE_onepoll-bench"))
+        .args(["chat", "-p", &port, "--receivers", "300", "-P", "4"])
+        .args(["-d", "1", "-q", "--csv"])
+        .arg(&csv)
+        .output()
+        .expect("run onepoll-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" 0 errors, 0 disconnects"), "{stdout}");
+    let text = std::fs::read_to_string(&csv).expect("the CSV row");
+    let _ = std::fs::remove_file(&csv);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    let field = |name: &str| row[header.iter().position(|h| *h == name).expect(name)];
+    assert_eq!(field("conns"), "300", "{text}");
+    let ops: u64 = field("ops").parse().expect("ops");
+    assert!(
+        ops > 300 * 8,
+        "messages did not complete: {ops} deliveries\n{text}"
+    );
+}
