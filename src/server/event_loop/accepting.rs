@@ -30,9 +30,16 @@ const ACCEPTS_PER_WAKE: usize = 64;
 /// Arrival notices a broadcast group's listener may queue per wake-up:
 /// each connection accepted into a group is announced to every member, so
 /// a listener whose group is large accepts as many as make this many
-/// deliveries (one at least), and a join storm into a big group costs
-/// each wake-up a bounded fan-out and flush.
+/// deliveries, and a join storm into a big group costs each wake-up a
+/// bounded fan-out.
 const ARRIVALS_FANOUT_PER_WAKE: usize = 16 * 1024;
+
+/// The fewest a broadcast group's listener accepts per wake-up (while
+/// peers wait), however large the group: after the accepts, the flush
+/// writes every member, so the arrivals of one wake-up share that flush.
+/// One arrival per wake-up would make filling a group of N members cost
+/// N² writes (a room of 10,000 took minutes to fill).
+const ARRIVALS_MIN_PER_WAKE: usize = 16;
 
 /// How long accepting pauses after an accept error the reserve descriptor
 /// cannot cure.
@@ -69,7 +76,8 @@ impl Server {
         let accepts = match self.accepting.listeners.get(index) {
             Some(l) if !l.protocol.declaration().flow.is_request_reply() => {
                 let members = self.shared.group().member_count();
-                (ARRIVALS_FANOUT_PER_WAKE / members.max(1)).clamp(1, ACCEPTS_PER_WAKE)
+                (ARRIVALS_FANOUT_PER_WAKE / members.max(1))
+                    .clamp(ARRIVALS_MIN_PER_WAKE, ACCEPTS_PER_WAKE)
             }
             _ => ACCEPTS_PER_WAKE,
         };
