@@ -46,10 +46,12 @@
 //! high-water mark, or many connections closed), the loop asks it to
 //! return free pages to the kernel ([`crate::sys::trim_heap`]), at most
 //! once per [`TRIM_INTERVAL_MS`], waking up for it if the loop is idle.
-//! And so that a large buffer's pages go back the moment it is freed,
-//! large buffers get mappings of their own ([`crate::sys::give_back_large_frees`],
-//! set when the budget is made): under a surge, what the budget frees by
-//! closing connections leaves the resident size at once.
+//! And from the first time the total passes the limit, large buffers get
+//! mappings of their own ([`crate::sys::give_back_large_frees`]), so that
+//! what the budget frees by closing connections leaves the resident size at
+//! once instead of staying in the heap. Not before: a server that never
+//! passes its budget keeps glibc's own rule, which reuses large buffers
+//! without a page fault per page (a 64 MiB transform, say).
 
 use slab::Slab;
 
@@ -98,15 +100,16 @@ pub struct MemoryBudget {
     last_trim: Option<u64>,
     /// A trim is wanted but waits for [`TRIM_INTERVAL_MS`].
     trim_pending: bool,
+    /// The total has passed the limit once: large buffers have mappings
+    /// of their own since.
+    pressed: bool,
     /// When to log the total next (debug level, once a second).
     next_report: u64,
 }
 
 impl MemoryBudget {
-    /// An empty budget of `limit` bytes (and the allocator told to give
-    /// large buffers back when they are freed).
+    /// An empty budget of `limit` bytes.
     pub fn new(limit: usize) -> MemoryBudget {
-        crate::sys::give_back_large_frees();
         MemoryBudget {
             buffered_bytes: 0,
             limit,
@@ -120,6 +123,7 @@ impl MemoryBudget {
             high_conns: 0,
             last_trim: None,
             trim_pending: false,
+            pressed: false,
             next_report: 0,
         }
     }
@@ -163,6 +167,9 @@ impl MemoryBudget {
         group_members: usize,
         victims: &mut Vec<usize>,
     ) {
+        if !std::mem::replace(&mut self.pressed, true) {
+            crate::sys::give_back_large_frees();
+        }
         self.holders.clear();
         self.holders.extend(
             conns
