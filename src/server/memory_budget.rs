@@ -51,7 +51,7 @@
 //! what the budget frees by closing connections leaves the resident size at
 //! once instead of staying in the heap. Not before: a server that never
 //! passes its budget keeps glibc's own rule, which reuses large buffers
-//! without a page fault per page (a 64 MiB transform, say).
+//! without a page fault per page (a 64 MiB message, say).
 
 use slab::Slab;
 
